@@ -1,0 +1,491 @@
+//! Settings: one TOML file, every setting with a default, environment overrides
+//! (`PERSONALIZER_<SECTION>__<KEY>`), and validation that names the setting at fault.
+//!
+//! `config/personalizer.toml` lists every setting with its default and meaning; a test
+//! keeps that file and these defaults equal.
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Prefix of environment variables that override settings; `__` separates sections.
+pub const ENV_PREFIX: &str = "PERSONALIZER_";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Names the consumer group and prefixes internal topics and changelogs.
+    pub application_id: String,
+    pub engine: EngineConfig,
+    pub rules: RulesConfig,
+    pub state: StateConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineConfig {
+    /// Tasks per processor in `replay`; live, the input topics' partition count decides.
+    /// Keep it equal to the live partition count so a replay partitions state the same way.
+    pub partitions: u16,
+    /// In `replay`, state is committed to RocksDB after this many input events.
+    pub commit_every_events: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RulesConfig {
+    /// An event whose `event_id` was seen within this window is skipped. `0s` disables.
+    pub dedupe_window: Dur,
+    /// When true, a shopper with no `consent_changed` yet gets no emails or offers.
+    pub require_consent: bool,
+    pub abandoned_cart: AbandonedCartConfig,
+    pub back_in_stock: BackInStockConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AbandonedCartConfig {
+    /// Step k is due at the shopper's last activity plus `reminders[k-1]`; increasing.
+    pub reminders: Vec<Dur>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackInStockConfig {
+    /// How long a "notify me" request stays valid.
+    pub request_ttl: Dur,
+    /// At most `quantity × max_per_unit` notifications per restock; unset means no cap.
+    pub max_per_unit: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateConfig {
+    /// Where RocksDB lives. Unset: `replay` uses a temporary directory it deletes after.
+    pub dir: Option<PathBuf>,
+    /// RocksDB block cache shared by all column families.
+    pub block_cache_bytes: u64,
+    /// Memtable memory for all column families together (RocksDB write-buffer manager).
+    pub write_buffer_bytes: u64,
+    /// Shopper and product states kept in memory between commits, per process.
+    pub cache_max_entries: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            application_id: "personalizer".into(),
+            engine: EngineConfig::default(),
+            rules: RulesConfig::default(),
+            state: StateConfig::default(),
+        }
+    }
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            partitions: 8,
+            commit_every_events: 20_000,
+        }
+    }
+}
+
+impl Default for RulesConfig {
+    fn default() -> Self {
+        RulesConfig {
+            dedupe_window: Dur::hours(24),
+            require_consent: false,
+            abandoned_cart: AbandonedCartConfig::default(),
+            back_in_stock: BackInStockConfig::default(),
+        }
+    }
+}
+
+impl Default for AbandonedCartConfig {
+    fn default() -> Self {
+        AbandonedCartConfig {
+            reminders: vec![Dur::minutes(60), Dur::hours(24)],
+        }
+    }
+}
+
+impl Default for BackInStockConfig {
+    fn default() -> Self {
+        BackInStockConfig {
+            request_ttl: Dur::hours(24 * 30),
+            max_per_unit: None,
+        }
+    }
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateConfig {
+            dir: None,
+            block_cache_bytes: 64 << 20,
+            write_buffer_bytes: 64 << 20,
+            cache_max_entries: 200_000,
+        }
+    }
+}
+
+/// A duration written as text, e.g. `"60m"`, `"24h"`, `"30d"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dur(pub Duration);
+
+impl Dur {
+    pub const fn minutes(m: u64) -> Dur {
+        Dur(Duration::from_secs(m * 60))
+    }
+    pub const fn hours(h: u64) -> Dur {
+        Dur(Duration::from_secs(h * 3600))
+    }
+    pub fn millis(self) -> i64 {
+        crate::time::duration_millis(self.0)
+    }
+}
+
+impl Serialize for Dur {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(self.0).to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text).map(Dur).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "`{text}` is not a duration ({e}); write e.g. \"90s\", \"60m\", \"24h\", \"30d\""
+            ))
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid TOML: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("environment variable {var}: cannot set `{setting}` ({problem})")]
+    Env {
+        var: String,
+        setting: String,
+        problem: String,
+    },
+    #[error("setting `{setting}`: {problem}")]
+    Invalid { setting: String, problem: String },
+}
+
+fn invalid(setting: &str, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        setting: setting.to_string(),
+        problem: problem.into(),
+    }
+}
+
+impl Config {
+    /// Loads the file (if any), applies `PERSONALIZER_*` overrides from the process
+    /// environment, and validates.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        Config::load_with_env(path, std::env::vars())
+    }
+
+    /// As [`Config::load`], with the environment given explicitly (tests, embedding).
+    pub fn load_with_env(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut table = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                toml::from_str::<toml::Table>(&text).map_err(|e| ConfigError::Syntax {
+                    path: path.to_path_buf(),
+                    message: e.to_string(),
+                })?
+            }
+            None => toml::Table::new(),
+        };
+        let mut overrides: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+            .collect();
+        overrides.sort();
+        for (var, value) in overrides {
+            apply_env_override(&mut table, &var, &value)?;
+        }
+        let config: Config =
+            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+                let setting = e.path().to_string();
+                invalid(&setting, e.into_inner().message().to_string())
+            })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what types alone cannot: ranges and relations between settings.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.application_id.is_empty()
+            || !self
+                .application_id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        {
+            return Err(invalid(
+                "application_id",
+                format!(
+                    "`{}` must be non-empty and use only letters, digits, '.', '_' and '-' \
+                     (it becomes part of Kafka topic names)",
+                    self.application_id
+                ),
+            ));
+        }
+        if !(1..=1024).contains(&self.engine.partitions) {
+            return Err(invalid("engine.partitions", "must be between 1 and 1024"));
+        }
+        if self.engine.commit_every_events == 0 {
+            return Err(invalid("engine.commit_every_events", "must be at least 1"));
+        }
+        let reminders = &self.rules.abandoned_cart.reminders;
+        for (i, r) in reminders.iter().enumerate() {
+            if r.0.is_zero() {
+                return Err(invalid(
+                    &format!("rules.abandoned_cart.reminders[{i}]"),
+                    "must be longer than 0s",
+                ));
+            }
+            if i > 0 && r.0 <= reminders[i - 1].0 {
+                return Err(invalid(
+                    &format!("rules.abandoned_cart.reminders[{i}]"),
+                    "reminders must be strictly increasing (each step waits longer than the last)",
+                ));
+            }
+        }
+        if self.rules.back_in_stock.request_ttl.0.is_zero() {
+            return Err(invalid(
+                "rules.back_in_stock.request_ttl",
+                "must be longer than 0s",
+            ));
+        }
+        if self.rules.back_in_stock.max_per_unit == Some(0) {
+            return Err(invalid(
+                "rules.back_in_stock.max_per_unit",
+                "must be at least 1 (leave it unset for no cap)",
+            ));
+        }
+        if self.state.cache_max_entries == 0 {
+            return Err(invalid("state.cache_max_entries", "must be at least 1"));
+        }
+        if self.state.block_cache_bytes < 1 << 20 {
+            return Err(invalid("state.block_cache_bytes", "must be at least 1 MiB"));
+        }
+        if self.state.write_buffer_bytes < 4 << 20 {
+            return Err(invalid(
+                "state.write_buffer_bytes",
+                "must be at least 4 MiB",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The whole configuration as TOML, defaults included.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("config always serializes")
+    }
+}
+
+/// `PERSONALIZER_RULES__ABANDONED_CART__REMINDERS='["30m","2h"]'` sets
+/// `rules.abandoned_cart.reminders`. The value is read as a TOML value when it is one
+/// (numbers, booleans, arrays) and as a plain string otherwise (`60m`, host names).
+fn apply_env_override(table: &mut toml::Table, var: &str, value: &str) -> Result<(), ConfigError> {
+    let path: Vec<String> = var[ENV_PREFIX.len()..]
+        .split("__")
+        .map(str::to_ascii_lowercase)
+        .collect();
+    let setting = path.join(".");
+    let env_error = |problem: &str| ConfigError::Env {
+        var: var.to_string(),
+        setting: setting.clone(),
+        problem: problem.to_string(),
+    };
+    if path.iter().any(String::is_empty) {
+        return Err(env_error("empty section or key name"));
+    }
+    let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(value.to_string()));
+    let (key, sections) = path.split_last().expect("split yields at least one part");
+    let mut current = table;
+    for section in sections {
+        let entry = current
+            .entry(section.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        current = entry
+            .as_table_mut()
+            .ok_or_else(|| env_error(&format!("`{section}` is not a section")))?;
+    }
+    current.insert(key.clone(), parsed);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        file.write_all(text.as_bytes()).unwrap();
+        Config::load_with_env(
+            Some(file.path()),
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+    }
+
+    #[test]
+    fn empty_file_gives_the_contract_defaults() {
+        let c = load("", &[]).unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(
+            c.rules.abandoned_cart.reminders,
+            vec![Dur::minutes(60), Dur::hours(24)]
+        );
+        assert_eq!(c.rules.back_in_stock.request_ttl, Dur::hours(720));
+        assert_eq!(c.rules.dedupe_window, Dur::hours(24));
+        assert!(!c.rules.require_consent);
+        assert_eq!(c.rules.back_in_stock.max_per_unit, None);
+    }
+
+    #[test]
+    fn the_documented_example_file_matches_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/personalizer.toml");
+        let c = Config::load_with_env(Some(&path), std::iter::empty()).unwrap();
+        assert_eq!(c, Config::default());
+    }
+
+    #[test]
+    fn durations_are_read_as_text() {
+        let c = load(
+            "[rules.abandoned_cart]\nreminders = [\"30m\", \"2h\", \"3d\"]\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            c.rules.abandoned_cart.reminders,
+            vec![Dur::minutes(30), Dur::hours(2), Dur::hours(72)]
+        );
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let c = load(
+            "application_id = \"from-file\"\n[rules]\nrequire_consent = false\n",
+            &[
+                ("PERSONALIZER_APPLICATION_ID", "from-env"),
+                ("PERSONALIZER_RULES__REQUIRE_CONSENT", "true"),
+                ("PERSONALIZER_RULES__BACK_IN_STOCK__MAX_PER_UNIT", "3"),
+                (
+                    "PERSONALIZER_RULES__ABANDONED_CART__REMINDERS",
+                    "[\"5m\",\"1h\"]",
+                ),
+                ("PERSONALIZER_RULES__DEDUPE_WINDOW", "2h"),
+                ("OTHER_VAR", "ignored"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.application_id, "from-env");
+        assert!(c.rules.require_consent);
+        assert_eq!(c.rules.back_in_stock.max_per_unit, Some(3));
+        assert_eq!(
+            c.rules.abandoned_cart.reminders,
+            vec![Dur::minutes(5), Dur::hours(1)]
+        );
+        assert_eq!(c.rules.dedupe_window, Dur::hours(2));
+    }
+
+    fn error(text: &str, env: &[(&str, &str)]) -> String {
+        load(text, env).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+        let cases: &[Case] = &[
+            (
+                "[rules]\ndedupe_window = \"soon\"\n",
+                &[],
+                "`rules.dedupe_window`",
+            ),
+            ("[rules]\nrequire_consnet = true\n", &[], "require_consnet"),
+            (
+                "[rules.abandoned_cart]\nreminders = [\"24h\", \"1h\"]\n",
+                &[],
+                "`rules.abandoned_cart.reminders[1]`",
+            ),
+            (
+                "[rules.abandoned_cart]\nreminders = [\"0s\"]\n",
+                &[],
+                "`rules.abandoned_cart.reminders[0]`",
+            ),
+            (
+                "[rules.back_in_stock]\nmax_per_unit = 0\n",
+                &[],
+                "`rules.back_in_stock.max_per_unit`",
+            ),
+            (
+                "[rules.back_in_stock]\nmax_per_unit = -2\n",
+                &[],
+                "`rules.back_in_stock.max_per_unit`",
+            ),
+            ("[engine]\npartitions = 0\n", &[], "`engine.partitions`"),
+            ("application_id = \"has space\"\n", &[], "`application_id`"),
+            (
+                "[state]\ncache_max_entries = \"many\"\n",
+                &[],
+                "`state.cache_max_entries`",
+            ),
+            ("[rules\n", &[], "not valid TOML"),
+            (
+                "",
+                &[("PERSONALIZER_ENGINE__PARTITIONS", "lots")],
+                "`engine.partitions`",
+            ),
+            (
+                "application_id = \"x\"\n",
+                &[("PERSONALIZER_APPLICATION_ID__DEEP", "1")],
+                "PERSONALIZER_APPLICATION_ID__DEEP",
+            ),
+        ];
+        for (text, env, expected) in cases {
+            let err = error(text, env);
+            assert!(
+                err.contains(expected),
+                "config {text:?}: error `{err}` should contain {expected}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_missing_file_is_named() {
+        let err = Config::load_with_env(Some(Path::new("/nonexistent/p.toml")), std::iter::empty())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("/nonexistent/p.toml"), "{err}");
+    }
+
+    #[test]
+    fn printed_config_reads_back_equal() {
+        let c = Config::default();
+        let text = c.to_toml();
+        assert_eq!(load(&text, &[]).unwrap(), c);
+    }
+}

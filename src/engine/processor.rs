@@ -1,0 +1,81 @@
+//! The two processors: which state, messages, column families and rules each task uses.
+
+use crate::event::Event;
+use crate::rules::{self, Ctx, ProductMessage, ShopperMessage, Timer};
+use crate::state::{ProductState, ShopperState, VersionedState};
+use crate::store::Family;
+use crate::time::Millis;
+
+pub trait Processor {
+    type State: VersionedState;
+    type Message;
+    const NAME: &'static str;
+    const STATE: Family;
+    const TIMERS: Family;
+    const DEDUPE: Family;
+    fn on_event(key: &str, state: &mut Option<Self::State>, event: &Event, ctx: &mut Ctx);
+    fn on_message(
+        key: &str,
+        state: &mut Option<Self::State>,
+        at: Millis,
+        message: &Self::Message,
+        ctx: &mut Ctx,
+    );
+    fn on_timer(key: &str, state: &mut Option<Self::State>, timer: &Timer, ctx: &mut Ctx);
+}
+
+/// Per shopper: clickstream, cart and customers events.
+pub struct CustomerProcessor;
+
+impl Processor for CustomerProcessor {
+    type State = ShopperState;
+    type Message = ShopperMessage;
+    const NAME: &'static str = "customer";
+    const STATE: Family = Family::Shoppers;
+    const TIMERS: Family = Family::ShopperTimers;
+    const DEDUPE: Family = Family::ShopperDedupe;
+
+    fn on_event(key: &str, state: &mut Option<ShopperState>, event: &Event, ctx: &mut Ctx) {
+        rules::shopper::on_event(key, state, event, ctx)
+    }
+    fn on_message(
+        key: &str,
+        state: &mut Option<ShopperState>,
+        at: Millis,
+        message: &ShopperMessage,
+        ctx: &mut Ctx,
+    ) {
+        rules::shopper::on_message(key, state, at, message, ctx)
+    }
+    fn on_timer(key: &str, state: &mut Option<ShopperState>, timer: &Timer, ctx: &mut Ctx) {
+        rules::shopper::on_timer(key, state, timer, ctx)
+    }
+}
+
+/// Per SKU: stock events and back-in-stock requests.
+pub struct ProductProcessor;
+
+impl Processor for ProductProcessor {
+    type State = ProductState;
+    type Message = ProductMessage;
+    const NAME: &'static str = "product";
+    const STATE: Family = Family::Products;
+    const TIMERS: Family = Family::ProductTimers;
+    const DEDUPE: Family = Family::ProductDedupe;
+
+    fn on_event(key: &str, state: &mut Option<ProductState>, event: &Event, ctx: &mut Ctx) {
+        rules::product::on_event(key, state, event, ctx)
+    }
+    fn on_message(
+        key: &str,
+        state: &mut Option<ProductState>,
+        at: Millis,
+        message: &ProductMessage,
+        ctx: &mut Ctx,
+    ) {
+        rules::product::on_message(key, state, at, message, ctx)
+    }
+    fn on_timer(key: &str, state: &mut Option<ProductState>, timer: &Timer, ctx: &mut Ctx) {
+        rules::product::on_timer(key, state, timer, ctx)
+    }
+}

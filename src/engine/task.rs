@@ -1,0 +1,267 @@
+//! A task: one partition of one processor. It owns a write-back cache of that
+//! partition's states, its timers in due order, and the event ids it has seen, and turns
+//! everything it changed since the last commit into one list of [`StateChange`]s.
+
+use super::processor::Processor;
+use crate::event::Event;
+use crate::rules::{Ctx, Timer, TimerOp};
+use crate::state::{StateDecodeError, VersionedState};
+use crate::store::keys::{self, entity_key, parse_timer_key, partition_prefix, timer_key};
+use crate::store::{StateChange, Store, StoreError};
+use crate::time::Millis;
+use rustc_hash::FxHashMap;
+use std::collections::BTreeSet;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{processor} task {partition}: stored state of `{key}` cannot be read: {source}")]
+    CorruptState {
+        processor: &'static str,
+        partition: u16,
+        key: String,
+        source: StateDecodeError,
+    },
+    #[error("{processor} task {partition}: {source}")]
+    CorruptTimer {
+        processor: &'static str,
+        partition: u16,
+        source: keys::KeyError,
+    },
+}
+
+struct Slot<S> {
+    value: Option<S>,
+    dirty: bool,
+    last_used: u64,
+}
+
+pub struct Task<P: Processor> {
+    partition: u16,
+    cache: FxHashMap<String, Slot<P::State>>,
+    timers: BTreeSet<Timer>,
+    /// Timer puts (`true`) and deletes since the last commit, in order.
+    timer_changes: Vec<(Timer, bool)>,
+    /// Event ids seen since the last commit, with when they were first seen.
+    seen_pending: FxHashMap<String, Millis>,
+    clock: u64,
+}
+
+impl<P: Processor> Task<P> {
+    /// Opens the task's partition of the store, loading its timers.
+    pub fn open(store: &Store, partition: u16) -> Result<Self, TaskError> {
+        let mut timers = BTreeSet::new();
+        for (key, _) in store.scan_prefix(P::TIMERS, &partition_prefix(partition))? {
+            let (_, timer) = parse_timer_key(&key).map_err(|source| TaskError::CorruptTimer {
+                processor: P::NAME,
+                partition,
+                source,
+            })?;
+            timers.insert(timer);
+        }
+        Ok(Task {
+            partition,
+            cache: FxHashMap::default(),
+            timers,
+            timer_changes: Vec::new(),
+            seen_pending: FxHashMap::default(),
+            clock: 0,
+        })
+    }
+
+    pub fn partition(&self) -> u16 {
+        self.partition
+    }
+
+    pub fn next_timer(&self) -> Option<&Timer> {
+        self.timers.first()
+    }
+
+    pub fn pending_timers(&self) -> usize {
+        self.timers.len()
+    }
+
+    /// Whether `event_id` was first seen within `window` before `now`; remembers it if not.
+    pub fn seen_before(
+        &mut self,
+        store: &Store,
+        event_id: &str,
+        now: Millis,
+        window: Millis,
+    ) -> Result<bool, TaskError> {
+        if window <= 0 {
+            return Ok(false);
+        }
+        let first_seen = match self.seen_pending.get(event_id) {
+            Some(at) => Some(*at),
+            None => store
+                .get(P::DEDUPE, &entity_key(self.partition, event_id))?
+                .and_then(|v| keys::decode_millis(&v)),
+        };
+        match first_seen {
+            Some(at) if now.saturating_sub(at) <= window => Ok(true),
+            _ => {
+                self.seen_pending.insert(event_id.to_string(), now);
+                Ok(false)
+            }
+        }
+    }
+
+    fn slot(&mut self, store: &Store, key: &str) -> Result<&mut Slot<P::State>, TaskError> {
+        self.clock += 1;
+        let clock = self.clock;
+        if !self.cache.contains_key(key) {
+            let value =
+                match store.get(P::STATE, &entity_key(self.partition, key))? {
+                    Some(bytes) => Some(P::State::decode(&bytes).map_err(|source| {
+                        TaskError::CorruptState {
+                            processor: P::NAME,
+                            partition: self.partition,
+                            key: key.to_string(),
+                            source,
+                        }
+                    })?),
+                    None => None,
+                };
+            self.cache.insert(
+                key.to_string(),
+                Slot {
+                    value,
+                    dirty: false,
+                    last_used: clock,
+                },
+            );
+        }
+        let slot = self.cache.get_mut(key).expect("inserted above");
+        slot.last_used = clock;
+        Ok(slot)
+    }
+
+    /// Runs `rule` on the state of `key`, then applies the timer changes it asked for.
+    fn with_state(
+        &mut self,
+        store: &Store,
+        key: &str,
+        ctx: &mut Ctx,
+        rule: impl FnOnce(&mut Option<P::State>, &mut Ctx),
+    ) -> Result<(), TaskError> {
+        let slot = self.slot(store, key)?;
+        rule(&mut slot.value, ctx);
+        // Rules mutate in place, so any visit may have changed the state.
+        slot.dirty = true;
+        for op in ctx.out.timers.drain(..) {
+            match op {
+                TimerOp::Set(timer) => {
+                    self.timers.insert(timer.clone());
+                    self.timer_changes.push((timer, true));
+                }
+                TimerOp::Cancel(timer) => {
+                    self.timers.remove(&timer);
+                    self.timer_changes.push((timer, false));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn on_event(
+        &mut self,
+        store: &Store,
+        key: &str,
+        event: &Event,
+        ctx: &mut Ctx,
+    ) -> Result<(), TaskError> {
+        self.with_state(store, key, ctx, |state, ctx| {
+            P::on_event(key, state, event, ctx)
+        })
+    }
+
+    /// A forwarded message; `at` is its own event time.
+    pub fn on_message(
+        &mut self,
+        store: &Store,
+        key: &str,
+        at: Millis,
+        message: &P::Message,
+        ctx: &mut Ctx,
+    ) -> Result<(), TaskError> {
+        self.with_state(store, key, ctx, |state, ctx| {
+            P::on_message(key, state, at, message, ctx)
+        })
+    }
+
+    /// Fires the earliest timer if it is due at or before `until`; `false` if none is.
+    /// The rule runs with `ctx.now` at the timer's due time: the stream time it stands for.
+    pub fn fire_next_timer(
+        &mut self,
+        store: &Store,
+        until: Millis,
+        ctx: &mut Ctx,
+    ) -> Result<bool, TaskError> {
+        let Some(timer) = self.timers.first().filter(|t| t.due <= until).cloned() else {
+            return Ok(false);
+        };
+        self.timers.remove(&timer);
+        self.timer_changes.push((timer.clone(), false));
+        ctx.now = timer.due;
+        let key = timer.key.clone();
+        self.with_state(store, &key, ctx, |state, ctx| {
+            P::on_timer(&key, state, &timer, ctx)
+        })?;
+        Ok(true)
+    }
+
+    /// Everything changed since the last commit, as store writes; the cache keeps the
+    /// values (now clean) so hot keys are not read back.
+    pub fn take_changes(&mut self, out: &mut Vec<StateChange>) {
+        for (key, slot) in self.cache.iter_mut().filter(|(_, s)| s.dirty) {
+            slot.dirty = false;
+            out.push(StateChange {
+                family: P::STATE,
+                key: entity_key(self.partition, key),
+                value: slot.value.as_ref().map(VersionedState::encode),
+            });
+        }
+        for (timer, set) in self.timer_changes.drain(..) {
+            out.push(StateChange {
+                family: P::TIMERS,
+                key: timer_key(self.partition, &timer),
+                value: set.then(Vec::new),
+            });
+        }
+        for (event_id, at) in self.seen_pending.drain() {
+            out.push(StateChange {
+                family: P::DEDUPE,
+                key: entity_key(self.partition, &event_id),
+                value: Some(keys::encode_millis(at).to_vec()),
+            });
+        }
+    }
+
+    pub fn cached_entries(&self) -> usize {
+        self.cache.len()
+    }
+
+    /// Drops the least recently used clean entries until at most `max` remain.
+    /// Call after [`Task::take_changes`], when every entry is clean.
+    pub fn evict(&mut self, max: usize) {
+        if self.cache.len() <= max {
+            return;
+        }
+        let mut ages: Vec<u64> = self
+            .cache
+            .values()
+            .filter(|s| !s.dirty)
+            .map(|s| s.last_used)
+            .collect();
+        let excess = self.cache.len() - max;
+        if ages.len() <= excess {
+            self.cache.retain(|_, s| s.dirty);
+            return;
+        }
+        let (_, cutoff, _) = ages.select_nth_unstable(excess);
+        let cutoff = *cutoff;
+        self.cache.retain(|_, s| s.dirty || s.last_used >= cutoff);
+    }
+}

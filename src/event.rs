@@ -1,0 +1,935 @@
+//! Input events (CONTRACT §1): the typed model, and decoding from JSON with validation.
+//!
+//! Decoding goes through one wire struct, [`WireEvent`], whatever the format: JSON is read
+//! into it directly, Avro is first turned into the same JSON shape (see `avro.rs`), so a
+//! rule about a field is written once and holds for both formats.
+
+use crate::time::{format_rfc3339, parse_rfc3339, Millis};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// The Kafka topic family an event type belongs to; it decides which key routes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum InputTopic {
+    Clickstream,
+    Cart,
+    Stock,
+    Customers,
+}
+
+impl InputTopic {
+    pub fn name(self) -> &'static str {
+        match self {
+            InputTopic::Clickstream => "clickstream",
+            InputTopic::Cart => "cart",
+            InputTopic::Stock => "stock",
+            InputTopic::Customers => "customers",
+        }
+    }
+}
+
+/// A product as events describe it; everything but `sku` is optional.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Product {
+    pub sku: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub brand: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_url: Option<String>,
+}
+
+/// One line of an order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrderItem {
+    pub product: Product,
+    pub quantity: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PageType {
+    Home,
+    Category,
+    Product,
+    Search,
+    Cart,
+    Checkout,
+    Account,
+    Other,
+}
+
+impl PageType {
+    const ALL: [PageType; 8] = [
+        PageType::Home,
+        PageType::Category,
+        PageType::Product,
+        PageType::Search,
+        PageType::Cart,
+        PageType::Checkout,
+        PageType::Account,
+        PageType::Other,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PageType::Home => "home",
+            PageType::Category => "category",
+            PageType::Product => "product",
+            PageType::Search => "search",
+            PageType::Cart => "cart",
+            PageType::Checkout => "checkout",
+            PageType::Account => "account",
+            PageType::Other => "other",
+        }
+    }
+
+    fn parse(text: &str) -> Option<PageType> {
+        PageType::ALL.into_iter().find(|p| p.as_str() == text)
+    }
+}
+
+/// What happened, with the fields that only that type carries.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EventBody {
+    PageViewed {
+        page_type: PageType,
+        url: Option<String>,
+    },
+    ProductViewed {
+        product: Product,
+    },
+    CategoryViewed {
+        category: Vec<String>,
+    },
+    ProductsSearched {
+        query: String,
+        results: Option<Vec<String>>,
+    },
+    SearchResultClicked {
+        query: String,
+        sku: String,
+    },
+    WishlistAdded {
+        product: Product,
+    },
+    BackInStockRequested {
+        product: Product,
+    },
+    SignedIn,
+    /// The chosen site is the event's common `site` field, which this type requires.
+    SiteSelected,
+    CartItemAdded {
+        cart_id: String,
+        product: Product,
+        quantity: u32,
+    },
+    CartItemRemoved {
+        cart_id: String,
+        sku: String,
+        quantity: u32,
+    },
+    CartCleared {
+        cart_id: String,
+    },
+    CheckoutStarted {
+        cart_id: String,
+    },
+    OrderCompleted {
+        order_id: String,
+        cart_id: Option<String>,
+        items: Vec<OrderItem>,
+        total: f64,
+        currency: String,
+    },
+    StockChanged {
+        sku: String,
+        quantity: u64,
+        product: Option<Product>,
+    },
+    ConsentChanged {
+        email_marketing: bool,
+    },
+    CustomerErased,
+}
+
+/// Every event type of the contract, in one place: its wire name and its topic.
+pub const EVENT_TYPES: [(&str, InputTopic); 17] = [
+    ("page_viewed", InputTopic::Clickstream),
+    ("product_viewed", InputTopic::Clickstream),
+    ("category_viewed", InputTopic::Clickstream),
+    ("products_searched", InputTopic::Clickstream),
+    ("search_result_clicked", InputTopic::Clickstream),
+    ("wishlist_added", InputTopic::Clickstream),
+    ("back_in_stock_requested", InputTopic::Clickstream),
+    ("signed_in", InputTopic::Clickstream),
+    ("site_selected", InputTopic::Clickstream),
+    ("cart_item_added", InputTopic::Cart),
+    ("cart_item_removed", InputTopic::Cart),
+    ("cart_cleared", InputTopic::Cart),
+    ("checkout_started", InputTopic::Cart),
+    ("order_completed", InputTopic::Cart),
+    ("stock_changed", InputTopic::Stock),
+    ("consent_changed", InputTopic::Customers),
+    ("customer_erased", InputTopic::Customers),
+];
+
+impl EventBody {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            EventBody::PageViewed { .. } => "page_viewed",
+            EventBody::ProductViewed { .. } => "product_viewed",
+            EventBody::CategoryViewed { .. } => "category_viewed",
+            EventBody::ProductsSearched { .. } => "products_searched",
+            EventBody::SearchResultClicked { .. } => "search_result_clicked",
+            EventBody::WishlistAdded { .. } => "wishlist_added",
+            EventBody::BackInStockRequested { .. } => "back_in_stock_requested",
+            EventBody::SignedIn => "signed_in",
+            EventBody::SiteSelected => "site_selected",
+            EventBody::CartItemAdded { .. } => "cart_item_added",
+            EventBody::CartItemRemoved { .. } => "cart_item_removed",
+            EventBody::CartCleared { .. } => "cart_cleared",
+            EventBody::CheckoutStarted { .. } => "checkout_started",
+            EventBody::OrderCompleted { .. } => "order_completed",
+            EventBody::StockChanged { .. } => "stock_changed",
+            EventBody::ConsentChanged { .. } => "consent_changed",
+            EventBody::CustomerErased => "customer_erased",
+        }
+    }
+
+    pub fn topic(&self) -> InputTopic {
+        topic_of(self.type_name()).expect("every body type is listed in EVENT_TYPES")
+    }
+}
+
+/// The topic of a known event type name.
+pub fn topic_of(type_name: &str) -> Option<InputTopic> {
+    EVENT_TYPES
+        .iter()
+        .find(|(name, _)| *name == type_name)
+        .map(|(_, topic)| *topic)
+}
+
+/// A validated input event. Its serde form is the JSON wire form (used when an event
+/// travels inside a forwarded message).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(into = "WireEvent", try_from = "WireEvent")]
+pub struct Event {
+    pub event_id: String,
+    pub occurred_at: Millis,
+    pub customer_id: Option<String>,
+    pub anonymous_id: Option<String>,
+    pub session_id: Option<String>,
+    pub site: Option<String>,
+    pub country: Option<String>,
+    pub body: EventBody,
+}
+
+/// The key an event is routed and partitioned by, as the contract keys its topic.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum RoutingKey {
+    /// Clickstream, cart and customers: `customer_id`, else `anonymous_id`.
+    Shopper(String),
+    /// Stock: the SKU.
+    Sku(String),
+}
+
+impl Event {
+    pub fn routing_key(&self) -> RoutingKey {
+        match &self.body {
+            EventBody::StockChanged { sku, .. } => RoutingKey::Sku(sku.clone()),
+            _ => RoutingKey::Shopper(
+                self.customer_id
+                    .clone()
+                    .or_else(|| self.anonymous_id.clone())
+                    .expect("validation guarantees a shopper id for shopper events"),
+            ),
+        }
+    }
+
+    /// The event in its JSON wire form (the inverse of [`decode_json`]).
+    pub fn to_wire(&self) -> WireEvent {
+        let mut wire = WireEvent {
+            event_id: Some(self.event_id.clone()),
+            kind: Some(self.body.type_name().to_string()),
+            occurred_at: Some(WireTime::Millis(self.occurred_at)),
+            customer_id: self.customer_id.clone(),
+            anonymous_id: self.anonymous_id.clone(),
+            session_id: self.session_id.clone(),
+            site: self.site.clone(),
+            country: self.country.clone(),
+            ..WireEvent::default()
+        };
+        match &self.body {
+            EventBody::PageViewed { page_type, url } => {
+                wire.page_type = Some(page_type.as_str().to_string());
+                wire.url = url.clone();
+            }
+            EventBody::ProductViewed { product }
+            | EventBody::WishlistAdded { product }
+            | EventBody::BackInStockRequested { product } => wire.product = Some(product.clone()),
+            EventBody::CategoryViewed { category } => wire.category = Some(category.clone()),
+            EventBody::ProductsSearched { query, results } => {
+                wire.query = Some(query.clone());
+                wire.results = results.clone();
+            }
+            EventBody::SearchResultClicked { query, sku } => {
+                wire.query = Some(query.clone());
+                wire.sku = Some(sku.clone());
+            }
+            EventBody::SignedIn | EventBody::SiteSelected | EventBody::CustomerErased => {}
+            EventBody::CartItemAdded {
+                cart_id,
+                product,
+                quantity,
+            } => {
+                wire.cart_id = Some(cart_id.clone());
+                wire.product = Some(product.clone());
+                wire.quantity = Some(i64::from(*quantity));
+            }
+            EventBody::CartItemRemoved {
+                cart_id,
+                sku,
+                quantity,
+            } => {
+                wire.cart_id = Some(cart_id.clone());
+                wire.sku = Some(sku.clone());
+                wire.quantity = Some(i64::from(*quantity));
+            }
+            EventBody::CartCleared { cart_id } | EventBody::CheckoutStarted { cart_id } => {
+                wire.cart_id = Some(cart_id.clone())
+            }
+            EventBody::OrderCompleted {
+                order_id,
+                cart_id,
+                items,
+                total,
+                currency,
+            } => {
+                wire.order_id = Some(order_id.clone());
+                wire.cart_id = cart_id.clone();
+                wire.items = Some(
+                    items
+                        .iter()
+                        .map(|i| WireOrderItem {
+                            product: Some(i.product.clone()),
+                            quantity: Some(i64::from(i.quantity)),
+                        })
+                        .collect(),
+                );
+                wire.total = Some(*total);
+                wire.currency = Some(currency.clone());
+            }
+            EventBody::StockChanged {
+                sku,
+                quantity,
+                product,
+            } => {
+                wire.sku = Some(sku.clone());
+                wire.quantity = Some(i64::try_from(*quantity).unwrap_or(i64::MAX));
+                wire.product = product.clone();
+            }
+            EventBody::ConsentChanged { email_marketing } => {
+                wire.email_marketing = Some(*email_marketing)
+            }
+        }
+        wire
+    }
+
+    pub fn to_json_line(&self) -> String {
+        serde_json::to_string(&self.to_wire()).expect("events always serialize")
+    }
+}
+
+impl From<Event> for WireEvent {
+    fn from(event: Event) -> WireEvent {
+        event.to_wire()
+    }
+}
+
+impl TryFrom<WireEvent> for Event {
+    type Error = DecodeError;
+    fn try_from(wire: WireEvent) -> Result<Event, DecodeError> {
+        match wire.validate()? {
+            Decoded::Event(event) => Ok(event),
+            Decoded::UnknownType(t) => {
+                Err(DecodeError::invalid("type", format!("unknown type `{t}`")))
+            }
+        }
+    }
+}
+
+/// Why a record could not be turned into an event. Each names the field at fault.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("not a JSON object: {0}")]
+    Syntax(String),
+    #[error("missing required field `{0}`")]
+    Missing(&'static str),
+    #[error("field `{field}`: {problem}")]
+    Invalid { field: String, problem: String },
+    #[error("avro: {0}")]
+    Avro(String),
+}
+
+impl DecodeError {
+    fn invalid(field: impl Into<String>, problem: impl Into<String>) -> Self {
+        DecodeError::Invalid {
+            field: field.into(),
+            problem: problem.into(),
+        }
+    }
+
+    /// A short, bounded label for metrics and dead-letter headers.
+    pub fn reason_label(&self) -> &'static str {
+        match self {
+            DecodeError::Syntax(_) => "syntax",
+            DecodeError::Missing(_) => "missing_field",
+            DecodeError::Invalid { .. } => "invalid_field",
+            DecodeError::Avro(_) => "avro",
+        }
+    }
+}
+
+/// A record decoded: either an event, or a type this version does not know (counted and
+/// skipped, not an error, so producers can add types before consumers learn them).
+// Decoded once per record and matched at once: boxing the event would cost an
+// allocation per record on the hot path for no gain.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decoded {
+    Event(Event),
+    UnknownType(String),
+}
+
+/// `occurred_at` on the wire: an RFC 3339 string in JSON, `timestamp-millis` in Avro.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WireTime {
+    Text(String),
+    Millis(Millis),
+}
+
+impl Serialize for WireTime {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            WireTime::Text(t) => s.serialize_str(t),
+            WireTime::Millis(ms) => s.serialize_str(&format_rfc3339(*ms)),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for WireTime {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct TimeVisitor;
+        impl serde::de::Visitor<'_> for TimeVisitor {
+            type Value = WireTime;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an RFC 3339 timestamp string or epoch milliseconds")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<WireTime, E> {
+                Ok(WireTime::Text(v.to_string()))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<WireTime, E> {
+                Ok(WireTime::Millis(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<WireTime, E> {
+                i64::try_from(v)
+                    .map(WireTime::Millis)
+                    .map_err(|_| E::custom("timestamp out of range"))
+            }
+        }
+        d.deserialize_any(TimeVisitor)
+    }
+}
+
+/// The wire shape shared by every event type: all fields optional, checked afterwards
+/// by [`WireEvent::validate`]. Unknown fields are ignored so producers can add fields.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WireEvent {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub occurred_at: Option<WireTime>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub customer_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub anonymous_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub site: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub page_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub product: Option<Product>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub category: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub results: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sku: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cart_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quantity: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub order_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub items: Option<Vec<WireOrderItem>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email_marketing: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WireOrderItem {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub product: Option<Product>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quantity: Option<i64>,
+}
+
+/// Decodes one JSON record. The fast path reads it straight into the wire struct; only
+/// when that fails is it read again, tracking the path, to name the field at fault.
+pub fn decode_json(bytes: &[u8]) -> Result<Decoded, DecodeError> {
+    // serde would also read a JSON array into the struct, field by position.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(DecodeError::Syntax("expected a JSON object `{...}`".into()));
+    }
+    match serde_json::from_slice::<WireEvent>(bytes) {
+        Ok(wire) => wire.validate(),
+        Err(_) => Err(explain_json_error(bytes)),
+    }
+}
+
+fn explain_json_error(bytes: &[u8]) -> DecodeError {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    match serde_path_to_error::deserialize::<_, WireEvent>(&mut de) {
+        Ok(_) => match de.end() {
+            Ok(()) => DecodeError::Syntax("could not be read".into()),
+            Err(e) => DecodeError::Syntax(e.to_string()),
+        },
+        Err(e) => {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            if inner.is_data() && path != "." {
+                DecodeError::invalid(path, strip_position(&inner.to_string()))
+            } else {
+                DecodeError::Syntax(inner.to_string())
+            }
+        }
+    }
+}
+
+/// serde_json appends " at line 1 column 57"; the field name already says where.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_string(),
+        None => message.to_string(),
+    }
+}
+
+fn required<T>(value: Option<T>, field: &'static str) -> Result<T, DecodeError> {
+    value.ok_or(DecodeError::Missing(field))
+}
+
+fn required_text(value: Option<String>, field: &'static str) -> Result<String, DecodeError> {
+    let text = required(value, field)?;
+    if text.is_empty() {
+        return Err(DecodeError::invalid(field, "must not be empty"));
+    }
+    Ok(text)
+}
+
+fn optional_id(value: Option<String>, field: &'static str) -> Result<Option<String>, DecodeError> {
+    match value {
+        Some(text) if text.is_empty() => Err(DecodeError::invalid(field, "must not be empty")),
+        other => Ok(other),
+    }
+}
+
+fn quantity_at_least_one(value: Option<i64>, field: &str) -> Result<u32, DecodeError> {
+    let Some(q) = value else {
+        return Err(DecodeError::Missing("quantity"));
+    };
+    if q < 0 {
+        return Err(DecodeError::invalid(
+            field,
+            format!("negative quantity {q}"),
+        ));
+    }
+    if q == 0 {
+        return Err(DecodeError::invalid(field, "must be at least 1"));
+    }
+    u32::try_from(q).map_err(|_| DecodeError::invalid(field, format!("{q} is too large")))
+}
+
+fn validate_product(product: Product, field: &str) -> Result<Product, DecodeError> {
+    if product.sku.is_empty() {
+        return Err(DecodeError::invalid(
+            format!("{field}.sku"),
+            "must not be empty",
+        ));
+    }
+    if let Some(price) = product.price {
+        if !price.is_finite() || price < 0.0 {
+            return Err(DecodeError::invalid(
+                format!("{field}.price"),
+                format!("{price} is not a price (must be a finite number >= 0)"),
+            ));
+        }
+    }
+    Ok(product)
+}
+
+fn required_product(value: Option<Product>) -> Result<Product, DecodeError> {
+    validate_product(required(value, "product")?, "product")
+}
+
+impl WireEvent {
+    /// Checks the wire record against the contract and builds the typed event.
+    pub fn validate(self) -> Result<Decoded, DecodeError> {
+        let event_id = required_text(self.event_id, "event_id")?;
+        let kind = required_text(self.kind, "type")?;
+        let occurred_at = match required(self.occurred_at, "occurred_at")? {
+            WireTime::Text(text) => {
+                parse_rfc3339(&text).map_err(|e| DecodeError::invalid("occurred_at", e))?
+            }
+            WireTime::Millis(ms) => ms,
+        };
+        let Some(topic) = topic_of(&kind) else {
+            return Ok(Decoded::UnknownType(kind));
+        };
+        let customer_id = optional_id(self.customer_id, "customer_id")?;
+        let anonymous_id = optional_id(self.anonymous_id, "anonymous_id")?;
+        match topic {
+            InputTopic::Clickstream | InputTopic::Cart => {
+                if customer_id.is_none() && anonymous_id.is_none() {
+                    return Err(DecodeError::Missing("customer_id` or `anonymous_id"));
+                }
+            }
+            InputTopic::Customers => {
+                if customer_id.is_none() {
+                    return Err(DecodeError::Missing("customer_id"));
+                }
+            }
+            InputTopic::Stock => {}
+        }
+        let body = match kind.as_str() {
+            "page_viewed" => {
+                let text = required_text(self.page_type, "page_type")?;
+                let page_type = PageType::parse(&text).ok_or_else(|| {
+                    DecodeError::invalid(
+                        "page_type",
+                        format!(
+                            "`{text}` is not one of home, category, product, search, cart, \
+                             checkout, account, other"
+                        ),
+                    )
+                })?;
+                EventBody::PageViewed {
+                    page_type,
+                    url: self.url,
+                }
+            }
+            "product_viewed" => EventBody::ProductViewed {
+                product: required_product(self.product)?,
+            },
+            "category_viewed" => {
+                let category = required(self.category, "category")?;
+                if category.is_empty() || category.iter().any(String::is_empty) {
+                    return Err(DecodeError::invalid(
+                        "category",
+                        "must be a non-empty path of non-empty names",
+                    ));
+                }
+                EventBody::CategoryViewed { category }
+            }
+            "products_searched" => EventBody::ProductsSearched {
+                query: required(self.query, "query")?,
+                results: self.results,
+            },
+            "search_result_clicked" => EventBody::SearchResultClicked {
+                query: required(self.query, "query")?,
+                sku: required_text(self.sku, "sku")?,
+            },
+            "wishlist_added" => EventBody::WishlistAdded {
+                product: required_product(self.product)?,
+            },
+            "back_in_stock_requested" => EventBody::BackInStockRequested {
+                product: required_product(self.product)?,
+            },
+            "signed_in" => {
+                if customer_id.is_none() {
+                    return Err(DecodeError::Missing("customer_id"));
+                }
+                if anonymous_id.is_none() {
+                    return Err(DecodeError::Missing("anonymous_id"));
+                }
+                EventBody::SignedIn
+            }
+            "site_selected" => {
+                required_text(self.site.clone(), "site")?;
+                EventBody::SiteSelected
+            }
+            "cart_item_added" => EventBody::CartItemAdded {
+                cart_id: required_text(self.cart_id, "cart_id")?,
+                product: required_product(self.product)?,
+                quantity: quantity_at_least_one(self.quantity, "quantity")?,
+            },
+            "cart_item_removed" => EventBody::CartItemRemoved {
+                cart_id: required_text(self.cart_id, "cart_id")?,
+                sku: required_text(self.sku, "sku")?,
+                quantity: quantity_at_least_one(self.quantity, "quantity")?,
+            },
+            "cart_cleared" => EventBody::CartCleared {
+                cart_id: required_text(self.cart_id, "cart_id")?,
+            },
+            "checkout_started" => EventBody::CheckoutStarted {
+                cart_id: required_text(self.cart_id, "cart_id")?,
+            },
+            "order_completed" => {
+                let order_id = required_text(self.order_id, "order_id")?;
+                let cart_id = optional_id(self.cart_id, "cart_id")?;
+                let mut items = Vec::new();
+                for (i, item) in required(self.items, "items")?.into_iter().enumerate() {
+                    let field = format!("items[{i}]");
+                    let product = item
+                        .product
+                        .ok_or_else(|| DecodeError::invalid(&field, "missing `product`"))?;
+                    items.push(OrderItem {
+                        product: validate_product(product, &format!("{field}.product"))?,
+                        quantity: quantity_at_least_one(
+                            item.quantity,
+                            &format!("{field}.quantity"),
+                        )?,
+                    });
+                }
+                let total = required(self.total, "total")?;
+                if !total.is_finite() || total < 0.0 {
+                    return Err(DecodeError::invalid(
+                        "total",
+                        format!("{total} is negative"),
+                    ));
+                }
+                EventBody::OrderCompleted {
+                    order_id,
+                    cart_id,
+                    items,
+                    total,
+                    currency: required_text(self.currency, "currency")?,
+                }
+            }
+            "stock_changed" => {
+                let sku = required_text(self.sku, "sku")?;
+                let q = required(self.quantity, "quantity")?;
+                if q < 0 {
+                    return Err(DecodeError::invalid(
+                        "quantity",
+                        format!("negative quantity {q}"),
+                    ));
+                }
+                let product = match self.product {
+                    Some(p) => Some(validate_product(p, "product")?),
+                    None => None,
+                };
+                if let Some(p) = &product {
+                    if p.sku != sku {
+                        return Err(DecodeError::invalid(
+                            "product.sku",
+                            format!("`{}` differs from the event's sku `{sku}`", p.sku),
+                        ));
+                    }
+                }
+                EventBody::StockChanged {
+                    sku,
+                    quantity: q as u64,
+                    product,
+                }
+            }
+            "consent_changed" => EventBody::ConsentChanged {
+                email_marketing: required(self.email_marketing, "email_marketing")?,
+            },
+            "customer_erased" => EventBody::CustomerErased,
+            other => unreachable!("topic_of knows `{other}` but validate does not"),
+        };
+        Ok(Decoded::Event(Event {
+            event_id,
+            occurred_at,
+            customer_id,
+            anonymous_id,
+            session_id: self.session_id,
+            site: self.site,
+            country: self.country,
+            body,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode(text: &str) -> Result<Decoded, DecodeError> {
+        decode_json(text.as_bytes())
+    }
+
+    fn event(text: &str) -> Event {
+        match decode(text).unwrap() {
+            Decoded::Event(e) => e,
+            other => panic!("expected an event, got {other:?}"),
+        }
+    }
+
+    const ADD: &str = r#"{"event_id":"e1","type":"cart_item_added","occurred_at":"2026-01-01T10:00:00Z",
+        "customer_id":"c1","cart_id":"k1","quantity":2,
+        "product":{"sku":"S1","name":"Dress","price":49.5,"currency":"EUR","category":["women","dresses"]}}"#;
+
+    #[test]
+    fn decodes_a_cart_add() {
+        let e = event(ADD);
+        assert_eq!(e.event_id, "e1");
+        assert_eq!(
+            e.occurred_at,
+            parse_rfc3339("2026-01-01T10:00:00Z").unwrap()
+        );
+        assert_eq!(e.routing_key(), RoutingKey::Shopper("c1".into()));
+        match e.body {
+            EventBody::CartItemAdded {
+                cart_id,
+                product,
+                quantity,
+            } => {
+                assert_eq!((cart_id.as_str(), quantity), ("k1", 2));
+                assert_eq!(product.price, Some(49.5));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_type_round_trips_through_its_json_form() {
+        for sample in crate::samples::one_of_each_event_type() {
+            let line = sample.to_json_line();
+            assert_eq!(event(&line), sample, "{line}");
+        }
+    }
+
+    #[test]
+    fn unknown_types_are_skipped_not_errors() {
+        let d = decode(
+            r#"{"event_id":"e","type":"coupon_copied","occurred_at":"2026-01-01T00:00:00Z"}"#,
+        );
+        assert_eq!(d, Ok(Decoded::UnknownType("coupon_copied".into())));
+    }
+
+    fn error_of(text: &str) -> String {
+        decode(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn bad_input_is_a_typed_error_naming_the_field() {
+        let cases = [
+            ("not json", "not a JSON object"),
+            ("[1,2]", "not a JSON object"),
+            (r#"{"event_id":"e"}"#, "`type`"),
+            (
+                r#"{"event_id":"e","type":"page_viewed"}"#,
+                "missing required field `occurred_at`",
+            ),
+            (
+                r#"{"event_id":"e","type":"page_viewed","occurred_at":"soon","customer_id":"c","page_type":"home"}"#,
+                "field `occurred_at`",
+            ),
+            (
+                r#"{"event_id":"e","type":"page_viewed","occurred_at":"2026-01-01T00:00:00Z","page_type":"home"}"#,
+                "`customer_id` or `anonymous_id`",
+            ),
+            (
+                r#"{"event_id":"e","type":"page_viewed","occurred_at":"2026-01-01T00:00:00Z","customer_id":"c","page_type":"lobby"}"#,
+                "field `page_type`",
+            ),
+            (
+                r#"{"event_id":"e","type":"cart_item_added","occurred_at":"2026-01-01T00:00:00Z","customer_id":"c","cart_id":"k","quantity":"two","product":{"sku":"s"}}"#,
+                "field `quantity`",
+            ),
+            (
+                r#"{"event_id":"e","type":"cart_item_added","occurred_at":"2026-01-01T00:00:00Z","customer_id":"c","cart_id":"k","quantity":-1,"product":{"sku":"s"}}"#,
+                "negative quantity",
+            ),
+            (
+                r#"{"event_id":"e","type":"cart_item_added","occurred_at":"2026-01-01T00:00:00Z","customer_id":"c","cart_id":"k","quantity":1,"product":{"name":"x"}}"#,
+                "field `product`: missing field `sku`",
+            ),
+            (
+                r#"{"event_id":"e","type":"cart_item_added","occurred_at":"2026-01-01T00:00:00Z","customer_id":"c","cart_id":"k","quantity":1,"product":{"sku":"s","price":-3}}"#,
+                "field `product.price`",
+            ),
+            (
+                r#"{"event_id":"e","type":"signed_in","occurred_at":"2026-01-01T00:00:00Z","customer_id":"c"}"#,
+                "missing required field `anonymous_id`",
+            ),
+            (
+                r#"{"event_id":"e","type":"signed_in","occurred_at":"2026-01-01T00:00:00Z","anonymous_id":"a"}"#,
+                "missing required field `customer_id`",
+            ),
+            (
+                r#"{"event_id":"e","type":"stock_changed","occurred_at":"2026-01-01T00:00:00Z","sku":"s","quantity":-5}"#,
+                "negative quantity -5",
+            ),
+            (
+                r#"{"event_id":"e","type":"order_completed","occurred_at":"2026-01-01T00:00:00Z","customer_id":"c","order_id":"o","total":1,"currency":"EUR","items":[{"product":{"sku":"s"},"quantity":0}]}"#,
+                "field `items[0].quantity`",
+            ),
+            (
+                r#"{"event_id":"e","type":"consent_changed","occurred_at":"2026-01-01T00:00:00Z","customer_id":"c","email_marketing":"no"}"#,
+                "field `email_marketing`",
+            ),
+            (
+                r#"{"event_id":"e","type":"customer_erased","occurred_at":"2026-01-01T00:00:00Z","anonymous_id":"a"}"#,
+                "missing required field `customer_id`",
+            ),
+            (
+                r#"{"event_id":"","type":"customer_erased","occurred_at":"2026-01-01T00:00:00Z","customer_id":"c"}"#,
+                "field `event_id`: must not be empty",
+            ),
+        ];
+        for (input, expected) in cases {
+            let err = error_of(input);
+            assert!(
+                err.contains(expected),
+                "input {input}\n  error {err}\n  expected to contain {expected}"
+            );
+        }
+    }
+
+    #[test]
+    fn epoch_millis_are_accepted_for_occurred_at() {
+        let e = event(
+            r#"{"event_id":"e","type":"customer_erased","occurred_at":1767225600000,"customer_id":"c"}"#,
+        );
+        assert_eq!(e.occurred_at, 1_767_225_600_000);
+    }
+}

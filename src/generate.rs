@@ -1,0 +1,611 @@
+//! Synthetic shopper traffic: seeded, in event-time order, shaped like a real shop.
+//!
+//! Shoppers arrive in sessions (a Poisson process over the time span). A session views
+//! categories and products (popularity is Zipf-skewed), searches, adds to and removes
+//! from carts, sometimes signs in, checks out and orders, but mostly leaves its cart
+//! behind. Products sell out and come back; shoppers click "notify me" on sold-out ones.
+//! A few shoppers change consent or ask to be erased, and a few events arrive twice, as
+//! at-least-once producers deliver them. Same settings and seed, same events.
+
+use crate::event::{Event, EventBody, OrderItem, PageType, Product};
+use crate::time::Millis;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+#[derive(Debug, Clone)]
+pub struct GeneratorSettings {
+    pub shoppers: u32,
+    pub events: u64,
+    pub seed: u64,
+    /// Event time of the first event.
+    pub start: Millis,
+    /// Event time spanned by the whole stream.
+    pub span: Millis,
+    /// Catalog size; 0 picks one from the number of shoppers.
+    pub products: u32,
+}
+
+impl Default for GeneratorSettings {
+    fn default() -> Self {
+        GeneratorSettings {
+            shoppers: 10_000,
+            events: 100_000,
+            seed: 1,
+            start: 1_767_225_600_000, // 2026-01-01T00:00:00Z
+            span: 3 * 24 * 3_600_000,
+            products: 0,
+        }
+    }
+}
+
+const DEPARTMENTS: [(&str, [&str; 4]); 4] = [
+    ("women", ["dresses", "tops", "shoes", "bags"]),
+    ("men", ["shirts", "trousers", "shoes", "jackets"]),
+    ("kids", ["toys", "clothing", "school", "baby"]),
+    ("home", ["kitchen", "bedding", "decor", "garden"]),
+];
+const SITES: [(&str, &str); 4] = [("us", "US"), ("au", "AU"), ("uk", "GB"), ("de", "DE")];
+const QUERIES: [&str; 8] = [
+    "dress", "linen", "sneakers", "gift", "blue", "sale", "lamp", "jacket",
+];
+
+struct CatalogItem {
+    product: Product,
+    stock: u64,
+}
+
+struct ShopperSim {
+    /// Registered customers have a customer id; the rest stay anonymous.
+    registered: bool,
+    /// Signed in on an earlier session: sessions start identified.
+    known_device: bool,
+    cart: Vec<(usize, u32)>,
+    cart_number: u32,
+    site: usize,
+}
+
+struct Session {
+    shopper: u32,
+    actions_left: u32,
+    signed_in: bool,
+}
+
+enum Actor {
+    Session(Session),
+    StockDesk,
+}
+
+pub struct Generator {
+    settings: GeneratorSettings,
+    rng: ChaCha8Rng,
+    catalog: Vec<CatalogItem>,
+    /// Cumulative Zipf weights over the catalog, for popularity-skewed picks.
+    popularity: Vec<f64>,
+    shoppers: Vec<ShopperSim>,
+    agenda: BinaryHeap<Reverse<(Millis, u64)>>,
+    actors: std::collections::HashMap<u64, Actor>,
+    next_actor: u64,
+    next_arrival: Millis,
+    mean_arrival_gap: f64,
+    emitted: u64,
+    sequence: u64,
+    pending: std::collections::VecDeque<Event>,
+}
+
+impl Generator {
+    pub fn new(settings: GeneratorSettings) -> Generator {
+        let mut rng = ChaCha8Rng::seed_from_u64(settings.seed);
+        let product_count = if settings.products > 0 {
+            settings.products
+        } else {
+            (settings.shoppers / 20).clamp(100, 20_000)
+        } as usize;
+        let catalog: Vec<CatalogItem> = (0..product_count)
+            .map(|i| {
+                let (department, subs) = DEPARTMENTS[i % DEPARTMENTS.len()];
+                let sub = subs[(i / DEPARTMENTS.len()) % subs.len()];
+                let sku = format!("SKU-{i:05}");
+                let price = (rng.random_range(500..30_000) as f64) / 100.0;
+                CatalogItem {
+                    product: Product {
+                        name: Some(format!("{} {} {i}", capitalise(sub), department)),
+                        category: Some(vec![department.to_string(), sub.to_string()]),
+                        brand: Some(["Acme", "Northwind", "Globex", "Initech"][i % 4].to_string()),
+                        price: Some(price),
+                        currency: Some("EUR".to_string()),
+                        url: Some(format!("https://shop.example/p/{}", sku.to_lowercase())),
+                        image_url: Some(format!(
+                            "https://shop.example/i/{}.jpg",
+                            sku.to_lowercase()
+                        )),
+                        sku,
+                    },
+                    stock: if rng.random_bool(0.08) {
+                        0
+                    } else {
+                        rng.random_range(1..60)
+                    },
+                }
+            })
+            .collect();
+        let mut total = 0.0;
+        let popularity = (0..product_count)
+            .map(|rank| {
+                total += 1.0 / ((rank + 1) as f64).powf(1.1);
+                total
+            })
+            .collect();
+        let shoppers = (0..settings.shoppers.max(1))
+            .map(|_| ShopperSim {
+                registered: rng.random_bool(0.6),
+                known_device: false,
+                cart: Vec::new(),
+                cart_number: 0,
+                site: rng.random_range(0..SITES.len()),
+            })
+            .collect();
+        // About 11 events per session: arrivals spaced so the stream spans `span`.
+        let sessions = (settings.events as f64 / 11.0).max(1.0);
+        let mean_arrival_gap = settings.span as f64 / sessions;
+        let mut generator = Generator {
+            next_arrival: settings.start,
+            settings,
+            rng,
+            catalog,
+            popularity,
+            shoppers,
+            agenda: BinaryHeap::new(),
+            actors: std::collections::HashMap::new(),
+            next_actor: 0,
+            mean_arrival_gap,
+            emitted: 0,
+            sequence: 0,
+            pending: std::collections::VecDeque::new(),
+        };
+        let first_stock_check = generator.settings.start + 60_000;
+        generator.schedule(first_stock_check, Actor::StockDesk);
+        generator
+    }
+
+    fn schedule(&mut self, at: Millis, actor: Actor) {
+        let id = self.next_actor;
+        self.next_actor += 1;
+        self.actors.insert(id, actor);
+        self.agenda.push(Reverse((at, id)));
+    }
+
+    fn exponential(&mut self, mean: f64) -> Millis {
+        let u: f64 = self.rng.random_range(f64::EPSILON..1.0);
+        (-u.ln() * mean) as Millis
+    }
+
+    fn popular_product(&mut self) -> usize {
+        let total = *self.popularity.last().expect("catalog is not empty");
+        let x = self.rng.random_range(0.0..total);
+        self.popularity
+            .partition_point(|c| *c < x)
+            .min(self.catalog.len() - 1)
+    }
+
+    fn event(&mut self, at: Millis, shopper: Option<(u32, bool)>, body: EventBody) -> Event {
+        self.sequence += 1;
+        let (customer_id, anonymous_id, site, country) = match shopper {
+            Some((index, identified)) => {
+                let s = &self.shoppers[index as usize];
+                let (site, country) = SITES[s.site];
+                (
+                    (identified && s.registered).then(|| format!("cust-{index}")),
+                    Some(format!("anon-{index}")),
+                    Some(site.to_string()),
+                    Some(country.to_string()),
+                )
+            }
+            None => (None, None, None, None),
+        };
+        Event {
+            event_id: format!("ev-{}-{}", self.settings.seed, self.sequence),
+            occurred_at: at,
+            customer_id,
+            anonymous_id,
+            session_id: shopper.map(|(i, _)| format!("sess-{i}-{}", at / 3_600_000)),
+            site,
+            country,
+            body,
+        }
+    }
+
+    fn push(&mut self, event: Event) {
+        // At-least-once producers resend now and then: the same event, twice.
+        let duplicate = self.rng.random_bool(0.003).then(|| event.clone());
+        self.pending.push_back(event);
+        if let Some(copy) = duplicate {
+            self.pending.push_back(copy);
+        }
+    }
+
+    fn start_session(&mut self, at: Millis) {
+        let shopper = self.rng.random_range(0..self.shoppers.len() as u32);
+        let s = &self.shoppers[shopper as usize];
+        let signed_in = s.registered && s.known_device && self.rng.random_bool(0.7);
+        let actions_left = 1 + self.exponential(9.0) as u32;
+        let e = self.event(
+            at,
+            Some((shopper, signed_in)),
+            EventBody::PageViewed {
+                page_type: PageType::Home,
+                url: Some("https://shop.example/".into()),
+            },
+        );
+        self.push(e);
+        let next = at + 5_000 + self.exponential(40_000.0);
+        self.schedule(
+            next,
+            Actor::Session(Session {
+                shopper,
+                actions_left,
+                signed_in,
+            }),
+        );
+    }
+
+    fn session_step(&mut self, at: Millis, mut session: Session) {
+        let who = Some((session.shopper, session.signed_in));
+        let index = session.shopper as usize;
+        if session.actions_left == 0 {
+            self.end_session(at, session);
+            return;
+        }
+        session.actions_left -= 1;
+        let roll: f64 = self.rng.random();
+        let body = if roll < 0.20 {
+            let product = self.popular_product();
+            EventBody::CategoryViewed {
+                category: self.catalog[product]
+                    .product
+                    .category
+                    .clone()
+                    .unwrap_or_default(),
+            }
+        } else if roll < 0.55 {
+            let product = self.popular_product();
+            if self.catalog[product].stock == 0 && self.rng.random_bool(0.4) {
+                EventBody::BackInStockRequested {
+                    product: self.catalog[product].product.clone(),
+                }
+            } else {
+                EventBody::ProductViewed {
+                    product: self.catalog[product].product.clone(),
+                }
+            }
+        } else if roll < 0.63 {
+            let query = QUERIES[self.rng.random_range(0..QUERIES.len())].to_string();
+            let results = (0..5).map(|_| self.popular_product()).collect::<Vec<_>>();
+            let skus: Vec<String> = results
+                .iter()
+                .map(|i| self.catalog[*i].product.sku.clone())
+                .collect();
+            if self.rng.random_bool(0.5) {
+                EventBody::SearchResultClicked {
+                    query,
+                    sku: skus[0].clone(),
+                }
+            } else {
+                EventBody::ProductsSearched {
+                    query,
+                    results: Some(skus),
+                }
+            }
+        } else if roll < 0.66 {
+            let product = self.popular_product();
+            EventBody::WishlistAdded {
+                product: self.catalog[product].product.clone(),
+            }
+        } else if roll < 0.80 {
+            let product = self.popular_product();
+            if self.catalog[product].stock == 0 {
+                EventBody::BackInStockRequested {
+                    product: self.catalog[product].product.clone(),
+                }
+            } else {
+                let quantity = if self.rng.random_bool(0.85) { 1 } else { 2 };
+                let shopper = &mut self.shoppers[index];
+                match shopper.cart.iter_mut().find(|(p, _)| *p == product) {
+                    Some(line) => line.1 += quantity,
+                    None => shopper.cart.push((product, quantity)),
+                }
+                EventBody::CartItemAdded {
+                    cart_id: format!("cart-{index}-{}", shopper.cart_number),
+                    product: self.catalog[product].product.clone(),
+                    quantity,
+                }
+            }
+        } else if roll < 0.84 && !self.shoppers[index].cart.is_empty() {
+            let shopper = &mut self.shoppers[index];
+            let (product, quantity) = shopper.cart.remove(0);
+            EventBody::CartItemRemoved {
+                cart_id: format!("cart-{index}-{}", shopper.cart_number),
+                sku: self.catalog[product].product.sku.clone(),
+                quantity,
+            }
+        } else if roll < 0.93 && self.shoppers[index].registered && !session.signed_in {
+            session.signed_in = true;
+            self.shoppers[index].known_device = true;
+            EventBody::SignedIn
+        } else if roll < 0.94 {
+            let site = self.rng.random_range(0..SITES.len());
+            self.shoppers[index].site = site;
+            EventBody::SiteSelected
+        } else {
+            EventBody::PageViewed {
+                page_type: PageType::Other,
+                url: None,
+            }
+        };
+        let who = if matches!(body, EventBody::SignedIn) {
+            Some((session.shopper, true))
+        } else {
+            who
+        };
+        let e = self.event(at, who, body);
+        self.push(e);
+        let next = at + 3_000 + self.exponential(35_000.0);
+        self.schedule(next, Actor::Session(session));
+    }
+
+    fn end_session(&mut self, at: Millis, session: Session) {
+        let index = session.shopper as usize;
+        let registered = self.shoppers[index].registered;
+        let buys = !self.shoppers[index].cart.is_empty() && registered && self.rng.random_bool(0.3);
+        if buys {
+            if !session.signed_in {
+                let e = self.event(at, Some((session.shopper, true)), EventBody::SignedIn);
+                self.push(e);
+                self.shoppers[index].known_device = true;
+            }
+            let who = Some((session.shopper, true));
+            let cart_id = format!("cart-{index}-{}", self.shoppers[index].cart_number);
+            let e = self.event(
+                at + 20_000,
+                who,
+                EventBody::CheckoutStarted {
+                    cart_id: cart_id.clone(),
+                },
+            );
+            self.push(e);
+            let lines = std::mem::take(&mut self.shoppers[index].cart);
+            let mut total = 0.0;
+            let items: Vec<OrderItem> = lines
+                .iter()
+                .map(|(p, q)| {
+                    total += self.catalog[*p].product.price.unwrap_or(0.0) * f64::from(*q);
+                    OrderItem {
+                        product: self.catalog[*p].product.clone(),
+                        quantity: *q,
+                    }
+                })
+                .collect();
+            let order_number = self.shoppers[index].cart_number;
+            self.shoppers[index].cart_number += 1;
+            let e = self.event(
+                at + 90_000,
+                who,
+                EventBody::OrderCompleted {
+                    order_id: format!("order-{index}-{order_number}"),
+                    cart_id: Some(cart_id),
+                    items,
+                    total: (total * 100.0).round() / 100.0,
+                    currency: "EUR".into(),
+                },
+            );
+            self.push(e);
+            for (p, q) in lines {
+                let item = &mut self.catalog[p];
+                let before = item.stock;
+                item.stock = item.stock.saturating_sub(u64::from(q));
+                if before > 0 && item.stock == 0 {
+                    let sku = item.product.sku.clone();
+                    let e = self.event(
+                        at + 91_000,
+                        None,
+                        EventBody::StockChanged {
+                            sku,
+                            quantity: 0,
+                            product: None,
+                        },
+                    );
+                    self.push(e);
+                }
+            }
+        }
+        if registered && self.rng.random_bool(0.02) {
+            let email_marketing = self.rng.random_bool(0.5);
+            let e = self.event(
+                at + 1_000,
+                Some((session.shopper, true)),
+                EventBody::ConsentChanged { email_marketing },
+            );
+            self.push(e);
+        }
+        if registered && self.rng.random_bool(0.001) {
+            let e = self.event(
+                at + 2_000,
+                Some((session.shopper, true)),
+                EventBody::CustomerErased,
+            );
+            self.push(e);
+            let shopper = &mut self.shoppers[index];
+            shopper.cart.clear();
+            shopper.known_device = false;
+            shopper.cart_number += 1;
+        }
+    }
+
+    /// The stock desk sells popular items out and brings sold-out ones back.
+    fn stock_step(&mut self, at: Millis) {
+        let restock = self.rng.random_bool(0.6);
+        let product = if restock {
+            let start = self.rng.random_range(0..self.catalog.len());
+            (0..self.catalog.len())
+                .map(|i| (start + i) % self.catalog.len())
+                .find(|i| self.catalog[*i].stock == 0)
+        } else {
+            Some(self.popular_product())
+        };
+        if let Some(p) = product {
+            let quantity = if restock {
+                self.rng.random_range(1..40)
+            } else {
+                0
+            };
+            self.catalog[p].stock = quantity;
+            let details = self.catalog[p].product.clone();
+            let e = self.event(
+                at,
+                None,
+                EventBody::StockChanged {
+                    sku: details.sku.clone(),
+                    quantity,
+                    product: Some(details),
+                },
+            );
+            self.push(e);
+        }
+        let gap = (self.settings.span / 400).max(1_000) as f64;
+        let next = at + 1 + self.exponential(gap);
+        self.schedule(next, Actor::StockDesk);
+    }
+}
+
+impl Iterator for Generator {
+    type Item = Event;
+
+    fn next(&mut self) -> Option<Event> {
+        while self.pending.is_empty() {
+            if self.emitted >= self.settings.events {
+                return None;
+            }
+            let next_actor = self.agenda.peek().map(|Reverse((at, _))| *at);
+            if next_actor.is_none_or(|t| self.next_arrival <= t) {
+                let at = self.next_arrival;
+                self.start_session(at);
+                let gap = self.mean_arrival_gap;
+                self.next_arrival = at + 1 + self.exponential(gap);
+            } else {
+                let Reverse((at, id)) = self.agenda.pop().expect("peeked");
+                match self.actors.remove(&id).expect("scheduled actors exist") {
+                    Actor::Session(session) => self.session_step(at, session),
+                    Actor::StockDesk => self.stock_step(at),
+                }
+            }
+        }
+        self.emitted += 1;
+        self.pending.pop_front()
+    }
+}
+
+fn capitalise(word: &str) -> String {
+    let mut chars = word.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn events(settings: GeneratorSettings) -> Vec<Event> {
+        Generator::new(settings).collect()
+    }
+
+    #[test]
+    fn same_seed_same_events_other_seed_other_events() {
+        let settings = GeneratorSettings {
+            shoppers: 200,
+            events: 3_000,
+            ..GeneratorSettings::default()
+        };
+        let a = events(settings.clone());
+        assert_eq!(a.len(), 3_000);
+        assert_eq!(a, events(settings.clone()));
+        assert_ne!(
+            a,
+            events(GeneratorSettings {
+                seed: 2,
+                ..settings
+            })
+        );
+    }
+
+    #[test]
+    fn events_are_valid_mostly_in_time_order_and_varied() {
+        let all = events(GeneratorSettings {
+            shoppers: 2_000,
+            events: 40_000,
+            ..GeneratorSettings::default()
+        });
+        let mut by_type: HashMap<&str, usize> = HashMap::new();
+        let mut out_of_order = 0;
+        for pair in all.windows(2) {
+            if pair[1].occurred_at < pair[0].occurred_at {
+                out_of_order += 1;
+            }
+        }
+        for e in &all {
+            *by_type.entry(e.body.type_name()).or_default() += 1;
+            let line = e.to_json_line();
+            assert_eq!(
+                crate::event::decode_json(line.as_bytes()),
+                Ok(crate::event::Decoded::Event(e.clone())),
+                "{line}"
+            );
+        }
+        // Checkout and order lines are stamped a little after the session step.
+        assert!(out_of_order < all.len() / 50, "{out_of_order} out of order");
+        for t in [
+            "page_viewed",
+            "product_viewed",
+            "category_viewed",
+            "cart_item_added",
+            "cart_item_removed",
+            "order_completed",
+            "signed_in",
+            "stock_changed",
+            "back_in_stock_requested",
+            "products_searched",
+            "search_result_clicked",
+        ] {
+            assert!(
+                by_type.get(t).copied().unwrap_or(0) > 0,
+                "no {t} in {by_type:?}"
+            );
+        }
+        let adds = by_type["cart_item_added"];
+        let orders = by_type["order_completed"];
+        assert!(
+            orders * 3 < adds,
+            "most carts are abandoned: {orders} orders, {adds} adds"
+        );
+        let ids: std::collections::HashSet<&str> =
+            all.iter().map(|e| e.event_id.as_str()).collect();
+        assert!(ids.len() < all.len(), "some events are delivered twice");
+    }
+
+    #[test]
+    fn popularity_is_skewed() {
+        let mut g = Generator::new(GeneratorSettings {
+            products: 1_000,
+            ..GeneratorSettings::default()
+        });
+        let picks: Vec<usize> = (0..20_000).map(|_| g.popular_product()).collect();
+        let top_ten = picks.iter().filter(|p| **p < 10).count();
+        assert!(
+            top_ten > picks.len() / 5,
+            "top 1% of products get {top_ten} of 20000 picks"
+        );
+    }
+}

@@ -1,0 +1,20 @@
+//! Personalizer: turns an online shop's event streams into personalization decisions.
+//!
+//! The crate is organised as the design describes: a pure [`engine`] with the
+//! [`rules`], the input [`event`] and output [`decision`] models with their [`avro`]
+//! form, RocksDB [`store`], and the drivers ([`replay`]; the live Kafka runtime comes
+//! next). `main.rs` is only the command line.
+
+pub mod avro;
+pub mod config;
+pub mod decision;
+pub mod engine;
+pub mod event;
+pub mod generate;
+pub mod replay;
+pub mod resources;
+pub mod rules;
+pub mod samples;
+pub mod state;
+pub mod store;
+pub mod time;

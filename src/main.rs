@@ -1,0 +1,203 @@
+//! The `personalizer` command line: parse, load config, call into the library.
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use personalizer::config::Config;
+use personalizer::generate::{Generator, GeneratorSettings};
+use personalizer::replay::{self, Input, ReplayOptions};
+use personalizer::resources::peak_rss_bytes;
+use personalizer::time::{duration_millis, parse_rfc3339};
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(Parser)]
+#[command(
+    name = "personalizer",
+    version,
+    about = "Turns shop event streams into personalization decisions"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run JSON Lines events through the engine offline and print the decisions.
+    Replay(ReplayArgs),
+    /// Write synthetic shopper traffic as JSON Lines.
+    Generate(GenerateArgs),
+    /// Validate a configuration file (with PERSONALIZER_* overrides applied).
+    CheckConfig(CheckConfigArgs),
+}
+
+#[derive(Args)]
+struct ReplayArgs {
+    /// Configuration file (TOML); defaults apply to everything it leaves out.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// After the input, move stream time to this RFC 3339 instant, firing what falls due.
+    #[arg(long)]
+    until: Option<String>,
+    /// Write decisions here instead of standard output.
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// Keep state in this directory, so a later replay continues where this one ended
+    /// (overrides `state.dir`). Without it, state lives in a temporary directory.
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// Stop with an error at the first bad line instead of reporting and skipping it.
+    #[arg(long)]
+    strict: bool,
+    /// Print a summary (events, decisions, events/s, peak memory) to standard error.
+    #[arg(long)]
+    stats: bool,
+    /// JSON Lines files, read in order; `-` is standard input.
+    #[arg(required = true)]
+    inputs: Vec<String>,
+}
+
+#[derive(Args)]
+struct GenerateArgs {
+    /// Number of distinct shoppers.
+    #[arg(long, default_value_t = 10_000)]
+    shoppers: u32,
+    /// Number of events to write.
+    #[arg(long, default_value_t = 100_000)]
+    events: u64,
+    /// Random seed: the same seed gives the same events.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Event time of the first event (RFC 3339).
+    #[arg(long, default_value = "2026-01-01T00:00:00Z")]
+    start: String,
+    /// Event time the stream spans, e.g. `3d`, `12h`.
+    #[arg(long, default_value = "3d")]
+    span: String,
+    /// Catalog size (0: derived from the number of shoppers).
+    #[arg(long, default_value_t = 0)]
+    products: u32,
+    /// Write here instead of standard output.
+    #[arg(long)]
+    output: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct CheckConfigArgs {
+    /// The configuration file to check.
+    file: PathBuf,
+    /// Print the effective configuration, defaults included.
+    #[arg(long)]
+    print: bool,
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let result = match Cli::parse().command {
+        Command::Replay(args) => run_replay(args),
+        Command::Generate(args) => run_generate(args),
+        Command::CheckConfig(args) => run_check_config(args),
+    };
+    if let Err(error) = result {
+        eprintln!("personalizer: {error:#}");
+        std::process::exit(1);
+    }
+}
+
+fn output_writer(path: Option<&PathBuf>) -> Result<Box<dyn Write>> {
+    Ok(match path {
+        Some(path) => Box::new(std::io::BufWriter::with_capacity(
+            1 << 20,
+            std::fs::File::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?,
+        )),
+        None => Box::new(std::io::BufWriter::with_capacity(
+            1 << 20,
+            std::io::stdout().lock(),
+        )),
+    })
+}
+
+fn run_replay(args: ReplayArgs) -> Result<()> {
+    let mut config = Config::load(args.config.as_deref())?;
+    if let Some(dir) = args.state_dir {
+        config.state.dir = Some(dir);
+    }
+    let until = args
+        .until
+        .as_deref()
+        .map(parse_rfc3339)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--until: {e}"))?;
+    let options = ReplayOptions {
+        inputs: args.inputs.iter().map(|a| Input::parse(a)).collect(),
+        until,
+        strict: args.strict,
+    };
+    let mut output = output_writer(args.output.as_ref())?;
+    let mut errors = std::io::stderr().lock();
+    let started = Instant::now();
+    let summary = replay::run(&config, &options, &mut output, &mut errors)?;
+    drop(output);
+    if args.stats {
+        let seconds = started.elapsed().as_secs_f64();
+        let events = summary.stats.events_processed() + summary.stats.duplicates;
+        let summary_line = serde_json::json!({
+            "lines": summary.lines,
+            "events_processed": summary.stats.events_processed(),
+            "duplicates": summary.stats.duplicates,
+            "unknown_types": summary.stats.unknown_types,
+            "bad_lines": summary.bad_lines,
+            "decisions": summary.stats.decisions,
+            "suppressed_no_consent": summary.stats.suppressed_no_consent,
+            "timers_fired": summary.stats.timers_fired,
+            "forwards": summary.stats.forwards,
+            "seconds": (seconds * 1000.0).round() / 1000.0,
+            "events_per_second": (events as f64 / seconds).round(),
+            "peak_rss_bytes": peak_rss_bytes(),
+        });
+        writeln!(errors, "{summary_line}")?;
+    }
+    Ok(())
+}
+
+fn run_generate(args: GenerateArgs) -> Result<()> {
+    let span =
+        humantime::parse_duration(&args.span).with_context(|| format!("--span `{}`", args.span))?;
+    let settings = GeneratorSettings {
+        shoppers: args.shoppers,
+        events: args.events,
+        seed: args.seed,
+        start: parse_rfc3339(&args.start).map_err(|e| anyhow::anyhow!("--start: {e}"))?,
+        span: duration_millis(span),
+        products: args.products,
+    };
+    anyhow::ensure!(settings.shoppers > 0, "--shoppers must be at least 1");
+    let mut output = output_writer(args.output.as_ref())?;
+    let mut line = Vec::with_capacity(512);
+    for event in Generator::new(settings) {
+        line.clear();
+        serde_json::to_writer(&mut line, &event.to_wire())?;
+        line.push(b'\n');
+        output.write_all(&line)?;
+    }
+    output.flush()?;
+    Ok(())
+}
+
+fn run_check_config(args: CheckConfigArgs) -> Result<()> {
+    let config = Config::load(Some(&args.file))?;
+    if args.print {
+        print!("{}", config.to_toml());
+    } else {
+        println!("{}: ok", args.file.display());
+    }
+    Ok(())
+}

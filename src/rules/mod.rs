@@ -1,0 +1,199 @@
+//! The rules of CONTRACT §3, as pure functions of state, input and stream time.
+//!
+//! A rule sees plain state ([`crate::state`]), the input, and a [`Ctx`] through which it
+//! emits decisions, forwards messages to the other processor, and arms or cancels
+//! timers. It never sees Kafka, RocksDB or a clock, so every rule is unit-tested here and
+//! runs unchanged in `replay` and live.
+
+pub mod abandoned_cart;
+pub mod back_in_stock;
+pub mod consent;
+pub mod identity;
+pub mod product;
+pub mod shopper;
+
+use crate::config::RulesConfig;
+use crate::decision::Decision;
+use crate::event::Event;
+use crate::state::{ProductInfo, ShopperState};
+use crate::time::Millis;
+use serde::{Deserialize, Serialize};
+
+/// What a timer is for; with the entity key and due time it identifies the timer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum TimerKind {
+    /// The shopper's next abandoned-cart step may be due.
+    CartReminder = 1,
+    /// The SKU's oldest back-in-stock request may have expired.
+    RequestExpiry = 2,
+}
+
+/// A timer: fires once stream time reaches `due`. Ordered by due time first.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Timer {
+    pub due: Millis,
+    pub kind: TimerKind,
+    /// The shopper key or SKU whose state the timer belongs to.
+    pub key: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TimerOp {
+    Set(Timer),
+    Cancel(Timer),
+}
+
+/// Messages to the product processor, keyed by SKU.
+// Messages are moved through a queue once each; boxing would only add allocations.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ProductMessage {
+    RegisterRequest {
+        shopper: String,
+        event_id: String,
+        product: ProductInfo,
+    },
+    CancelRequests {
+        shopper: String,
+    },
+}
+
+/// Messages to the customer processor, keyed by shopper.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ShopperMessage {
+    /// A restock served this shopper's request.
+    BackInStock {
+        sku: String,
+        product: ProductInfo,
+        requested_at: Millis,
+        request_event_id: String,
+        quantity_available: u64,
+        restock_event_id: String,
+    },
+    /// This anonymous shopper signed in as `customer_id`: hand everything over.
+    MergeInto {
+        customer_id: String,
+        event_id: String,
+    },
+    /// The state of anonymous shopper `from`, for the customer it signed in as.
+    Absorb {
+        from: String,
+        state: Box<ShopperState>,
+    },
+    /// An event keyed by an anonymous id that now belongs to a customer.
+    Reroute(Box<Event>),
+    /// The customer this anonymous id belonged to was erased.
+    EraseAlias { customer_id: String },
+}
+
+/// A message from one task to another. `at` is its event time: the time of the event
+/// that caused it, by which the receiving rule judges it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Forward {
+    ToProduct {
+        sku: String,
+        at: Millis,
+        message: ProductMessage,
+    },
+    ToShopper {
+        key: String,
+        at: Millis,
+        message: ShopperMessage,
+    },
+}
+
+/// Things worth counting that are neither decisions nor errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Note {
+    /// A decision was due but the shopper has not consented.
+    SuppressedNoConsent,
+    /// A back-in-stock notification found no matching request (erased, served, anonymous).
+    NotificationDropped,
+}
+
+/// Everything a rule produced for one input.
+#[derive(Debug, Default)]
+pub struct Outputs {
+    pub decisions: Vec<Decision>,
+    pub forwards: Vec<Forward>,
+    pub timers: Vec<TimerOp>,
+    pub notes: Vec<Note>,
+}
+
+/// What a rule may use and do: the stream time, the settings, and its outputs.
+pub struct Ctx<'a> {
+    /// Stream time: decisions made now carry it as `decided_at`.
+    pub now: Millis,
+    pub rules: &'a RulesConfig,
+    pub out: &'a mut Outputs,
+}
+
+impl Ctx<'_> {
+    pub fn emit(&mut self, decision: Decision) {
+        self.out.decisions.push(decision);
+    }
+    pub fn forward(&mut self, forward: Forward) {
+        self.out.forwards.push(forward);
+    }
+    pub fn set_timer(&mut self, timer: Timer) {
+        self.out.timers.push(TimerOp::Set(timer));
+    }
+    pub fn cancel_timer(&mut self, timer: Timer) {
+        self.out.timers.push(TimerOp::Cancel(timer));
+    }
+    pub fn note(&mut self, note: Note) {
+        self.out.notes.push(note);
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Helpers for rule tests: events built in one line, times in minutes.
+    use super::*;
+    use crate::event::{EventBody, Product};
+
+    pub const T0: Millis = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+
+    pub fn minutes(m: i64) -> Millis {
+        T0 + m * 60_000
+    }
+
+    pub fn product(sku: &str, price: f64) -> Product {
+        Product {
+            sku: sku.into(),
+            name: Some(format!("Product {sku}")),
+            price: Some(price),
+            currency: Some("EUR".into()),
+            ..Product::default()
+        }
+    }
+
+    pub fn event(id: &str, at: Millis, customer: Option<&str>, body: EventBody) -> Event {
+        Event {
+            event_id: id.into(),
+            occurred_at: at,
+            customer_id: customer.map(Into::into),
+            anonymous_id: if customer.is_none() {
+                Some("anon".into())
+            } else {
+                None
+            },
+            session_id: None,
+            site: None,
+            country: None,
+            body,
+        }
+    }
+
+    pub fn run<R>(now: Millis, rules: &RulesConfig, f: impl FnOnce(&mut Ctx) -> R) -> (R, Outputs) {
+        let mut out = Outputs::default();
+        let mut ctx = Ctx {
+            now,
+            rules,
+            out: &mut out,
+        };
+        let r = f(&mut ctx);
+        (r, out)
+    }
+}

@@ -1,0 +1,120 @@
+//! The customer processor's rules, per shopper: which rule sees which input, in order.
+
+use super::{
+    abandoned_cart, back_in_stock, consent, identity, Ctx, Forward, ShopperMessage, Timer,
+    TimerKind,
+};
+use crate::event::{Event, EventBody, InputTopic};
+use crate::state::ShopperState;
+
+/// One input event for the shopper keyed `key`. `None` state: nothing known yet; the
+/// rules leave `None` behind to delete the shopper (erasure).
+pub fn on_event(key: &str, state: &mut Option<ShopperState>, event: &Event, ctx: &mut Ctx) {
+    apply(key, state, event, event.customer_id.is_some(), ctx);
+}
+
+fn apply(
+    key: &str,
+    state: &mut Option<ShopperState>,
+    event: &Event,
+    identified: bool,
+    ctx: &mut Ctx,
+) {
+    if let Some(customer_id) = state.as_ref().and_then(|s| s.merged_into.clone()) {
+        if !identified {
+            ctx.forward(Forward::ToShopper {
+                key: customer_id,
+                at: event.occurred_at,
+                message: ShopperMessage::Reroute(Box::new(event.clone())),
+            });
+            return;
+        }
+    }
+    if let EventBody::CustomerErased = event.body {
+        consent::erase(key, state, ctx);
+        return;
+    }
+    let shopper = state.get_or_insert_with(ShopperState::default);
+    if identified && shopper.customer_id.is_none() {
+        shopper.customer_id = Some(key.to_string());
+    }
+    if matches!(
+        event.body.topic(),
+        InputTopic::Clickstream | InputTopic::Cart
+    ) {
+        shopper.last_activity_at = shopper.last_activity_at.max(Some(event.occurred_at));
+    }
+    match &event.body {
+        EventBody::ConsentChanged { email_marketing } => {
+            consent::on_consent_changed(shopper, *email_marketing)
+        }
+        EventBody::SignedIn => identity::on_signed_in(key, shopper, event, ctx),
+        EventBody::BackInStockRequested { product } => {
+            back_in_stock::on_request(key, shopper, event, product, ctx)
+        }
+        EventBody::CartItemAdded { .. }
+        | EventBody::CartItemRemoved { .. }
+        | EventBody::CartCleared { .. }
+        | EventBody::OrderCompleted { .. } => abandoned_cart::on_cart_event(shopper, event),
+        _ => {}
+    }
+    abandoned_cart::rearm(key, shopper, ctx);
+}
+
+/// A message from another task; `at` is its event time.
+pub fn on_message(
+    key: &str,
+    state: &mut Option<ShopperState>,
+    at: i64,
+    message: &ShopperMessage,
+    ctx: &mut Ctx,
+) {
+    match message {
+        ShopperMessage::Reroute(event) => apply(key, state, event, true, ctx),
+        ShopperMessage::MergeInto { customer_id, .. } => {
+            identity::on_merge_into(key, state, customer_id, at, ctx)
+        }
+        ShopperMessage::Absorb {
+            from,
+            state: incoming,
+        } => {
+            let shopper = state.get_or_insert_with(ShopperState::default);
+            shopper.customer_id.get_or_insert_with(|| key.to_string());
+            identity::on_absorb(shopper, from, incoming);
+            abandoned_cart::rearm(key, shopper, ctx);
+        }
+        ShopperMessage::BackInStock {
+            sku,
+            product,
+            requested_at,
+            request_event_id,
+            quantity_available,
+            restock_event_id,
+        } => {
+            if let Some(customer_id) = state.as_ref().and_then(|s| s.merged_into.clone()) {
+                ctx.forward(Forward::ToShopper {
+                    key: customer_id,
+                    at,
+                    message: message.clone(),
+                });
+                return;
+            }
+            let notification = back_in_stock::Notification {
+                sku,
+                product,
+                requested_at: *requested_at,
+                request_event_id,
+                quantity_available: *quantity_available,
+                restock_event_id,
+            };
+            back_in_stock::on_notification(state, &notification, ctx);
+        }
+        ShopperMessage::EraseAlias { customer_id } => consent::erase_alias(state, customer_id),
+    }
+}
+
+pub fn on_timer(key: &str, state: &mut Option<ShopperState>, timer: &Timer, ctx: &mut Ctx) {
+    if timer.kind == TimerKind::CartReminder {
+        abandoned_cart::on_timer(key, state, timer, ctx);
+    }
+}

@@ -1,0 +1,264 @@
+//! What the rules remember: per shopper and per SKU. Plain data, no storage types; the
+//! store persists it through [`VersionedState`], which is where its byte layout lives.
+
+use crate::event::Product;
+use crate::time::Millis;
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+/// Product details as state keeps them. Separate from the wire [`Product`] so the JSON
+/// contract and the stored layout can each evolve without breaking the other.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct ProductInfo {
+    pub sku: String,
+    pub name: Option<String>,
+    pub category: Option<Vec<String>>,
+    pub brand: Option<String>,
+    pub price: Option<f64>,
+    pub currency: Option<String>,
+    pub url: Option<String>,
+    pub image_url: Option<String>,
+}
+
+impl From<&Product> for ProductInfo {
+    fn from(p: &Product) -> Self {
+        ProductInfo {
+            sku: p.sku.clone(),
+            name: p.name.clone(),
+            category: p.category.clone(),
+            brand: p.brand.clone(),
+            price: p.price,
+            currency: p.currency.clone(),
+            url: p.url.clone(),
+            image_url: p.image_url.clone(),
+        }
+    }
+}
+
+impl From<&ProductInfo> for Product {
+    fn from(p: &ProductInfo) -> Self {
+        Product {
+            sku: p.sku.clone(),
+            name: p.name.clone(),
+            category: p.category.clone(),
+            brand: p.brand.clone(),
+            price: p.price,
+            currency: p.currency.clone(),
+            url: p.url.clone(),
+            image_url: p.image_url.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CartLine {
+    pub product: ProductInfo,
+    pub quantity: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cart {
+    pub cart_id: String,
+    pub lines: Vec<CartLine>,
+    /// The event that last changed the contents: the evidence, and part of reminder ids.
+    pub changed_by: String,
+    pub changed_at: Millis,
+    /// Reminder steps already due for these contents (sent or suppressed); 0 after a change.
+    pub steps_done: u32,
+}
+
+/// A "notify me" the shopper made, remembered so a late notification for a request the
+/// shopper no longer has (erased, already served) is recognised and dropped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingStockRequest {
+    pub sku: String,
+    pub requested_at: Millis,
+    pub event_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct ShopperState {
+    /// Set once the shopper is known as a registered customer (their key is a customer id).
+    pub customer_id: Option<String>,
+    /// An anonymous shopper who signed in: everything now belongs to this customer.
+    pub merged_into: Option<String>,
+    /// Anonymous ids merged into this customer, erased along with it.
+    pub aliases: Vec<String>,
+    pub last_activity_at: Option<Millis>,
+    /// Event time of the shopper's latest `order_completed`.
+    pub last_order_at: Option<Millis>,
+    /// `consent_changed.email_marketing`; `None` until the shopper said anything.
+    pub consent: Option<bool>,
+    pub carts: Vec<Cart>,
+    /// Due time of the reminder timer armed for this shopper, if any.
+    pub reminder_armed: Option<Millis>,
+    pub stock_requests: Vec<PendingStockRequest>,
+}
+
+/// A registered back-in-stock request, waiting for the SKU's next restock.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StockRequest {
+    pub shopper: String,
+    pub requested_at: Millis,
+    pub expires_at: Millis,
+    pub event_id: String,
+    pub product: ProductInfo,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct ProductState {
+    /// Units available; `None` until a `stock_changed` told us.
+    pub quantity: Option<u64>,
+    pub last_restock_at: Option<Millis>,
+    pub last_restock_event: Option<String>,
+    pub details: Option<ProductInfo>,
+    /// Oldest first.
+    pub requests: Vec<StockRequest>,
+    /// Due time of the armed request-expiry timer, if any.
+    pub expiry_armed: Option<Millis>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum StateDecodeError {
+    #[error("empty value")]
+    Empty,
+    #[error("value format version {found} is newer than this build understands (up to {known})")]
+    UnknownVersion { found: u8, known: u8 },
+    #[error("corrupt value (format version {version}): {message}")]
+    Corrupt { version: u8, message: String },
+}
+
+/// A stored value is one version byte and the postcard encoding of that version's layout.
+/// A layout change adds a version: the old layout stays as a type of its own, decoding
+/// it migrates to the current one, and the golden-bytes tests below keep old bytes loading.
+pub trait VersionedState: Serialize + DeserializeOwned + Sized {
+    const VERSION: u8;
+
+    fn encode(&self) -> Vec<u8> {
+        let mut out = vec![Self::VERSION];
+        postcard::to_io(self, &mut out).expect("encoding state into memory cannot fail");
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, StateDecodeError> {
+        let (&version, body) = bytes.split_first().ok_or(StateDecodeError::Empty)?;
+        if version != Self::VERSION {
+            return Err(StateDecodeError::UnknownVersion {
+                found: version,
+                known: Self::VERSION,
+            });
+        }
+        postcard::from_bytes(body).map_err(|e| StateDecodeError::Corrupt {
+            version,
+            message: e.to_string(),
+        })
+    }
+}
+
+impl VersionedState for ShopperState {
+    const VERSION: u8 = 1;
+}
+
+impl VersionedState for ProductState {
+    const VERSION: u8 = 1;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info() -> ProductInfo {
+        ProductInfo {
+            sku: "S1".into(),
+            name: Some("Dress".into()),
+            price: Some(10.0),
+            ..ProductInfo::default()
+        }
+    }
+
+    fn shopper() -> ShopperState {
+        ShopperState {
+            customer_id: Some("c1".into()),
+            merged_into: None,
+            aliases: vec!["a1".into()],
+            last_activity_at: Some(1000),
+            last_order_at: Some(800),
+            consent: Some(true),
+            carts: vec![Cart {
+                cart_id: "k1".into(),
+                lines: vec![CartLine {
+                    product: info(),
+                    quantity: 2,
+                }],
+                changed_by: "e1".into(),
+                changed_at: 900,
+                steps_done: 1,
+            }],
+            reminder_armed: Some(3_601_000),
+            stock_requests: vec![PendingStockRequest {
+                sku: "S2".into(),
+                requested_at: 500,
+                event_id: "e0".into(),
+            }],
+        }
+    }
+
+    fn product() -> ProductState {
+        ProductState {
+            quantity: Some(0),
+            last_restock_at: Some(10),
+            last_restock_event: Some("s1".into()),
+            details: Some(info()),
+            requests: vec![StockRequest {
+                shopper: "c1".into(),
+                requested_at: 20,
+                expires_at: 30,
+                event_id: "e2".into(),
+                product: info(),
+            }],
+            expiry_armed: Some(30),
+        }
+    }
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn unhex(text: &str) -> Vec<u8> {
+        (0..text.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    // Bytes written by format version 1. If these stop decoding, stored state of
+    // deployed processors stops loading: add a version with a migration instead.
+    const SHOPPER_V1: &str = "0101026331000102613101d00f01c00c010101026b310102533101054472657373000001000000000000244000000002026531880e0101d0c9b70301025332e807026530";
+    const PRODUCT_V1: &str = "0101000114010273310102533101054472657373000001000000000000244000000001026331283c026532025331010544726573730000010000000000002440000000013c";
+
+    #[test]
+    fn golden_version_1_bytes_still_load() {
+        assert_eq!(ShopperState::decode(&unhex(SHOPPER_V1)).unwrap(), shopper());
+        assert_eq!(ProductState::decode(&unhex(PRODUCT_V1)).unwrap(), product());
+    }
+
+    #[test]
+    fn encoding_is_stable() {
+        assert_eq!(hex(&shopper().encode()), SHOPPER_V1);
+        assert_eq!(hex(&product().encode()), PRODUCT_V1);
+    }
+
+    #[test]
+    fn bad_bytes_are_errors_not_panics() {
+        assert_eq!(ShopperState::decode(&[]), Err(StateDecodeError::Empty));
+        assert!(matches!(
+            ShopperState::decode(&[9, 1, 2]),
+            Err(StateDecodeError::UnknownVersion { found: 9, known: 1 })
+        ));
+        let mut truncated = shopper().encode();
+        truncated.truncate(truncated.len() / 2);
+        assert!(matches!(
+            ShopperState::decode(&truncated),
+            Err(StateDecodeError::Corrupt { version: 1, .. })
+        ));
+    }
+}

@@ -1,0 +1,341 @@
+//! Local state in RocksDB: one database per process, a column family per store, memory
+//! bounded by one block cache and one write-buffer manager shared by all of them.
+//!
+//! The store only moves bytes. What the bytes mean is decided by `keys.rs` (layout of
+//! keys) and `crate::state` (versioned values); the engine's write-back cache decides
+//! when they are written: one [`StateChange`] list per commit, applied as one WriteBatch.
+
+pub mod keys;
+
+use crate::config::StateConfig;
+use crate::time::Millis;
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch,
+    WriteBufferManager, WriteOptions, DB,
+};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+/// The column families. Each processor has its own state, timers and dedupe sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Family {
+    Shoppers,
+    ShopperTimers,
+    ShopperDedupe,
+    Products,
+    ProductTimers,
+    ProductDedupe,
+    Meta,
+}
+
+impl Family {
+    pub const ALL: [Family; 7] = [
+        Family::Shoppers,
+        Family::ShopperTimers,
+        Family::ShopperDedupe,
+        Family::Products,
+        Family::ProductTimers,
+        Family::ProductDedupe,
+        Family::Meta,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Shoppers => "shoppers",
+            Family::ShopperTimers => "shopper_timers",
+            Family::ShopperDedupe => "shopper_dedupe",
+            Family::Products => "products",
+            Family::ProductTimers => "product_timers",
+            Family::ProductDedupe => "product_dedupe",
+            Family::Meta => "meta",
+        }
+    }
+
+    fn is_dedupe(self) -> bool {
+        matches!(self, Family::ShopperDedupe | Family::ProductDedupe)
+    }
+}
+
+/// A stored key and its value.
+pub type KeyValue = (Vec<u8>, Vec<u8>);
+
+/// One write to the store: a put, or a delete when `value` is `None`. The same list can
+/// be sent to a changelog topic before it is applied here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateChange {
+    pub family: Family,
+    pub key: Vec<u8>,
+    pub value: Option<Vec<u8>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("RocksDB at {path}: {source}")]
+    Rocks {
+        path: PathBuf,
+        source: rocksdb::Error,
+    },
+    #[error("cannot create state directory {path}: {source}")]
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+pub struct Store {
+    db: DB,
+    path: PathBuf,
+    /// Dedupe entries first seen before this instant are dropped at compaction.
+    dedupe_horizon: Arc<AtomicI64>,
+    // Kept alive for the database's lifetime; RocksDB holds references into them.
+    _block_cache: Cache,
+    _write_buffers: WriteBufferManager,
+    _temporary: Option<tempfile::TempDir>,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir`.
+    pub fn open(dir: &Path, config: &StateConfig) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        Store::open_inner(dir, config, None)
+    }
+
+    /// A store in a fresh temporary directory, deleted when the store is dropped.
+    pub fn open_temporary(config: &StateConfig) -> Result<Store, StoreError> {
+        let temp = tempfile::Builder::new()
+            .prefix("personalizer-state-")
+            .tempdir()
+            .map_err(|source| StoreError::Dir {
+                path: std::env::temp_dir(),
+                source,
+            })?;
+        let path = temp.path().to_path_buf();
+        Store::open_inner(&path, config, Some(temp))
+    }
+
+    fn open_inner(
+        dir: &Path,
+        config: &StateConfig,
+        temporary: Option<tempfile::TempDir>,
+    ) -> Result<Store, StoreError> {
+        let block_cache = Cache::new_lru_cache(config.block_cache_bytes as usize);
+        let write_buffers =
+            WriteBufferManager::new_write_buffer_manager(config.write_buffer_bytes as usize, true);
+        let dedupe_horizon = Arc::new(AtomicI64::new(i64::MIN));
+
+        let mut db_options = Options::default();
+        db_options.create_if_missing(true);
+        db_options.create_missing_column_families(true);
+        db_options.set_write_buffer_manager(&write_buffers);
+        db_options.set_max_background_jobs(2);
+        db_options.set_keep_log_file_num(3);
+
+        let descriptors = Family::ALL.map(|family| {
+            let mut table = BlockBasedOptions::default();
+            table.set_block_cache(&block_cache);
+            // Most lookups are for keys that are not there yet (new event ids, new
+            // shoppers): bloom filters answer those without touching data blocks.
+            table.set_bloom_filter(10.0, false);
+            table.set_cache_index_and_filter_blocks(true);
+            let mut cf = Options::default();
+            cf.set_block_based_table_factory(&table);
+            cf.set_compression_type(rocksdb::DBCompressionType::Lz4);
+            cf.set_memtable_whole_key_filtering(true);
+            cf.set_memtable_prefix_bloom_ratio(0.1);
+            if family.is_dedupe() {
+                let horizon = Arc::clone(&dedupe_horizon);
+                cf.set_compaction_filter("dedupe-expiry", move |_level, _key, value: &[u8]| {
+                    match keys::decode_millis(value) {
+                        Some(seen) if seen < horizon.load(Ordering::Relaxed) => {
+                            rocksdb::compaction_filter::Decision::Remove
+                        }
+                        _ => rocksdb::compaction_filter::Decision::Keep,
+                    }
+                });
+            }
+            ColumnFamilyDescriptor::new(family.name(), cf)
+        });
+        let db = DB::open_cf_descriptors(&db_options, dir, descriptors).map_err(|source| {
+            StoreError::Rocks {
+                path: dir.to_path_buf(),
+                source,
+            }
+        })?;
+        Ok(Store {
+            db,
+            path: dir.to_path_buf(),
+            dedupe_horizon,
+            _block_cache: block_cache,
+            _write_buffers: write_buffers,
+            _temporary: temporary,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn error(&self, source: rocksdb::Error) -> StoreError {
+        StoreError::Rocks {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn cf(&self, family: Family) -> &rocksdb::ColumnFamily {
+        self.db
+            .cf_handle(family.name())
+            .expect("every family is created at open")
+    }
+
+    pub fn get(&self, family: Family, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.db
+            .get_pinned_cf(self.cf(family), key)
+            .map(|v| v.map(|bytes| bytes.to_vec()))
+            .map_err(|e| self.error(e))
+    }
+
+    /// Every entry whose key starts with `prefix`, in key order.
+    pub fn scan_prefix(&self, family: Family, prefix: &[u8]) -> Result<Vec<KeyValue>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(
+            self.cf(family),
+            IteratorMode::From(prefix, Direction::Forward),
+        ) {
+            let (key, value) = item.map_err(|e| self.error(e))?;
+            if !key.starts_with(prefix) {
+                break;
+            }
+            out.push((key.to_vec(), value.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Applies the changes atomically. The write-ahead log is off: a commit's batch and
+    /// its checkpoint (in `meta`) are lost or kept together, and what is lost is
+    /// rebuilt from its source (the changelog live, the input in `replay`).
+    pub fn write(&self, changes: &[StateChange]) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        for change in changes {
+            let cf = self.cf(change.family);
+            match &change.value {
+                Some(value) => batch.put_cf(cf, &change.key, value),
+                None => batch.delete_cf(cf, &change.key),
+            }
+        }
+        let mut options = WriteOptions::default();
+        options.disable_wal(true);
+        self.db
+            .write_opt(batch, &options)
+            .map_err(|e| self.error(e))
+    }
+
+    /// Dedupe entries first seen before `horizon` may be dropped from now on.
+    pub fn set_dedupe_horizon(&self, horizon: Millis) {
+        self.dedupe_horizon.fetch_max(horizon, Ordering::Relaxed);
+    }
+
+    pub fn read_meta(&self, name: &str) -> Result<Option<Millis>, StoreError> {
+        Ok(self
+            .get(Family::Meta, name.as_bytes())?
+            .and_then(|v| keys::decode_millis(&v)))
+    }
+
+    pub fn meta_change(name: &str, value: Millis) -> StateChange {
+        StateChange {
+            family: Family::Meta,
+            key: name.as_bytes().to_vec(),
+            value: Some(keys::encode_millis(value).to_vec()),
+        }
+    }
+
+    /// Writes memtables to disk, so a reopened store finds everything without a WAL.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        let handles: Vec<&rocksdb::ColumnFamily> =
+            Family::ALL.iter().map(|f| self.cf(*f)).collect();
+        self.db
+            .flush_cfs_opt(&handles, &rocksdb::FlushOptions::default())
+            .map_err(|e| self.error(e))
+    }
+
+    /// Approximate bytes on disk and in memtables, for reporting.
+    pub fn approximate_size_bytes(&self) -> u64 {
+        Family::ALL
+            .iter()
+            .filter_map(|f| {
+                self.db
+                    .property_int_value_cf(self.cf(*f), "rocksdb.total-sst-files-size")
+                    .ok()
+                    .flatten()
+            })
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(family: Family, key: &str, value: Option<&str>) -> StateChange {
+        StateChange {
+            family,
+            key: key.as_bytes().to_vec(),
+            value: value.map(|v| v.as_bytes().to_vec()),
+        }
+    }
+
+    #[test]
+    fn writes_survive_a_flush_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = StateConfig::default();
+        {
+            let store = Store::open(dir.path(), &config).unwrap();
+            store
+                .write(&[
+                    change(Family::Shoppers, "\0\x01c1", Some("v1")),
+                    change(Family::Products, "\0\x01s1", Some("p1")),
+                    Store::meta_change("stream_time", 42),
+                ])
+                .unwrap();
+            store
+                .write(&[change(Family::Products, "\0\x01s1", None)])
+                .unwrap();
+            store.flush().unwrap();
+        }
+        let store = Store::open(dir.path(), &config).unwrap();
+        assert_eq!(
+            store.get(Family::Shoppers, b"\0\x01c1").unwrap(),
+            Some(b"v1".to_vec())
+        );
+        assert_eq!(store.get(Family::Products, b"\0\x01s1").unwrap(), None);
+        assert_eq!(store.read_meta("stream_time").unwrap(), Some(42));
+    }
+
+    #[test]
+    fn prefix_scans_stay_inside_the_partition() {
+        let store = Store::open_temporary(&StateConfig::default()).unwrap();
+        store
+            .write(&[
+                change(Family::ShopperTimers, "\0\x01a", Some("")),
+                change(Family::ShopperTimers, "\0\x01b", Some("")),
+                change(Family::ShopperTimers, "\0\x02a", Some("")),
+            ])
+            .unwrap();
+        let rows = store.scan_prefix(Family::ShopperTimers, &[0, 1]).unwrap();
+        assert_eq!(rows.len(), 2);
+    }
+
+    #[test]
+    fn an_unusable_directory_is_named_in_the_error() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let err = Store::open(&file.path().join("sub"), &StateConfig::default())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains(&file.path().display().to_string()), "{err}");
+    }
+}

@@ -1,0 +1,268 @@
+//! `personalizer replay`, `generate` and `check-config` as a user runs them (CONTRACT §4).
+
+mod common;
+
+use common::*;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+fn personalizer() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_personalizer"))
+}
+
+fn run(args: &[&str]) -> Output {
+    personalizer().args(args).output().unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8(output.stderr.clone()).unwrap()
+}
+
+fn write_lines(path: &Path, lines: &[String]) {
+    let mut f = std::fs::File::create(path).unwrap();
+    for line in lines {
+        writeln!(f, "{line}").unwrap();
+    }
+}
+
+fn generate(dir: &Path, events: u64, seed: u64) -> std::path::PathBuf {
+    let path = dir.join(format!("events-{seed}.jsonl"));
+    let out = run(&[
+        "generate",
+        "--shoppers",
+        "500",
+        "--events",
+        &events.to_string(),
+        "--seed",
+        &seed.to_string(),
+        "--span",
+        "2d",
+        "--output",
+        path.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    path
+}
+
+#[test]
+fn same_input_same_config_same_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = generate(dir.path(), 20_000, 7);
+    let replay = || {
+        run(&[
+            "replay",
+            "--until",
+            "2026-01-05T00:00:00Z",
+            input.to_str().unwrap(),
+        ])
+    };
+    let first = replay();
+    assert!(first.status.success(), "{}", stderr(&first));
+    let text = stdout(&first);
+    assert!(
+        text.lines().count() > 50,
+        "a generated workload yields decisions:\n{text}"
+    );
+    assert!(text.contains("\"type\":\"abandoned_cart\""));
+    assert!(text.contains("\"type\":\"back_in_stock\""));
+    assert_eq!(first.stdout, replay().stdout);
+}
+
+#[test]
+fn bad_lines_are_reported_with_their_number_and_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = Events::new();
+    e.add("c1", 0, "k1", "S1", 1);
+    e.lines.push("{not json".to_string());
+    e.add("c1", 1, "k1", "S2", -3);
+    e.lines.push(String::new()); // blank lines are not events
+    e.push(serde_json::json!({"type": "coupon_copied", "occurred_at": ts(2), "customer_id": "c1"}));
+    e.add("c1", 3, "k1", "S3", 1);
+    let input = dir.path().join("in.jsonl");
+    write_lines(&input, &e.lines);
+    let out = run(&["replay", "--until", &ts(200), input.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let errors = stderr(&out);
+    let name = input.display().to_string();
+    assert!(
+        errors.contains(&format!("{name}:2: not a JSON object")),
+        "{errors}"
+    );
+    assert!(
+        errors.contains(&format!("{name}:3: field `quantity`: negative quantity -3")),
+        "{errors}"
+    );
+    assert_eq!(
+        errors.lines().count(),
+        2,
+        "unknown types are skipped silently: {errors}"
+    );
+    let decisions = stdout(&out);
+    assert_eq!(decisions.lines().count(), 1);
+    assert!(
+        decisions.contains("\"sku\":\"S3\""),
+        "state kept the good lines: {decisions}"
+    );
+    assert!(!decisions.contains("\"sku\":\"S2\""));
+}
+
+#[test]
+fn strict_makes_the_first_bad_line_fatal() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    let mut e = Events::new();
+    e.add("c1", 0, "k1", "S1", 1);
+    e.lines.push("[]".into());
+    write_lines(&input, &e.lines);
+    let out = run(&["replay", "--strict", input.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(":2: not a JSON object"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn stdin_and_output_file_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = Events::new();
+    e.add("c1", 0, "k1", "S1", 1);
+    let output = dir.path().join("decisions.jsonl");
+    let mut child = personalizer()
+        .args([
+            "replay",
+            "--until",
+            &ts(90),
+            "--output",
+            output.to_str().unwrap(),
+            "-",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{}", e.lines[0]).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.stdout.is_empty());
+    let written = std::fs::read_to_string(output).unwrap();
+    assert_eq!(written.lines().count(), 1, "{written}");
+}
+
+#[test]
+fn a_replay_split_in_two_over_one_state_dir_equals_one_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = generate(dir.path(), 30_000, 11);
+    let text = std::fs::read_to_string(&input).unwrap();
+    let lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let (first, second) = lines.split_at(lines.len() / 2);
+    let first_path = dir.path().join("first.jsonl");
+    let second_path = dir.path().join("second.jsonl");
+    write_lines(&first_path, first);
+    write_lines(&second_path, second);
+    let until = "2026-01-04T00:00:00Z";
+
+    let whole = run(&["replay", "--until", until, input.to_str().unwrap()]);
+    assert!(whole.status.success(), "{}", stderr(&whole));
+
+    let state = dir.path().join("state");
+    let state = state.to_str().unwrap();
+    let a = run(&["replay", "--state-dir", state, first_path.to_str().unwrap()]);
+    let b = run(&[
+        "replay",
+        "--state-dir",
+        state,
+        "--until",
+        until,
+        second_path.to_str().unwrap(),
+    ]);
+    assert!(
+        a.status.success() && b.status.success(),
+        "{}{}",
+        stderr(&a),
+        stderr(&b)
+    );
+    let split = [a.stdout, b.stdout].concat();
+    assert!(!whole.stdout.is_empty());
+    assert_eq!(String::from_utf8(split).unwrap(), stdout(&whole));
+}
+
+#[test]
+fn a_state_dir_written_with_other_partitions_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    let mut e = Events::new();
+    e.add("c1", 0, "k1", "S1", 1);
+    write_lines(&input, &e.lines);
+    let state = dir.path().join("state");
+    let state = state.to_str().unwrap();
+    assert!(
+        run(&["replay", "--state-dir", state, input.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let out = personalizer()
+        .args(["replay", "--state-dir", state, input.to_str().unwrap()])
+        .env("PERSONALIZER_ENGINE__PARTITIONS", "3")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("`engine.partitions`"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn stats_report_throughput_and_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = generate(dir.path(), 5_000, 3);
+    let out = run(&[
+        "replay",
+        "--stats",
+        "--output",
+        "/dev/null",
+        input.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    let summary: serde_json::Value = serde_json::from_str(stderr(&out).trim()).unwrap();
+    assert_eq!(summary["lines"], 5_000);
+    assert!(summary["events_per_second"].as_f64().unwrap() > 0.0);
+    assert!(summary["peak_rss_bytes"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn check_config_names_the_bad_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/personalizer.toml");
+    let out = run(&["check-config", good.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[rules.abandoned_cart]\nreminders = [\"1h\", \"soon\"]\n",
+    )
+    .unwrap();
+    let out = run(&["check-config", bad.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("rules.abandoned_cart.reminders[1]"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn replay_refuses_a_bad_until() {
+    let out = run(&["replay", "--until", "tomorrow", "-"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--until"), "{}", stderr(&out));
+}
