@@ -270,7 +270,7 @@ impl Generator {
             }
         } else if roll < 0.55 {
             let product = self.popular_product();
-            if self.catalog[product].stock == 0 && self.rng.random_bool(0.4) {
+            if self.catalog[product].stock == 0 && self.rng.random_bool(0.15) {
                 EventBody::BackInStockRequested {
                     product: self.catalog[product].product.clone(),
                 }
@@ -305,8 +305,11 @@ impl Generator {
         } else if roll < 0.80 {
             let product = self.popular_product();
             if self.catalog[product].stock == 0 {
-                EventBody::BackInStockRequested {
-                    product: self.catalog[product].product.clone(),
+                let product = self.catalog[product].product.clone();
+                if self.rng.random_bool(0.3) {
+                    EventBody::BackInStockRequested { product }
+                } else {
+                    EventBody::ProductViewed { product }
                 }
             } else {
                 let quantity = if self.rng.random_bool(0.85) { 1 } else { 2 };
@@ -446,12 +449,18 @@ impl Generator {
     fn stock_step(&mut self, at: Millis) {
         let restock = self.rng.random_bool(0.6);
         let product = if restock {
-            let start = self.rng.random_range(0..self.catalog.len());
-            (0..self.catalog.len())
-                .map(|i| (start + i) % self.catalog.len())
-                .find(|i| self.catalog[*i].stock == 0)
+            // Popular products are restocked first, as a shop's buyers would.
+            let popular = self.popular_product();
+            if self.catalog[popular].stock == 0 {
+                Some(popular)
+            } else {
+                let start = self.rng.random_range(0..self.catalog.len());
+                (0..self.catalog.len())
+                    .map(|i| (start + i) % self.catalog.len())
+                    .find(|i| self.catalog[*i].stock == 0)
+            }
         } else {
-            Some(self.popular_product())
+            Some(self.rng.random_range(0..self.catalog.len()))
         };
         if let Some(p) = product {
             let quantity = if restock {

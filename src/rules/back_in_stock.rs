@@ -98,13 +98,24 @@ pub fn on_notification(state: &mut Option<ShopperState>, n: &Notification, ctx: 
 
 // ---- product side -------------------------------------------------------------------
 
-fn notify(sku: &str, state: &ProductState, request: &StockRequest, at: Millis, ctx: &mut Ctx) {
-    let product = state
-        .details
-        .clone()
-        .unwrap_or_else(|| request.product.clone());
+/// Expired requests are only garbage: validity is checked when a restock serves them.
+/// So the expiry timer sweeps at most this often, not once per request.
+const EXPIRY_SWEEP_MILLIS: Millis = 3_600_000;
+
+fn notify(
+    sku: &str,
+    state: &ProductState,
+    shopper: &str,
+    request: &StockRequest,
+    at: Millis,
+    ctx: &mut Ctx,
+) {
+    let product = state.details.clone().unwrap_or_else(|| ProductInfo {
+        sku: sku.to_string(),
+        ..ProductInfo::default()
+    });
     ctx.forward(Forward::ToShopper {
-        key: request.shopper.clone(),
+        key: shopper.to_string(),
         at,
         message: ShopperMessage::BackInStock {
             sku: sku.to_string(),
@@ -136,22 +147,30 @@ pub fn on_stock_changed(
         state.last_restock_event = Some(event.event_id.clone());
         serve_waiting(sku, state, event.occurred_at, ctx);
     }
-    rearm_expiry(sku, state, ctx);
 }
 
 fn serve_waiting(sku: &str, state: &mut ProductState, at: Millis, ctx: &mut Ctx) {
-    state.requests.retain(|r| r.expires_at > at);
+    state.requests.retain(|_, r| r.expires_at > at);
     let quantity = state.quantity.unwrap_or(0);
     let cap = match ctx.rules.back_in_stock.max_per_unit {
         Some(per_unit) => quantity.saturating_mul(u64::from(per_unit)),
         None => u64::MAX,
     };
-    let count = usize::try_from(cap)
-        .unwrap_or(usize::MAX)
-        .min(state.requests.len());
-    let served: Vec<StockRequest> = state.requests.drain(..count).collect();
-    for request in &served {
-        notify(sku, state, request, at, ctx);
+    let mut queue: Vec<(Millis, &str, &str)> = state
+        .requests
+        .iter()
+        .map(|(shopper, r)| (r.requested_at, r.event_id.as_str(), shopper.as_str()))
+        .collect();
+    queue.sort_unstable();
+    let count = usize::try_from(cap).unwrap_or(usize::MAX).min(queue.len());
+    let served: Vec<String> = queue[..count]
+        .iter()
+        .map(|(_, _, s)| s.to_string())
+        .collect();
+    for shopper in &served {
+        if let Some(request) = state.requests.remove(shopper) {
+            notify(sku, state, shopper, &request, at, ctx);
+        }
     }
 }
 
@@ -167,11 +186,9 @@ pub fn on_register(
 ) {
     let ttl = ctx.rules.back_in_stock.request_ttl.millis();
     let request = StockRequest {
-        shopper: shopper.to_string(),
         requested_at: at,
         expires_at: at.saturating_add(ttl),
         event_id: event_id.to_string(),
-        product: product.clone(),
     };
     if request.expires_at <= ctx.now {
         return;
@@ -183,42 +200,47 @@ pub fn on_register(
         // In stock: nothing to wait for, unless the request was made before the restock
         // that we saw first (it travelled through another topic): then it is served now.
         if state.last_restock_at.is_some_and(|restock| at < restock) {
-            notify(sku, state, &request, at, ctx);
+            notify(sku, state, shopper, &request, at, ctx);
         }
         return;
     }
-    match state.requests.iter_mut().find(|r| r.shopper == shopper) {
+    let expires_at = request.expires_at;
+    match state.requests.get_mut(shopper) {
         // Asking again keeps the place in the queue and renews the validity.
-        Some(existing) => existing.expires_at = existing.expires_at.max(request.expires_at),
+        Some(existing) => existing.expires_at = existing.expires_at.max(expires_at),
         None => {
-            let position = state
-                .requests
-                .partition_point(|r| (r.requested_at, &r.event_id) <= (at, &request.event_id));
-            state.requests.insert(position, request);
+            state.requests.insert(shopper.to_string(), request);
         }
     }
-    rearm_expiry(sku, state, ctx);
+    if state.expiry_armed.is_none_or(|armed| expires_at < armed) {
+        arm_expiry(sku, state, Some(expires_at), ctx);
+    }
 }
 
-pub fn on_cancel(sku: &str, state: &mut ProductState, shopper: &str, ctx: &mut Ctx) {
-    state.requests.retain(|r| r.shopper != shopper);
-    rearm_expiry(sku, state, ctx);
+pub fn on_cancel(state: &mut ProductState, shopper: &str) {
+    state.requests.remove(shopper);
 }
 
+/// Sweeps expired requests and re-arms for the next expiry (not sooner than an hour).
 pub fn on_expiry_timer(sku: &str, state: &mut ProductState, timer: &Timer, ctx: &mut Ctx) {
     if state.expiry_armed != Some(timer.due) {
         return;
     }
     state.expiry_armed = None;
     let now = ctx.now;
-    state.requests.retain(|r| r.expires_at > now);
-    rearm_expiry(sku, state, ctx);
+    state.requests.retain(|_, r| r.expires_at > now);
+    let next = state
+        .requests
+        .values()
+        .map(|r| r.expires_at)
+        .min()
+        .map(|due| due.max(now.saturating_add(EXPIRY_SWEEP_MILLIS)));
+    arm_expiry(sku, state, next, ctx);
 }
 
-/// Keeps one expiry timer per SKU, at the earliest expiry of its requests.
-fn rearm_expiry(sku: &str, state: &mut ProductState, ctx: &mut Ctx) {
-    let desired = state.requests.iter().map(|r| r.expires_at).min();
-    if desired == state.expiry_armed {
+/// Moves the SKU's one expiry timer to `due` (or removes it).
+fn arm_expiry(sku: &str, state: &mut ProductState, due: Option<Millis>, ctx: &mut Ctx) {
+    if due == state.expiry_armed {
         return;
     }
     let timer = |due| Timer {
@@ -229,10 +251,10 @@ fn rearm_expiry(sku: &str, state: &mut ProductState, ctx: &mut Ctx) {
     if let Some(armed) = state.expiry_armed {
         ctx.cancel_timer(timer(armed));
     }
-    if let Some(due) = desired {
+    if let Some(due) = due {
         ctx.set_timer(timer(due));
     }
-    state.expiry_armed = desired;
+    state.expiry_armed = due;
 }
 
 #[cfg(test)]
@@ -335,7 +357,7 @@ mod tests {
         let ttl = rules.back_in_stock.request_ttl.millis();
         let mut s = ProductState::default();
         register(&mut s, &rules, "a", minutes(0));
-        register(&mut s, &rules, "b", minutes(10));
+        register(&mut s, &rules, "b", minutes(100));
         let timer = Timer {
             due: minutes(0) + ttl,
             kind: TimerKind::RequestExpiry,
@@ -345,7 +367,7 @@ mod tests {
             on_expiry_timer("S1", &mut s, &timer, ctx)
         });
         assert_eq!(s.requests.len(), 1);
-        assert_eq!(s.expiry_armed, Some(minutes(10) + ttl));
+        assert_eq!(s.expiry_armed, Some(minutes(100) + ttl));
     }
 
     #[test]

@@ -39,7 +39,7 @@ pub fn on_message(
         }
         ProductMessage::CancelRequests { shopper } => {
             if let Some(product_state) = state.as_mut() {
-                back_in_stock::on_cancel(sku, product_state, shopper, ctx);
+                back_in_stock::on_cancel(product_state, shopper);
             }
         }
     }

@@ -123,8 +123,11 @@ impl Store {
         temporary: Option<tempfile::TempDir>,
     ) -> Result<Store, StoreError> {
         let block_cache = Cache::new_lru_cache(config.block_cache_bytes as usize);
+        // No stall: writes never block on the budget (a stalled commit was seen to wait
+        // forever with the WAL off); reaching it makes RocksDB flush the largest memtable.
         let write_buffers =
-            WriteBufferManager::new_write_buffer_manager(config.write_buffer_bytes as usize, true);
+            WriteBufferManager::new_write_buffer_manager(config.write_buffer_bytes as usize, false);
+        let memtable_bytes = (config.write_buffer_bytes as usize / 4).max(1 << 20);
         let dedupe_horizon = Arc::new(AtomicI64::new(i64::MIN));
 
         let mut db_options = Options::default();
@@ -143,6 +146,7 @@ impl Store {
             table.set_cache_index_and_filter_blocks(true);
             let mut cf = Options::default();
             cf.set_block_based_table_factory(&table);
+            cf.set_write_buffer_size(memtable_bytes);
             cf.set_compression_type(rocksdb::DBCompressionType::Lz4);
             cf.set_memtable_whole_key_filtering(true);
             cf.set_memtable_prefix_bloom_ratio(0.1);
@@ -262,6 +266,13 @@ impl Store {
             .map_err(|e| self.error(e))
     }
 
+    /// Compacts a whole column family now (RocksDB does this by itself over time);
+    /// compaction is when expired dedupe entries are dropped.
+    pub fn compact(&self, family: Family) {
+        self.db
+            .compact_range_cf(self.cf(family), None::<&[u8]>, None::<&[u8]>);
+    }
+
     /// Approximate bytes on disk and in memtables, for reporting.
     pub fn approximate_size_bytes(&self) -> u64 {
         Family::ALL
@@ -327,6 +338,57 @@ mod tests {
             .unwrap();
         let rows = store.scan_prefix(Family::ShopperTimers, &[0, 1]).unwrap();
         assert_eq!(rows.len(), 2);
+    }
+
+    #[test]
+    fn compaction_drops_dedupe_entries_older_than_the_horizon() {
+        let store = Store::open_temporary(&StateConfig::default()).unwrap();
+        let seen = |key: &str, at: Millis| StateChange {
+            family: Family::ShopperDedupe,
+            key: key.as_bytes().to_vec(),
+            value: Some(keys::encode_millis(at).to_vec()),
+        };
+        store
+            .write(&[seen("old", 100), seen("recent", 900)])
+            .unwrap();
+        store.flush().unwrap();
+        store.set_dedupe_horizon(500);
+        store.compact(Family::ShopperDedupe);
+        assert_eq!(store.get(Family::ShopperDedupe, b"old").unwrap(), None);
+        assert!(store
+            .get(Family::ShopperDedupe, b"recent")
+            .unwrap()
+            .is_some());
+        // The horizon never moves back, so an older stream time cannot revive entries.
+        store.set_dedupe_horizon(10);
+        assert_eq!(store.dedupe_horizon.load(Ordering::Relaxed), 500);
+    }
+
+    #[test]
+    fn writing_far_past_the_memtable_budget_never_stalls() {
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let config = StateConfig {
+                write_buffer_bytes: 4 << 20,
+                ..StateConfig::default()
+            };
+            let store = Store::open_temporary(&config).unwrap();
+            let value = vec![7u8; 1000];
+            for batch in 0..200u32 {
+                let changes: Vec<StateChange> = (0..100u32)
+                    .map(|i| StateChange {
+                        family: Family::Shoppers,
+                        key: format!("{batch:05}-{i:05}").into_bytes(),
+                        value: Some(value.clone()),
+                    })
+                    .collect();
+                store.write(&changes).unwrap();
+            }
+            done.send(()).unwrap();
+        });
+        finished
+            .recv_timeout(std::time::Duration::from_secs(120))
+            .expect("20 MB through a 4 MiB write budget completes");
     }
 
     #[test]
