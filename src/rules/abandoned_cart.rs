@@ -226,6 +226,14 @@ mod tests {
     use crate::rules::testing::{event, minutes, product, run};
     use crate::rules::TimerOp;
 
+    fn reminder_timer(due: Millis) -> Timer {
+        Timer {
+            due,
+            kind: TimerKind::CartReminder,
+            key: "c1".into(),
+        }
+    }
+
     fn identified() -> ShopperState {
         ShopperState {
             customer_id: Some("c1".into()),
@@ -327,11 +335,7 @@ mod tests {
         add(&mut s, "e1", minutes(0), "A", 1);
         s.reminder_armed = Some(minutes(60));
         s.last_activity_at = Some(minutes(30));
-        let timer = Timer {
-            due: minutes(60),
-            kind: TimerKind::CartReminder,
-            key: "c1".into(),
-        };
+        let timer = reminder_timer(minutes(60));
         let mut state = Some(s);
         let ((), out) = run(minutes(60), &rules, |ctx| {
             on_timer("c1", &mut state, &timer, ctx)
@@ -347,11 +351,7 @@ mod tests {
         add(&mut s, "e1", minutes(0), "A", 2);
         add(&mut s, "e2", minutes(1), "B", 1);
         s.reminder_armed = Some(minutes(61));
-        let timer = Timer {
-            due: minutes(61),
-            kind: TimerKind::CartReminder,
-            key: "c1".into(),
-        };
+        let timer = reminder_timer(minutes(61));
         let mut state = Some(s.clone());
         let ((), out) = run(minutes(61), &rules, |ctx| {
             on_timer("c1", &mut state, &timer, ctx)
@@ -391,11 +391,7 @@ mod tests {
         s.consent = Some(false);
         add(&mut s, "e1", minutes(0), "A", 1);
         s.reminder_armed = Some(minutes(60));
-        let timer = Timer {
-            due: minutes(60),
-            kind: TimerKind::CartReminder,
-            key: "c1".into(),
-        };
+        let timer = reminder_timer(minutes(60));
         let mut state = Some(s);
         let ((), out) = run(minutes(60), &rules, |ctx| {
             on_timer("c1", &mut state, &timer, ctx)
