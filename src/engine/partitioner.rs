@@ -65,6 +65,14 @@ mod tests {
     }
 
     #[test]
+    fn picks_the_partition_a_java_producer_picks() {
+        // Checked against Kafka 4.1's `Utils.toPositive(Utils.murmur2(key)) % 8`.
+        assert_eq!(partition_for(b"c-1", 8), 7);
+        assert_eq!(partition_for(b"foobar", 8), 6);
+        assert_eq!(partition_for(b"abc", 8), 3);
+    }
+
+    #[test]
     fn partitions_are_in_range_and_stable() {
         for n in [1u16, 3, 8, 64] {
             for key in ["", "c-1", "shopper-123456", "é"] {
