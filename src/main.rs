@@ -158,6 +158,7 @@ fn run_replay(args: ReplayArgs) -> Result<()> {
             "decisions": summary.stats.decisions,
             "suppressed_no_consent": summary.stats.suppressed_no_consent,
             "timers_fired": summary.stats.timers_fired,
+            "timers_pending": summary.pending_timers,
             "forwards": summary.stats.forwards,
             "seconds": (seconds * 1000.0).round() / 1000.0,
             "events_per_second": (events as f64 / seconds).round(),

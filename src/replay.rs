@@ -69,6 +69,8 @@ pub enum ReplayError {
 #[derive(Debug, Clone)]
 pub struct ReplaySummary {
     pub stats: Stats,
+    /// Timers still waiting when the replay ended (reminders and expiries not yet due).
+    pub pending_timers: usize,
     pub lines: u64,
     pub bad_lines: u64,
 }
@@ -146,9 +148,11 @@ pub fn run(
         write_decisions(&mut decisions, output, &mut text)?;
     }
     output.flush().map_err(ReplayError::Output)?;
+    let pending_timers = engine.pending_timers();
     let stats = engine.close()?;
     Ok(ReplaySummary {
         stats,
+        pending_timers,
         lines,
         bad_lines,
     })

@@ -27,11 +27,6 @@ pub fn duration_millis(d: Duration) -> Millis {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// Wall-clock now, for the places (summaries, generators) that are not event-time driven.
-pub fn wall_clock_millis() -> Millis {
-    Utc::now().timestamp_millis()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

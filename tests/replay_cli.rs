@@ -237,6 +237,7 @@ fn stats_report_throughput_and_memory() {
     assert_eq!(summary["lines"], 5_000);
     assert!(summary["events_per_second"].as_f64().unwrap() > 0.0);
     assert!(summary["peak_rss_bytes"].as_u64().unwrap() > 0);
+    assert!(summary["timers_pending"].as_u64().is_some());
 }
 
 #[test]

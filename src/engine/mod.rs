@@ -120,10 +120,6 @@ impl Engine {
                 .sum::<usize>()
     }
 
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
     fn partition(&self, key: &str) -> usize {
         usize::from(partition_for(key.as_bytes(), self.config.engine.partitions))
     }

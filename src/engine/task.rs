@@ -70,10 +70,6 @@ impl<P: Processor> Task<P> {
         })
     }
 
-    pub fn partition(&self) -> u16 {
-        self.partition
-    }
-
     pub fn next_timer(&self) -> Option<&Timer> {
         self.timers.first()
     }

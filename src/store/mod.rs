@@ -272,19 +272,6 @@ impl Store {
         self.db
             .compact_range_cf(self.cf(family), None::<&[u8]>, None::<&[u8]>);
     }
-
-    /// Approximate bytes on disk and in memtables, for reporting.
-    pub fn approximate_size_bytes(&self) -> u64 {
-        Family::ALL
-            .iter()
-            .filter_map(|f| {
-                self.db
-                    .property_int_value_cf(self.cf(*f), "rocksdb.total-sst-files-size")
-                    .ok()
-                    .flatten()
-            })
-            .sum()
-    }
 }
 
 #[cfg(test)]
