@@ -146,6 +146,11 @@ fn check_decision(d: &Decision, events: &[Seen], require_consent: bool) -> Resul
     {
         let owner = owner(e, &aliases);
         let mine = owner.as_deref() == Some(customer);
+        if e.kind == "customer_erased" {
+            // Erasure unlinks the customer's anonymous ids, whoever the decision is for.
+            let erased_customer = e.customer.clone().unwrap();
+            aliases.retain(|_, c| *c != erased_customer);
+        }
         match e.kind.as_str() {
             "signed_in" => {
                 let (c, a) = (e.customer.clone().unwrap(), e.anonymous.clone().unwrap());
@@ -163,7 +168,6 @@ fn check_decision(d: &Decision, events: &[Seen], require_consent: bool) -> Resul
                 consent = None;
                 last_change = None;
                 last_order = None;
-                aliases.retain(|_, c| c != customer);
                 continue;
             }
             "consent_changed" if mine => consent = e.email_marketing,
