@@ -518,7 +518,12 @@ pub fn decode_json(bytes: &[u8]) -> Result<Decoded, DecodeError> {
     if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err(DecodeError::Syntax("expected a JSON object `{...}`".into()));
     }
-    match serde_json::from_slice::<WireEvent>(bytes) {
+    // Checking UTF-8 once for the whole line is cheaper than serde_json checking each
+    // string as it reads it.
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return Err(explain_json_error(bytes));
+    };
+    match serde_json::from_str::<WireEvent>(text) {
         Ok(wire) => wire.validate(),
         Err(_) => Err(explain_json_error(bytes)),
     }
@@ -923,6 +928,13 @@ mod tests {
                 "input {input}\n  error {err}\n  expected to contain {expected}"
             );
         }
+    }
+
+    #[test]
+    fn invalid_utf8_is_a_syntax_error() {
+        let mut line = br#"{"event_id":"e","type":"customer_erased","occurred_at":"2026-01-01T00:00:00Z","customer_id":"c"#.to_vec();
+        line.extend_from_slice(&[0xff, b'"', b'}']);
+        assert!(matches!(decode_json(&line), Err(DecodeError::Syntax(_))));
     }
 
     #[test]

@@ -41,8 +41,8 @@ pub struct Task<P: Processor> {
     partition: u16,
     cache: FxHashMap<String, Slot<P::State>>,
     timers: BTreeSet<Timer>,
-    /// Timer puts (`true`) and deletes since the last commit, in order.
-    timer_changes: Vec<(Timer, bool)>,
+    /// Timers set (`true`) or cancelled since the last commit; the last word wins.
+    timer_changes: FxHashMap<Timer, bool>,
     /// Event ids seen since the last commit, with when they were first seen.
     seen_pending: FxHashMap<String, Millis>,
     clock: u64,
@@ -64,7 +64,7 @@ impl<P: Processor> Task<P> {
             partition,
             cache: FxHashMap::default(),
             timers,
-            timer_changes: Vec::new(),
+            timer_changes: FxHashMap::default(),
             seen_pending: FxHashMap::default(),
             clock: 0,
         })
@@ -150,11 +150,11 @@ impl<P: Processor> Task<P> {
             match op {
                 TimerOp::Set(timer) => {
                     self.timers.insert(timer.clone());
-                    self.timer_changes.push((timer, true));
+                    self.timer_changes.insert(timer, true);
                 }
                 TimerOp::Cancel(timer) => {
                     self.timers.remove(&timer);
-                    self.timer_changes.push((timer, false));
+                    self.timer_changes.insert(timer, false);
                 }
             }
         }
@@ -199,7 +199,7 @@ impl<P: Processor> Task<P> {
             return Ok(false);
         };
         self.timers.remove(&timer);
-        self.timer_changes.push((timer.clone(), false));
+        self.timer_changes.insert(timer.clone(), false);
         ctx.now = timer.due;
         let key = timer.key.clone();
         self.with_state(store, &key, ctx, |state, ctx| {
@@ -208,8 +208,8 @@ impl<P: Processor> Task<P> {
         Ok(true)
     }
 
-    /// Everything changed since the last commit, as store writes; the cache keeps the
-    /// values (now clean) so hot keys are not read back.
+    /// Everything changed since the last commit, as store writes, at most one per key;
+    /// the cache keeps the values (now clean) so hot keys are not read back.
     pub fn take_changes(&mut self, out: &mut Vec<StateChange>) {
         for (key, slot) in self.cache.iter_mut().filter(|(_, s)| s.dirty) {
             slot.dirty = false;
@@ -219,7 +219,7 @@ impl<P: Processor> Task<P> {
                 value: slot.value.as_ref().map(VersionedState::encode),
             });
         }
-        for (timer, set) in self.timer_changes.drain(..) {
+        for (timer, set) in self.timer_changes.drain() {
             out.push(StateChange {
                 family: P::TIMERS,
                 key: timer_key(self.partition, &timer),

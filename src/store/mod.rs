@@ -151,6 +151,8 @@ impl Store {
             cf.set_memtable_whole_key_filtering(true);
             cf.set_memtable_prefix_bloom_ratio(0.1);
             if family.is_dedupe() {
+                // Only point lookups of ids, most of them misses: hash index and blooms.
+                cf.optimize_for_point_lookup(config.block_cache_bytes >> 20);
                 let horizon = Arc::clone(&dedupe_horizon);
                 cf.set_compaction_filter("dedupe-expiry", move |_level, _key, value: &[u8]| {
                     match keys::decode_millis(value) {
