@@ -43,8 +43,9 @@ pub struct Task<P: Processor> {
     timers: BTreeSet<Timer>,
     /// Timers set (`true`) or cancelled since the last commit; the last word wins.
     timer_changes: FxHashMap<Timer, bool>,
-    /// Event ids seen since the last commit, with when they were first seen.
-    seen_pending: FxHashMap<String, Millis>,
+    /// Event ids seen since the last commit (as their dedupe-store keys), with when
+    /// they were first seen.
+    seen_pending: FxHashMap<Vec<u8>, Millis>,
     clock: u64,
 }
 
@@ -89,16 +90,18 @@ impl<P: Processor> Task<P> {
         if window <= 0 {
             return Ok(false);
         }
-        let first_seen = match self.seen_pending.get(event_id) {
+        let key = entity_key(self.partition, event_id);
+        let first_seen = match self.seen_pending.get(&key) {
             Some(at) => Some(*at),
             None => store
-                .get(P::DEDUPE, &entity_key(self.partition, event_id))?
+                .get(P::DEDUPE, &key)?
                 .and_then(|v| keys::decode_millis(&v)),
         };
         match first_seen {
             Some(at) if now.saturating_sub(at) <= window => Ok(true),
             _ => {
-                self.seen_pending.insert(event_id.to_string(), now);
+                // The key built for the look-up is the key the commit writes.
+                self.seen_pending.insert(key, now);
                 Ok(false)
             }
         }
@@ -226,10 +229,10 @@ impl<P: Processor> Task<P> {
                 value: set.then(Vec::new),
             });
         }
-        for (event_id, at) in self.seen_pending.drain() {
+        for (key, at) in self.seen_pending.drain() {
             out.push(StateChange {
                 family: P::DEDUPE,
-                key: entity_key(self.partition, &event_id),
+                key,
                 value: Some(keys::encode_millis(at).to_vec()),
             });
         }
