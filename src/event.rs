@@ -235,22 +235,22 @@ pub struct Event {
 }
 
 /// The key an event is routed and partitioned by, as the contract keys its topic.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum RoutingKey {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RoutingKey<'a> {
     /// Clickstream, cart and customers: `customer_id`, else `anonymous_id`.
-    Shopper(String),
+    Shopper(&'a str),
     /// Stock: the SKU.
-    Sku(String),
+    Sku(&'a str),
 }
 
 impl Event {
-    pub fn routing_key(&self) -> RoutingKey {
+    pub fn routing_key(&self) -> RoutingKey<'_> {
         match &self.body {
-            EventBody::StockChanged { sku, .. } => RoutingKey::Sku(sku.clone()),
+            EventBody::StockChanged { sku, .. } => RoutingKey::Sku(sku),
             _ => RoutingKey::Shopper(
                 self.customer_id
-                    .clone()
-                    .or_else(|| self.anonymous_id.clone())
+                    .as_deref()
+                    .or(self.anonymous_id.as_deref())
                     .expect("validation guarantees a shopper id for shopper events"),
             ),
         }
@@ -820,7 +820,7 @@ mod tests {
             e.occurred_at,
             parse_rfc3339("2026-01-01T10:00:00Z").unwrap()
         );
-        assert_eq!(e.routing_key(), RoutingKey::Shopper("c1".into()));
+        assert_eq!(e.routing_key(), RoutingKey::Shopper("c1"));
         match e.body {
             EventBody::CartItemAdded {
                 cart_id,

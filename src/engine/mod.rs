@@ -136,13 +136,13 @@ impl Engine {
             .map_or(event.occurred_at, |t| t.max(event.occurred_at));
         let window = self.config.rules.dedupe_window.millis();
         let key = event.routing_key();
-        let duplicate = match &key {
-            RoutingKey::Shopper(k) => {
-                let p = self.partition(k);
+        let (RoutingKey::Shopper(k) | RoutingKey::Sku(k)) = key;
+        let p = self.partition(k);
+        let duplicate = match key {
+            RoutingKey::Shopper(_) => {
                 self.customers[p].seen_before(&self.store, &event.event_id, now, window)?
             }
-            RoutingKey::Sku(k) => {
-                let p = self.partition(k);
+            RoutingKey::Sku(_) => {
                 self.products[p].seen_before(&self.store, &event.event_id, now, window)?
             }
         };
@@ -151,21 +151,16 @@ impl Engine {
             return Ok(Outcome::Duplicate);
         }
         self.advance_to(now, decisions)?;
-        let partitions = self.config.engine.partitions;
         let mut ctx = Ctx {
             now,
             rules: &self.config.rules,
             out: &mut self.scratch,
         };
-        match &key {
-            RoutingKey::Shopper(k) => {
-                let p = usize::from(partition_for(k.as_bytes(), partitions));
+        match key {
+            RoutingKey::Shopper(_) => {
                 self.customers[p].on_event(&self.store, k, event, &mut ctx)?
             }
-            RoutingKey::Sku(k) => {
-                let p = usize::from(partition_for(k.as_bytes(), partitions));
-                self.products[p].on_event(&self.store, k, event, &mut ctx)?
-            }
+            RoutingKey::Sku(_) => self.products[p].on_event(&self.store, k, event, &mut ctx)?,
         }
         self.collect(decisions);
         self.deliver_forwards(now, decisions)?;
