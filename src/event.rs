@@ -69,17 +69,6 @@ pub enum PageType {
 }
 
 impl PageType {
-    const ALL: [PageType; 8] = [
-        PageType::Home,
-        PageType::Category,
-        PageType::Product,
-        PageType::Search,
-        PageType::Cart,
-        PageType::Checkout,
-        PageType::Account,
-        PageType::Other,
-    ];
-
     pub fn as_str(self) -> &'static str {
         match self {
             PageType::Home => "home",
@@ -91,10 +80,6 @@ impl PageType {
             PageType::Account => "account",
             PageType::Other => "other",
         }
-    }
-
-    fn parse(text: &str) -> Option<PageType> {
-        PageType::ALL.into_iter().find(|p| p.as_str() == text)
     }
 }
 
@@ -260,8 +245,8 @@ impl Event {
     pub fn to_wire(&self) -> WireEvent {
         let mut wire = WireEvent {
             event_id: Some(self.event_id.clone()),
-            kind: Some(self.body.type_name().to_string()),
-            occurred_at: Some(WireTime::Millis(self.occurred_at)),
+            kind: Some(TypeName::Known(self.body.type_name())),
+            occurred_at: Some(WireTime(self.occurred_at)),
             customer_id: self.customer_id.clone(),
             anonymous_id: self.anonymous_id.clone(),
             session_id: self.session_id.clone(),
@@ -271,7 +256,7 @@ impl Event {
         };
         match &self.body {
             EventBody::PageViewed { page_type, url } => {
-                wire.page_type = Some(page_type.as_str().to_string());
+                wire.page_type = Some(*page_type);
                 wire.url = url.clone();
             }
             EventBody::ProductViewed { product }
@@ -412,18 +397,13 @@ pub enum Decoded {
 }
 
 /// `occurred_at` on the wire: an RFC 3339 string in JSON, `timestamp-millis` in Avro.
-#[derive(Debug, Clone, PartialEq)]
-pub enum WireTime {
-    Text(String),
-    Millis(Millis),
-}
+/// Parsed while reading, so the text is never copied.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WireTime(pub Millis);
 
 impl Serialize for WireTime {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            WireTime::Text(t) => s.serialize_str(t),
-            WireTime::Millis(ms) => s.serialize_str(&format_rfc3339(*ms)),
-        }
+        s.serialize_str(&format_rfc3339(self.0))
     }
 }
 
@@ -436,18 +416,60 @@ impl<'de> Deserialize<'de> for WireTime {
                 f.write_str("an RFC 3339 timestamp string or epoch milliseconds")
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<WireTime, E> {
-                Ok(WireTime::Text(v.to_string()))
+                parse_rfc3339(v).map(WireTime).map_err(E::custom)
             }
             fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<WireTime, E> {
-                Ok(WireTime::Millis(v))
+                Ok(WireTime(v))
             }
             fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<WireTime, E> {
                 i64::try_from(v)
-                    .map(WireTime::Millis)
+                    .map(WireTime)
                     .map_err(|_| E::custom("timestamp out of range"))
             }
         }
         d.deserialize_any(TimeVisitor)
+    }
+}
+
+/// The `type` of a record: one of [`EVENT_TYPES`] (read without copying the text), or a
+/// type this version does not know.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TypeName {
+    Known(&'static str),
+    Unknown(String),
+}
+
+impl TypeName {
+    pub fn as_str(&self) -> &str {
+        match self {
+            TypeName::Known(name) => name,
+            TypeName::Unknown(name) => name,
+        }
+    }
+}
+
+impl Serialize for TypeName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for TypeName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct TypeVisitor;
+        impl serde::de::Visitor<'_> for TypeVisitor {
+            type Value = TypeName;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an event type name")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<TypeName, E> {
+                Ok(match EVENT_TYPES.iter().find(|(name, _)| *name == v) {
+                    Some((name, _)) => TypeName::Known(name),
+                    None => TypeName::Unknown(v.to_string()),
+                })
+            }
+        }
+        d.deserialize_str(TypeVisitor)
     }
 }
 
@@ -459,7 +481,7 @@ pub struct WireEvent {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub event_id: Option<String>,
     #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
-    pub kind: Option<String>,
+    pub kind: Option<TypeName>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub occurred_at: Option<WireTime>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -473,7 +495,7 @@ pub struct WireEvent {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub country: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub page_type: Option<String>,
+    pub page_type: Option<PageType>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -617,16 +639,18 @@ impl WireEvent {
     /// Checks the wire record against the contract and builds the typed event.
     pub fn validate(self) -> Result<Decoded, DecodeError> {
         let event_id = required_text(self.event_id, "event_id")?;
-        let kind = required_text(self.kind, "type")?;
-        let occurred_at = match required(self.occurred_at, "occurred_at")? {
-            WireTime::Text(text) => {
-                parse_rfc3339(&text).map_err(|e| DecodeError::invalid("occurred_at", e))?
+        let name = match required(self.kind, "type")? {
+            TypeName::Known(name) => name,
+            TypeName::Unknown(name) if name.is_empty() => {
+                return Err(DecodeError::invalid("type", "must not be empty"))
             }
-            WireTime::Millis(ms) => ms,
+            TypeName::Unknown(name) => {
+                required(self.occurred_at, "occurred_at")?;
+                return Ok(Decoded::UnknownType(name));
+            }
         };
-        let Some(topic) = topic_of(&kind) else {
-            return Ok(Decoded::UnknownType(kind));
-        };
+        let occurred_at = required(self.occurred_at, "occurred_at")?.0;
+        let topic = topic_of(name).expect("known type names are in EVENT_TYPES");
         let customer_id = optional_id(self.customer_id, "customer_id")?;
         let anonymous_id = optional_id(self.anonymous_id, "anonymous_id")?;
         match topic {
@@ -642,23 +666,11 @@ impl WireEvent {
             }
             InputTopic::Stock => {}
         }
-        let body = match kind.as_str() {
-            "page_viewed" => {
-                let text = required_text(self.page_type, "page_type")?;
-                let page_type = PageType::parse(&text).ok_or_else(|| {
-                    DecodeError::invalid(
-                        "page_type",
-                        format!(
-                            "`{text}` is not one of home, category, product, search, cart, \
-                             checkout, account, other"
-                        ),
-                    )
-                })?;
-                EventBody::PageViewed {
-                    page_type,
-                    url: self.url,
-                }
-            }
+        let body = match name {
+            "page_viewed" => EventBody::PageViewed {
+                page_type: required(self.page_type, "page_type")?,
+                url: self.url,
+            },
             "product_viewed" => EventBody::ProductViewed {
                 product: required_product(self.product)?,
             },
