@@ -7,6 +7,7 @@
 //! forwarded messages through an in-memory queue right after the input that caused them.
 //! The live runtime drives the same [`task::Task`]s, one per assigned partition.
 
+pub mod dedupe;
 pub mod partitioner;
 pub mod processor;
 pub mod stats;
@@ -140,10 +141,10 @@ impl Engine {
         let p = self.partition(k);
         let duplicate = match key {
             RoutingKey::Shopper(_) => {
-                self.customers[p].seen_before(&self.store, &event.event_id, now, window)?
+                self.customers[p].seen_before(&self.store, k, &event.event_id, now, window)?
             }
             RoutingKey::Sku(_) => {
-                self.products[p].seen_before(&self.store, &event.event_id, now, window)?
+                self.products[p].seen_before(&self.store, k, &event.event_id, now, window)?
             }
         };
         if duplicate {

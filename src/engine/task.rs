@@ -2,6 +2,7 @@
 //! partition's states, its timers in due order, and the event ids it has seen, and turns
 //! everything it changed since the last commit into one list of [`StateChange`]s.
 
+use super::dedupe::{RecentIds, RecentIdsError};
 use super::processor::Processor;
 use crate::event::Event;
 use crate::rules::{Ctx, Timer, TimerOp};
@@ -23,6 +24,13 @@ pub enum TaskError {
         key: String,
         source: StateDecodeError,
     },
+    #[error("{processor} task {partition}: event ids seen by `{key}` cannot be read: {source}")]
+    CorruptSeenIds {
+        processor: &'static str,
+        partition: u16,
+        key: String,
+        source: RecentIdsError,
+    },
     #[error("{processor} task {partition}: {source}")]
     CorruptTimer {
         processor: &'static str,
@@ -34,6 +42,9 @@ pub enum TaskError {
 struct Slot<S> {
     value: Option<S>,
     dirty: bool,
+    /// Event ids this entity saw within the dedupe window.
+    seen: RecentIds,
+    seen_dirty: bool,
     last_used: u64,
 }
 
@@ -43,9 +54,6 @@ pub struct Task<P: Processor> {
     timers: BTreeSet<Timer>,
     /// Timers set (`true`) or cancelled since the last commit; the last word wins.
     timer_changes: FxHashMap<Timer, bool>,
-    /// Event ids seen since the last commit (as their dedupe-store keys), with when
-    /// they were first seen.
-    seen_pending: FxHashMap<Vec<u8>, Millis>,
     clock: u64,
 }
 
@@ -66,7 +74,6 @@ impl<P: Processor> Task<P> {
             cache: FxHashMap::default(),
             timers,
             timer_changes: FxHashMap::default(),
-            seen_pending: FxHashMap::default(),
             clock: 0,
         })
     }
@@ -79,10 +86,12 @@ impl<P: Processor> Task<P> {
         self.timers.len()
     }
 
-    /// Whether `event_id` was first seen within `window` before `now`; remembers it if not.
+    /// Whether `event_id` was first seen by the entity `key` within `window` before
+    /// `now`; remembers it if not.
     pub fn seen_before(
         &mut self,
         store: &Store,
+        key: &str,
         event_id: &str,
         now: Millis,
         window: Millis,
@@ -90,21 +99,10 @@ impl<P: Processor> Task<P> {
         if window <= 0 {
             return Ok(false);
         }
-        let key = entity_key(self.partition, event_id);
-        let first_seen = match self.seen_pending.get(&key) {
-            Some(at) => Some(*at),
-            None => store
-                .get(P::DEDUPE, &key)?
-                .and_then(|v| keys::decode_millis(&v)),
-        };
-        match first_seen {
-            Some(at) if now.saturating_sub(at) <= window => Ok(true),
-            _ => {
-                // The key built for the look-up is the key the commit writes.
-                self.seen_pending.insert(key, now);
-                Ok(false)
-            }
-        }
+        let slot = self.slot(store, key)?;
+        let duplicate = slot.seen.seen_before(event_id, now, window);
+        slot.seen_dirty |= !duplicate;
+        Ok(duplicate)
     }
 
     fn slot(&mut self, store: &Store, key: &str) -> Result<&mut Slot<P::State>, TaskError> {
@@ -123,11 +121,24 @@ impl<P: Processor> Task<P> {
                     })?),
                     None => None,
                 };
+            let seen = match store.get(P::DEDUPE, &keys::dedupe_key(self.partition, key))? {
+                Some(bytes) => {
+                    RecentIds::decode(&bytes).map_err(|source| TaskError::CorruptSeenIds {
+                        processor: P::NAME,
+                        partition: self.partition,
+                        key: key.to_string(),
+                        source,
+                    })?
+                }
+                None => RecentIds::default(),
+            };
             self.cache.insert(
                 key.to_string(),
                 Slot {
                     value,
                     dirty: false,
+                    seen,
+                    seen_dirty: false,
                     last_used: clock,
                 },
             );
@@ -214,26 +225,29 @@ impl<P: Processor> Task<P> {
     /// Everything changed since the last commit, as store writes, at most one per key;
     /// the cache keeps the values (now clean) so hot keys are not read back.
     pub fn take_changes(&mut self, out: &mut Vec<StateChange>) {
-        for (key, slot) in self.cache.iter_mut().filter(|(_, s)| s.dirty) {
-            slot.dirty = false;
-            out.push(StateChange {
-                family: P::STATE,
-                key: entity_key(self.partition, key),
-                value: slot.value.as_ref().map(VersionedState::encode),
-            });
+        for (key, slot) in self.cache.iter_mut() {
+            if slot.dirty {
+                slot.dirty = false;
+                out.push(StateChange {
+                    family: P::STATE,
+                    key: entity_key(self.partition, key),
+                    value: slot.value.as_ref().map(VersionedState::encode),
+                });
+            }
+            if slot.seen_dirty {
+                slot.seen_dirty = false;
+                out.push(StateChange {
+                    family: P::DEDUPE,
+                    key: keys::dedupe_key(self.partition, key),
+                    value: (!slot.seen.is_empty()).then(|| slot.seen.encode()),
+                });
+            }
         }
         for (timer, set) in self.timer_changes.drain() {
             out.push(StateChange {
                 family: P::TIMERS,
                 key: timer_key(self.partition, &timer),
                 value: set.then(Vec::new),
-            });
-        }
-        for (key, at) in self.seen_pending.drain() {
-            out.push(StateChange {
-                family: P::DEDUPE,
-                key,
-                value: Some(keys::encode_millis(at).to_vec()),
             });
         }
     }
@@ -251,16 +265,17 @@ impl<P: Processor> Task<P> {
         let mut ages: Vec<u64> = self
             .cache
             .values()
-            .filter(|s| !s.dirty)
+            .filter(|s| !s.dirty && !s.seen_dirty)
             .map(|s| s.last_used)
             .collect();
         let excess = self.cache.len() - max;
         if ages.len() <= excess {
-            self.cache.retain(|_, s| s.dirty);
+            self.cache.retain(|_, s| s.dirty || s.seen_dirty);
             return;
         }
         let (_, cutoff, _) = ages.select_nth_unstable(excess);
         let cutoff = *cutoff;
-        self.cache.retain(|_, s| s.dirty || s.last_used >= cutoff);
+        self.cache
+            .retain(|_, s| s.dirty || s.seen_dirty || s.last_used >= cutoff);
     }
 }

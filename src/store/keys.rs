@@ -6,7 +6,7 @@
 //! | `shoppers`        | partition · shopper key (UTF-8)                  | versioned ShopperState |
 //! | `products`        | partition · SKU (UTF-8)                          | versioned ProductState |
 //! | `*_timers`        | partition · due (i64, sign-flipped, BE) · kind (u8) · key | empty        |
-//! | `*_dedupe`        | partition · event_id (UTF-8)                     | first seen at (i64 BE) |
+//! | `*_dedupe`        | partition · XXH3-128 of the entity key           | recent event ids (`engine::dedupe`) |
 //! | `meta`            | name (UTF-8)                                     | i64 BE                |
 //!
 //! Flipping the sign bit of the due time makes the bytes sort like the numbers, so a
@@ -32,6 +32,15 @@ fn sortable_time(t: Millis) -> [u8; 8] {
 
 fn time_from_sortable(bytes: [u8; 8]) -> Millis {
     (u64::from_be_bytes(bytes) ^ (1 << 63)) as i64
+}
+
+/// Key of an entity's recently seen event ids: the partition and a 128-bit hash of the
+/// entity key, so the ids kept after an erasure do not name the customer.
+pub fn dedupe_key(partition: u16, key: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(18);
+    out.extend_from_slice(&partition.to_be_bytes());
+    out.extend_from_slice(&xxhash_rust::xxh3::xxh3_128(key.as_bytes()).to_be_bytes());
+    out
 }
 
 pub fn timer_key(partition: u16, timer: &Timer) -> Vec<u8> {

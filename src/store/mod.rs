@@ -86,7 +86,7 @@ pub enum StoreError {
 pub struct Store {
     db: DB,
     path: PathBuf,
-    /// Dedupe entries first seen before this instant are dropped at compaction.
+    /// Entities whose newest seen event id is older than this are dropped at compaction.
     dedupe_horizon: Arc<AtomicI64>,
     // Kept alive for the database's lifetime; RocksDB holds references into them.
     _block_cache: Cache,
@@ -155,7 +155,7 @@ impl Store {
                 cf.optimize_for_point_lookup(config.block_cache_bytes >> 20);
                 let horizon = Arc::clone(&dedupe_horizon);
                 cf.set_compaction_filter("dedupe-expiry", move |_level, _key, value: &[u8]| {
-                    match keys::decode_millis(value) {
+                    match crate::engine::dedupe::newest_seen(value) {
                         Some(seen) if seen < horizon.load(Ordering::Relaxed) => {
                             rocksdb::compaction_filter::Decision::Remove
                         }
@@ -332,10 +332,14 @@ mod tests {
     #[test]
     fn compaction_drops_dedupe_entries_older_than_the_horizon() {
         let store = Store::open_temporary(&StateConfig::default()).unwrap();
-        let seen = |key: &str, at: Millis| StateChange {
-            family: Family::ShopperDedupe,
-            key: key.as_bytes().to_vec(),
-            value: Some(keys::encode_millis(at).to_vec()),
+        let seen = |key: &str, at: Millis| {
+            let mut ids = crate::engine::dedupe::RecentIds::default();
+            ids.seen_before("e", at, 1_000);
+            StateChange {
+                family: Family::ShopperDedupe,
+                key: key.as_bytes().to_vec(),
+                value: Some(ids.encode()),
+            }
         };
         store
             .write(&[seen("old", 100), seen("recent", 900)])
