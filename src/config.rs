@@ -19,6 +19,7 @@ pub struct Config {
     pub engine: EngineConfig,
     pub rules: RulesConfig,
     pub state: StateConfig,
+    pub kafka: KafkaConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -78,6 +79,93 @@ impl Default for Config {
             engine: EngineConfig::default(),
             rules: RulesConfig::default(),
             state: StateConfig::default(),
+            kafka: KafkaConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProcessingGuarantee {
+    /// Transactions: every decision, forwarded message and state change of a commit
+    /// becomes visible together with the input offsets, or none of it does.
+    ExactlyOnce,
+    /// No transactions (brokers without them); after a crash some decisions are sent
+    /// again with the same `decision_id`.
+    AtLeastOnce,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// Brokers to bootstrap from, `host:port[,host:port…]`.
+    pub bootstrap_servers: String,
+    pub processing_guarantee: ProcessingGuarantee,
+    /// How often a task's work is committed (a transaction, with exactly-once).
+    pub commit_interval: Dur,
+    /// How long a task waits for an input partition that has no buffered records but is
+    /// not known to be caught up, before it processes the others without it.
+    pub max_task_idle: Dur,
+    /// A quiet task that is fully caught up moves its stream time to the wall clock minus
+    /// this, so timers fire while no events arrive.
+    pub grace: Dur,
+    /// Names this process's transactional producer; it must be stable across restarts of
+    /// the same instance and unique among instances. Unset: a random id kept in the
+    /// state directory.
+    pub instance_id: Option<String>,
+    /// Partitions and replication for `topics create` and internal topics.
+    pub default_partitions: i32,
+    pub replication_factor: i32,
+    pub topics: TopicsConfig,
+    /// librdkafka properties passed through unchanged to every client (SASL, SSL, …).
+    pub properties: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopicsConfig {
+    pub clickstream: String,
+    pub cart: String,
+    pub stock: String,
+    pub customers: String,
+    pub abandoned_cart: String,
+    pub back_in_stock: String,
+    pub offers: String,
+    pub segments: String,
+    pub profiles: String,
+    pub dead_letter: String,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            bootstrap_servers: "localhost:9092".into(),
+            processing_guarantee: ProcessingGuarantee::ExactlyOnce,
+            commit_interval: Dur(Duration::from_millis(100)),
+            max_task_idle: Dur(Duration::from_millis(100)),
+            grace: Dur(Duration::from_secs(30)),
+            instance_id: None,
+            default_partitions: 8,
+            replication_factor: 1,
+            topics: TopicsConfig::default(),
+            properties: Default::default(),
+        }
+    }
+}
+
+impl Default for TopicsConfig {
+    fn default() -> Self {
+        TopicsConfig {
+            clickstream: "clickstream".into(),
+            cart: "cart".into(),
+            stock: "stock".into(),
+            customers: "customers".into(),
+            abandoned_cart: "personalization.abandoned-cart".into(),
+            back_in_stock: "personalization.back-in-stock".into(),
+            offers: "personalization.offers".into(),
+            segments: "personalization.segments".into(),
+            profiles: "personalization.profiles".into(),
+            dead_letter: "personalization.dlq".into(),
         }
     }
 }
@@ -287,11 +375,65 @@ impl Config {
         if self.state.block_cache_bytes < 1 << 20 {
             return Err(invalid("state.block_cache_bytes", "must be at least 1 MiB"));
         }
+        self.validate_kafka()?;
         if self.state.write_buffer_bytes < 4 << 20 {
             return Err(invalid(
                 "state.write_buffer_bytes",
                 "must be at least 4 MiB",
             ));
+        }
+        Ok(())
+    }
+
+    fn validate_kafka(&self) -> Result<(), ConfigError> {
+        let kafka = &self.kafka;
+        if kafka.bootstrap_servers.trim().is_empty() {
+            return Err(invalid(
+                "kafka.bootstrap_servers",
+                "must name at least one broker",
+            ));
+        }
+        if kafka.commit_interval.0.is_zero() {
+            return Err(invalid("kafka.commit_interval", "must be longer than 0s"));
+        }
+        if kafka.default_partitions < 1 {
+            return Err(invalid("kafka.default_partitions", "must be at least 1"));
+        }
+        if kafka.replication_factor < 1 {
+            return Err(invalid("kafka.replication_factor", "must be at least 1"));
+        }
+        if let Some(id) = &kafka.instance_id {
+            if id.is_empty() {
+                return Err(invalid("kafka.instance_id", "must not be empty"));
+            }
+        }
+        for (name, topic) in kafka.topics.all() {
+            let legal = !topic.is_empty()
+                && topic.len() <= 249
+                && topic
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+            if !legal {
+                return Err(invalid(
+                    &format!("kafka.topics.{name}"),
+                    format!("`{topic}` is not a legal Kafka topic name"),
+                ));
+            }
+        }
+        for key in kafka.properties.keys() {
+            const OWNED: &[&str] = &[
+                "bootstrap.servers",
+                "group.id",
+                "transactional.id",
+                "enable.auto.commit",
+                "isolation.level",
+            ];
+            if OWNED.contains(&key.as_str()) {
+                return Err(invalid(
+                    &format!("kafka.properties.\"{key}\""),
+                    "is set by Personalizer itself; use the dedicated setting",
+                ));
+            }
         }
         Ok(())
     }
@@ -335,6 +477,36 @@ fn apply_env_override(table: &mut toml::Table, var: &str, value: &str) -> Result
     }
     current.insert(key.clone(), parsed);
     Ok(())
+}
+
+impl TopicsConfig {
+    /// Every topic setting with its name, for validation and messages.
+    pub fn all(&self) -> [(&'static str, &str); 10] {
+        [
+            ("clickstream", &self.clickstream),
+            ("cart", &self.cart),
+            ("stock", &self.stock),
+            ("customers", &self.customers),
+            ("abandoned_cart", &self.abandoned_cart),
+            ("back_in_stock", &self.back_in_stock),
+            ("offers", &self.offers),
+            ("segments", &self.segments),
+            ("profiles", &self.profiles),
+            ("dead_letter", &self.dead_letter),
+        ]
+    }
+
+    /// The output topic of a decision type.
+    pub fn for_decision(&self, kind: crate::decision::DecisionType) -> &str {
+        use crate::decision::DecisionType;
+        match kind {
+            DecisionType::AbandonedCart => &self.abandoned_cart,
+            DecisionType::BackInStock => &self.back_in_stock,
+            DecisionType::DiscountOffer => &self.offers,
+            DecisionType::SegmentChanged => &self.segments,
+            DecisionType::Profile => &self.profiles,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -470,6 +642,78 @@ mod tests {
             assert!(
                 err.contains(expected),
                 "config {text:?}: error `{err}` should contain {expected}"
+            );
+        }
+    }
+
+    #[test]
+    fn kafka_settings_come_from_the_file_and_environment() {
+        let c = load(
+            "[kafka]\nprocessing_guarantee = \"at_least_once\"\ncommit_interval = \"250ms\"\n\
+             [kafka.properties]\n\"security.protocol\" = \"SASL_SSL\"\n",
+            &[
+                (
+                    "PERSONALIZER_KAFKA__BOOTSTRAP_SERVERS",
+                    "broker-1:9092,broker-2:9092",
+                ),
+                ("PERSONALIZER_APPLICATION_ID", "shop-eu"),
+                ("PERSONALIZER_KAFKA__TOPICS__STOCK", "inventory"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.kafka.bootstrap_servers, "broker-1:9092,broker-2:9092");
+        assert_eq!(c.application_id, "shop-eu");
+        assert_eq!(
+            c.kafka.processing_guarantee,
+            ProcessingGuarantee::AtLeastOnce
+        );
+        assert_eq!(c.kafka.commit_interval.0, Duration::from_millis(250));
+        assert_eq!(c.kafka.topics.stock, "inventory");
+        assert_eq!(c.kafka.properties["security.protocol"], "SASL_SSL");
+    }
+
+    #[test]
+    fn default_output_topics_are_the_contract_ones() {
+        let topics = TopicsConfig::default();
+        for kind in crate::decision::DecisionType::ALL {
+            assert_eq!(topics.for_decision(kind), kind.default_topic());
+        }
+    }
+
+    #[test]
+    fn bad_kafka_settings_are_named() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "[kafka]\nbootstrap_servers = \" \"\n",
+                "`kafka.bootstrap_servers`",
+            ),
+            (
+                "[kafka]\nprocessing_guarantee = \"twice\"\n",
+                "`kafka.processing_guarantee`",
+            ),
+            (
+                "[kafka]\ncommit_interval = \"0s\"\n",
+                "`kafka.commit_interval`",
+            ),
+            (
+                "[kafka.topics]\ncart = \"has space\"\n",
+                "`kafka.topics.cart`",
+            ),
+            ("[kafka.topics]\ncarts = \"x\"\n", "carts"),
+            (
+                "[kafka.properties]\n\"group.id\" = \"x\"\n",
+                "`kafka.properties.\"group.id\"`",
+            ),
+            (
+                "[kafka]\nreplication_factor = 0\n",
+                "`kafka.replication_factor`",
+            ),
+        ];
+        for (text, expected) in cases {
+            let err = error(text, &[]);
+            assert!(
+                err.contains(expected),
+                "config {text:?}: `{err}` lacks {expected}"
             );
         }
     }

@@ -2,18 +2,22 @@
 //!
 //! The crate is organised as the design describes: a pure [`engine`] with the
 //! [`rules`], the input [`event`] and output [`decision`] models with their [`avro`]
-//! form, RocksDB [`store`], and the drivers ([`replay`]; the live Kafka runtime comes
-//! next). `main.rs` is only the command line.
+//! form, RocksDB [`store`], and the two drivers: [`replay`] offline and the live Kafka
+//! [`runtime`]. [`demo`] runs the runtime on an in-process cluster. `main.rs` is only the
+//! command line.
 
 pub mod avro;
 pub mod config;
 pub mod decision;
+pub mod demo;
 pub mod engine;
 pub mod event;
 pub mod generate;
+pub mod load;
 pub mod replay;
 pub mod resources;
 pub mod rules;
+pub mod runtime;
 pub mod samples;
 pub mod state;
 pub mod store;

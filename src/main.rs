@@ -9,6 +9,8 @@ use personalizer::resources::peak_rss_bytes;
 use personalizer::time::{duration_millis, parse_rfc3339};
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::Instant;
 
 #[derive(Parser)]
@@ -30,6 +32,60 @@ enum Command {
     Generate(GenerateArgs),
     /// Validate a configuration file (with PERSONALIZER_* overrides applied).
     CheckConfig(CheckConfigArgs),
+    /// Run the live processor on Kafka until SIGTERM or Ctrl-C.
+    Run(RunArgs),
+    /// Create or check the input, output and internal topics.
+    Topics(TopicsArgs),
+    /// Run the processor on an in-process Kafka with synthetic shoppers, printing
+    /// decisions as they happen. Needs nothing installed.
+    Demo(DemoArgs),
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Configuration file (TOML); defaults and PERSONALIZER_* overrides apply.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Keep state here (overrides `state.dir`).
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct TopicsArgs {
+    #[command(subcommand)]
+    action: TopicsAction,
+}
+
+#[derive(Subcommand)]
+enum TopicsAction {
+    /// Create every missing topic (inputs with `kafka.default_partitions`, internal topics
+    /// partitioned like the inputs they follow, changelogs and profiles compacted).
+    Create {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Check that every topic exists with the partitions and compaction it needs.
+    Check {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    /// Number of synthetic shoppers.
+    #[arg(long, default_value_t = 2_000)]
+    shoppers: u32,
+    /// Events per second the shoppers produce.
+    #[arg(long, default_value_t = 200)]
+    rate: u32,
+    /// Stop after this long (e.g. `90s`); by default run until Ctrl-C.
+    #[arg(long)]
+    duration: Option<String>,
+    /// Print at most this many decisions of each type (the summary keeps counting).
+    #[arg(long, default_value_t = 20)]
+    print_limit: u64,
 }
 
 #[derive(Args)]
@@ -79,8 +135,15 @@ struct GenerateArgs {
     #[arg(long, default_value_t = 0)]
     products: u32,
     /// Write here instead of standard output.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "to_kafka")]
     output: Option<PathBuf>,
+    /// Produce to the input topics of this configuration instead of writing JSON Lines.
+    #[arg(long, value_name = "CONFIG")]
+    to_kafka: Option<PathBuf>,
+    /// With --to-kafka: send this many events per second, each stamped with the wall
+    /// clock when sent (for latency measurements). Default: as fast as possible.
+    #[arg(long, requires = "to_kafka")]
+    rate: Option<u32>,
 }
 
 #[derive(Args)]
@@ -95,15 +158,19 @@ struct CheckConfigArgs {
 fn main() {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,personalizer=info")),
         )
         .init();
     let result = match Cli::parse().command {
         Command::Replay(args) => run_replay(args),
         Command::Generate(args) => run_generate(args),
         Command::CheckConfig(args) => run_check_config(args),
+        Command::Run(args) => run_live(args),
+        Command::Topics(args) => run_topics(args),
+        Command::Demo(args) => run_demo(args),
     };
     if let Err(error) = result {
         eprintln!("personalizer: {error:#}");
@@ -181,6 +248,27 @@ fn run_generate(args: GenerateArgs) -> Result<()> {
         products: args.products,
     };
     anyhow::ensure!(settings.shoppers > 0, "--shoppers must be at least 1");
+    if let Some(path) = &args.to_kafka {
+        let config = Config::load(Some(path))?;
+        let pace = args.rate.map_or(personalizer::load::Pace::Unpaced, |r| {
+            personalizer::load::Pace::PerSecond(r)
+        });
+        let sent = std::sync::atomic::AtomicU64::new(0);
+        let started = Instant::now();
+        personalizer::load::produce_events(
+            &config,
+            Generator::new(settings),
+            pace,
+            &*shutdown_flag()?,
+            &sent,
+        )?;
+        let n = sent.load(std::sync::atomic::Ordering::Relaxed);
+        eprintln!(
+            "generate: produced {n} events in {:.1}s",
+            started.elapsed().as_secs_f64()
+        );
+        return Ok(());
+    }
     let mut output = output_writer(args.output.as_ref())?;
     let mut line = Vec::with_capacity(512);
     for event in Generator::new(settings) {
@@ -191,6 +279,75 @@ fn run_generate(args: GenerateArgs) -> Result<()> {
     }
     output.flush()?;
     Ok(())
+}
+
+/// A flag set by SIGTERM or Ctrl-C; a second Ctrl-C exits at once.
+fn shutdown_flag() -> Result<Arc<AtomicBool>> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let flag = Arc::new(AtomicBool::new(false));
+    for signal in [SIGINT, SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(signal, 1, flag.clone())?;
+        signal_hook::flag::register(signal, flag.clone())?;
+    }
+    Ok(flag)
+}
+
+fn run_live(args: RunArgs) -> Result<()> {
+    let mut config = Config::load(args.config.as_deref())?;
+    if let Some(dir) = args.state_dir {
+        config.state.dir = Some(dir);
+    }
+    let shutdown = shutdown_flag()?;
+    let totals = personalizer::runtime::run(&config, &shutdown)?;
+    tracing::info!(
+        events = totals.stats.events_processed(),
+        decisions = totals.stats.decisions_made(),
+        dead_letters = totals.dead_letters,
+        commits = totals.commits,
+        aborts = totals.aborts,
+        latency_p50_ms = totals.latency.quantile(0.5),
+        latency_p99_ms = totals.latency.quantile(0.99),
+        "stopped"
+    );
+    Ok(())
+}
+
+fn run_topics(args: TopicsArgs) -> Result<()> {
+    use personalizer::runtime::{prepare_topics, topics::TopicLayout};
+    let (config_path, create) = match args.action {
+        TopicsAction::Create { config } => (config, true),
+        TopicsAction::Check { config } => (config, false),
+    };
+    let config = Config::load(config_path.as_deref())?;
+    let layout = TopicLayout::new(&config);
+    let shutdown = shutdown_flag()?;
+    let cluster = prepare_topics(&config, &layout, |_| create, &shutdown)?;
+    for spec in layout.specs() {
+        let info = &cluster.topics[&spec.name];
+        println!(
+            "ok  {:<40} {:>3} partitions{}",
+            spec.name,
+            info.partitions,
+            if spec.compacted { ", compacted" } else { "" }
+        );
+    }
+    Ok(())
+}
+
+fn run_demo(args: DemoArgs) -> Result<()> {
+    let duration = args
+        .duration
+        .as_deref()
+        .map(|d| humantime::parse_duration(d).with_context(|| format!("--duration `{d}`")))
+        .transpose()?;
+    let options = personalizer::demo::DemoOptions {
+        shoppers: args.shoppers.max(1),
+        events_per_second: args.rate,
+        duration,
+        partitions: 4,
+        print_limit: args.print_limit,
+    };
+    personalizer::demo::run(&options, shutdown_flag()?)
 }
 
 fn run_check_config(args: CheckConfigArgs) -> Result<()> {

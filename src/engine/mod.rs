@@ -8,6 +8,7 @@
 //! The live runtime drives the same [`task::Task`]s, one per assigned partition.
 
 pub mod dedupe;
+pub mod live;
 pub mod partitioner;
 pub mod processor;
 pub mod stats;

@@ -34,6 +34,24 @@ impl Stats {
         self.events.values().sum()
     }
 
+    /// Adds another set of counters to these.
+    pub fn add(&mut self, other: &Stats) {
+        for (k, v) in &other.events {
+            *self.events.entry(k).or_default() += v;
+        }
+        for (k, v) in &other.decisions {
+            *self.decisions.entry(k).or_default() += v;
+        }
+        self.duplicates += other.duplicates;
+        self.unknown_types += other.unknown_types;
+        self.invalid += other.invalid;
+        self.forwards += other.forwards;
+        self.timers_fired += other.timers_fired;
+        self.suppressed_no_consent += other.suppressed_no_consent;
+        self.notifications_dropped += other.notifications_dropped;
+        self.commits += other.commits;
+    }
+
     pub fn decisions_made(&self) -> u64 {
         self.decisions.values().sum()
     }

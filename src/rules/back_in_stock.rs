@@ -196,12 +196,13 @@ pub fn on_register(
     if state.details.is_none() {
         state.details = Some(product.clone());
     }
+    // Made before a restock that arrived first (the request travelled through another
+    // topic): serve it as that restock would have, at the restock's time.
+    if let Some(restock) = state.last_restock_at.filter(|&restock| at < restock) {
+        notify(sku, state, shopper, &request, restock, ctx);
+        return;
+    }
     if matches!(state.quantity, Some(q) if q > 0) {
-        // In stock: nothing to wait for, unless the request was made before the restock
-        // that we saw first (it travelled through another topic): then it is served now.
-        if state.last_restock_at.is_some_and(|restock| at < restock) {
-            notify(sku, state, shopper, &request, at, ctx);
-        }
         return;
     }
     let expires_at = request.expires_at;

@@ -52,6 +52,23 @@ impl Family {
         }
     }
 
+    /// A stable one-byte code, used where family and key travel together (changelogs).
+    pub fn code(self) -> u8 {
+        match self {
+            Family::Shoppers => 1,
+            Family::ShopperTimers => 2,
+            Family::ShopperDedupe => 3,
+            Family::Products => 4,
+            Family::ProductTimers => 5,
+            Family::ProductDedupe => 6,
+            Family::Meta => 7,
+        }
+    }
+
+    pub fn from_code(code: u8) -> Option<Family> {
+        Family::ALL.into_iter().find(|f| f.code() == code)
+    }
+
     fn is_dedupe(self) -> bool {
         matches!(self, Family::ShopperDedupe | Family::ProductDedupe)
     }
@@ -232,6 +249,31 @@ impl Store {
                 Some(value) => batch.put_cf(cf, &change.key, value),
                 None => batch.delete_cf(cf, &change.key),
             }
+        }
+        let mut options = WriteOptions::default();
+        options.disable_wal(true);
+        self.db
+            .write_opt(batch, &options)
+            .map_err(|e| self.error(e))
+    }
+
+    /// Drops everything one task holds in `families` (its partition-prefixed range) and
+    /// the `meta` entries named, so the task can be restored from scratch.
+    pub fn delete_partition(
+        &self,
+        families: &[Family],
+        partition: u16,
+        meta_names: &[String],
+    ) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        let from = keys::partition_prefix(partition);
+        // Partitions are at most 1024 (validated), so `partition + 1` cannot overflow.
+        let to = keys::partition_prefix(partition + 1);
+        for family in families {
+            batch.delete_range_cf(self.cf(*family), from, to);
+        }
+        for name in meta_names {
+            batch.delete_cf(self.cf(Family::Meta), name.as_bytes());
         }
         let mut options = WriteOptions::default();
         options.disable_wal(true);

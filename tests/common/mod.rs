@@ -190,3 +190,4 @@ pub fn restock_notices(decisions: &[Decision]) -> Vec<(String, String)> {
         })
         .collect()
 }
+pub mod live;

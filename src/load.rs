@@ -1,0 +1,101 @@
+//! Producing events to the input topics as a shop's services would: each to the topic
+//! of its type, keyed by shopper (or SKU for stock), partitioned with murmur2 like the
+//! Java clients. Used by `generate --to-kafka`, `demo` and the benchmarks.
+
+use crate::config::Config;
+use crate::event::{Event, InputTopic, RoutingKey};
+use crate::runtime::clients::{self, ClientError};
+use crate::time::Millis;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// How fast events go out.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Pace {
+    /// As fast as the producer takes them; event times as generated.
+    Unpaced,
+    /// A steady number per second; each event's time is the wall clock when it is sent,
+    /// so the time from event to decision can be measured.
+    PerSecond(u32),
+    /// Each event when the wall clock reaches its own time.
+    RealTime,
+}
+
+pub fn now_millis() -> Millis {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as Millis)
+}
+
+pub fn topic_for(config: &Config, topic: InputTopic) -> &str {
+    let topics = &config.kafka.topics;
+    match topic {
+        InputTopic::Clickstream => &topics.clickstream,
+        InputTopic::Cart => &topics.cart,
+        InputTopic::Stock => &topics.stock,
+        InputTopic::Customers => &topics.customers,
+    }
+}
+
+/// Produces `events` until they run out or `stop` is set; counts them in `sent`.
+pub fn produce_events(
+    config: &Config,
+    events: impl Iterator<Item = Event>,
+    pace: Pace,
+    stop: &AtomicBool,
+    sent: &AtomicU64,
+) -> Result<(), ClientError> {
+    let producer: BaseProducer = clients::base(config)
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", "10")
+        .set("batch.size", "262144")
+        .set("compression.type", "lz4")
+        .create()
+        .map_err(ClientError::create)?;
+    let started = Instant::now();
+    let mut buffer = String::new();
+    for (n, mut event) in events.enumerate() {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        match pace {
+            Pace::Unpaced => {}
+            Pace::PerSecond(rate) => {
+                let due = started + Duration::from_secs_f64(n as f64 / f64::from(rate.max(1)));
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+                event.occurred_at = now_millis();
+            }
+            Pace::RealTime => {
+                let wait = event.occurred_at - now_millis();
+                if wait > 0 {
+                    std::thread::sleep(Duration::from_millis(wait as u64));
+                }
+            }
+        }
+        let (RoutingKey::Shopper(key) | RoutingKey::Sku(key)) = event.routing_key();
+        buffer.clear();
+        buffer.push_str(&event.to_json_line());
+        let mut record = BaseRecord::to(topic_for(config, event.body.topic()))
+            .key(key)
+            .payload(buffer.as_str())
+            .timestamp(event.occurred_at);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    record = back;
+                    producer.poll(Duration::from_millis(5));
+                }
+            }
+        }
+        producer.poll(Duration::ZERO);
+        sent.fetch_add(1, Ordering::Relaxed);
+    }
+    producer
+        .flush(Duration::from_secs(60))
+        .map_err(|e| ClientError::broker(config, "deliver the events", e))?;
+    Ok(())
+}

@@ -1,0 +1,80 @@
+//! Kafka clients built from the configuration: the settings Personalizer owns, then the
+//! pass-through librdkafka properties of `kafka.properties`.
+
+use crate::config::Config;
+use rdkafka::admin::AdminClient;
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::{ClientConfig, FromClientConfig, FromClientConfigAndContext};
+use rdkafka::consumer::{BaseConsumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use std::future::Future;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot create a Kafka client (check `kafka.properties` and `kafka.bootstrap_servers`): {0}")]
+    Create(Box<KafkaError>),
+    #[error("cannot {action} on `{bootstrap}` (`kafka.bootstrap_servers`): {source}")]
+    Broker {
+        action: String,
+        bootstrap: String,
+        source: Box<KafkaError>,
+    },
+    #[error("topic `{topic}` {problem}")]
+    Topic { topic: String, problem: String },
+}
+
+impl ClientError {
+    pub fn create(source: KafkaError) -> ClientError {
+        ClientError::Create(Box::new(source))
+    }
+
+    pub fn broker(config: &Config, action: &str, source: KafkaError) -> ClientError {
+        ClientError::Broker {
+            action: action.to_string(),
+            bootstrap: config.kafka.bootstrap_servers.clone(),
+            source: Box::new(source),
+        }
+    }
+}
+
+/// The properties every client shares.
+pub fn base(config: &Config) -> ClientConfig {
+    let mut client = ClientConfig::new();
+    client.set("bootstrap.servers", &config.kafka.bootstrap_servers);
+    client.set("client.id", &config.application_id);
+    for (key, value) in &config.kafka.properties {
+        client.set(key, value);
+    }
+    client
+}
+
+/// A consumer with no group, for metadata and reading changelogs.
+pub fn plain_consumer<C: FromClientConfig>(config: &Config) -> Result<C, ClientError> {
+    let mut client = base(config);
+    client
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "true")
+        .set("group.id", format!("{}-restore", config.application_id));
+    client.create().map_err(ClientError::create)
+}
+
+pub fn consumer_with<Ctx: ConsumerContext>(
+    client: &ClientConfig,
+    context: Ctx,
+) -> Result<BaseConsumer<Ctx>, ClientError> {
+    BaseConsumer::from_config_and_context(client, context).map_err(ClientError::create)
+}
+
+pub fn admin(config: &Config) -> Result<AdminClient<DefaultClientContext>, ClientError> {
+    base(config).create().map_err(ClientError::create)
+}
+
+/// Runs one admin future to completion on a small runtime of its own.
+pub fn block_on<F: Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("a current-thread runtime needs no resources that can be missing")
+        .block_on(future)
+}

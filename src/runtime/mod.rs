@@ -1,0 +1,204 @@
+//! The live Kafka runtime: `personalizer run`.
+//!
+//! It checks the topic layout (creating missing internal topics), opens the state
+//! store, and runs the stream thread ([`stream::Stream`]). When the thread has to drop
+//! uncommitted work (an aborted transaction, a broker that went away) it is rebuilt from
+//! the committed state after a backoff; only errors no retry can fix end the process.
+
+pub mod changelog;
+pub mod clients;
+pub mod input;
+pub mod latency;
+pub mod merge;
+pub mod restore;
+pub mod stream;
+pub mod topics;
+pub mod watermarks;
+
+use crate::config::Config;
+use crate::store::{Store, StoreError};
+use clients::ClientError;
+use restore::RestoreError;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use stream::{Stream, StreamError, Totals};
+use topics::{ClusterTopics, Role, TopicLayout, TopicProblem};
+
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("setting `state.dir` (or `--state-dir`): `run` keeps its state on disk and needs a directory")]
+    NoStateDir,
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("the topics are not as the processor needs them:\n  {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  "))]
+    Topics(Vec<TopicProblem>),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot keep the instance id in {path}: {source}")]
+    InstanceId {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Stream(StreamError),
+}
+
+/// Reads the layout from the cluster, creates what `create` allows, and reports what is
+/// still wrong. Retries while the broker cannot be reached, until `shutdown`.
+pub fn prepare_topics(
+    config: &Config,
+    layout: &TopicLayout,
+    create: impl Fn(Role) -> bool,
+    shutdown: &AtomicBool,
+) -> Result<ClusterTopics, RuntimeError> {
+    let default = config.kafka.default_partitions;
+    let cluster = with_retry("read the topics", shutdown, || {
+        ClusterTopics::fetch(config, layout)
+    })?;
+    let problems = layout.check(&cluster, default);
+    let missing = problems.iter().filter_map(|p| match p {
+        TopicProblem::Missing(spec) if create(spec.role) => Some(spec),
+        _ => None,
+    });
+    let plan = layout.to_create(missing, &cluster, default);
+    if plan.is_empty() {
+        return if problems.is_empty() {
+            Ok(cluster)
+        } else {
+            Err(RuntimeError::Topics(problems))
+        };
+    }
+    for (spec, partitions) in &plan {
+        tracing::info!(topic = %spec.name, partitions, compacted = spec.compacted, "creating topic");
+    }
+    topics::create(config, &plan)?;
+    let cluster = with_retry("read the topics", shutdown, || {
+        ClusterTopics::fetch(config, layout)
+    })?;
+    let problems = layout.check(&cluster, default);
+    if problems.is_empty() {
+        Ok(cluster)
+    } else {
+        Err(RuntimeError::Topics(problems))
+    }
+}
+
+fn with_retry<T>(
+    action: &str,
+    shutdown: &AtomicBool,
+    mut attempt: impl FnMut() -> Result<T, ClientError>,
+) -> Result<T, ClientError> {
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        match attempt() {
+            Err(e @ ClientError::Broker { .. }) if !shutdown.load(Ordering::SeqCst) => {
+                tracing::warn!(error = %e, retry_in = ?backoff, "cannot {action}; retrying");
+                sleep_unless(shutdown, backoff);
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+            other => return other,
+        }
+    }
+}
+
+fn sleep_unless(shutdown: &AtomicBool, duration: Duration) {
+    let step = Duration::from_millis(50);
+    let mut left = duration;
+    while !left.is_zero() && !shutdown.load(Ordering::SeqCst) {
+        let nap = left.min(step);
+        std::thread::sleep(nap);
+        left -= nap;
+    }
+}
+
+/// The id naming this instance's transactional producer: the setting, or one created
+/// once and kept in the state directory, so a restarted instance fences its own past.
+fn instance_id(config: &Config, dir: &Path) -> Result<String, RuntimeError> {
+    if let Some(id) = &config.kafka.instance_id {
+        return Ok(id.clone());
+    }
+    let path = dir.join("instance-id");
+    match std::fs::read_to_string(&path) {
+        Ok(text) if !text.trim().is_empty() => Ok(text.trim().to_string()),
+        _ => {
+            let id = format!("{:016x}", rand::random::<u64>());
+            std::fs::write(&path, &id).map_err(|source| RuntimeError::InstanceId {
+                path: path.clone(),
+                source,
+            })?;
+            Ok(id)
+        }
+    }
+}
+
+/// Runs the processor until `shutdown` is set; then commits, leaves the group and
+/// flushes the state store.
+pub fn run(config: &Config, shutdown: &AtomicBool) -> Result<Totals, RuntimeError> {
+    let dir = config.state.dir.clone().ok_or(RuntimeError::NoStateDir)?;
+    let layout = TopicLayout::new(config);
+    let cluster = prepare_topics(config, &layout, |role| role == Role::Internal, shutdown)?;
+    let partitions_of = |topic: &str| -> u16 {
+        cluster
+            .topics
+            .get(topic)
+            .map_or(1, |t| u16::try_from(t.partitions).unwrap_or(u16::MAX))
+    };
+    let partitions = (
+        partitions_of(&layout.clickstream),
+        partitions_of(&layout.stock),
+    );
+    let store = Store::open(&dir, &config.state)?;
+    let transactional_id = format!("{}-{}", config.application_id, instance_id(config, &dir)?);
+    tracing::info!(
+        application_id = %config.application_id,
+        transactional_id,
+        customer_partitions = partitions.0,
+        product_partitions = partitions.1,
+        "starting"
+    );
+    let mut totals = Totals::default();
+    let mut backoff = Duration::from_millis(500);
+    while !shutdown.load(Ordering::SeqCst) {
+        let mut stream = match Stream::new(config, &layout, &store, &transactional_id, partitions) {
+            Ok(stream) => stream,
+            Err(StreamError::Client(e @ ClientError::Broker { .. })) => {
+                tracing::warn!(error = %e, retry_in = ?backoff, "cannot start; retrying");
+                sleep_unless(shutdown, backoff);
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
+            }
+            Err(e) => return Err(RuntimeError::Stream(e)),
+        };
+        let result = stream.run(shutdown);
+        add_totals(&mut totals, &stream.totals);
+        stream.close();
+        match result {
+            Ok(()) => break,
+            Err(
+                e @ (StreamError::Rewind(_)
+                | StreamError::Client(ClientError::Broker { .. })
+                | StreamError::Restore(RestoreError::Client(ClientError::Broker { .. }))
+                | StreamError::Restore(RestoreError::Stalled { .. })),
+            ) => {
+                tracing::warn!(error = %e, retry_in = ?backoff, "stream thread stopped; restarting");
+                sleep_unless(shutdown, backoff);
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+            Err(e) => return Err(RuntimeError::Stream(e)),
+        }
+    }
+    store.flush()?;
+    Ok(totals)
+}
+
+fn add_totals(total: &mut Totals, add: &Totals) {
+    total.stats.add(&add.stats);
+    total.dead_letters += add.dead_letters;
+    total.commits += add.commits;
+    total.aborts += add.aborts;
+    total.restored_records += add.restored_records;
+    total.latency.add(&add.latency);
+}

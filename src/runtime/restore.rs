@@ -1,0 +1,156 @@
+//! Restoring a task's state from its changelog partition.
+//!
+//! Local RocksDB is a cache of the changelog. Each commit stores, in the same WriteBatch
+//! as the state, the changelog offset it reaches (the checkpoint). A task assigned to
+//! this process reads its changelog from the checkpoint to the end: only the gap when
+//! the state is here, everything when it is new. A checkpoint the changelog does not
+//! have (the topic was recreated, or records were deleted) drops the local state first.
+
+use super::changelog;
+use super::clients::{self, ClientError};
+use crate::config::Config;
+use crate::store::{Family, StateChange, Store, StoreError};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use std::time::{Duration, Instant};
+
+const BATCH: usize = 10_000;
+const WATERMARK_TIMEOUT: Duration = Duration::from_secs(10);
+/// A restore that makes no progress for this long is reported as failed.
+const STALL_LIMIT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("changelog `{topic}` partition {partition} offset {offset}: {source}")]
+    Corrupt {
+        topic: String,
+        partition: i32,
+        offset: i64,
+        source: changelog::ChangelogError,
+    },
+    #[error("changelog `{topic}` partition {partition}: no progress for {STALL_LIMIT:?} at offset {offset} (end {end}): {last_error}")]
+    Stalled {
+        topic: String,
+        partition: i32,
+        offset: i64,
+        end: i64,
+        last_error: String,
+    },
+}
+
+/// The `meta` key holding how far into its changelog a task's local state goes.
+pub fn checkpoint_key(changelog: &str, partition: u16) -> String {
+    format!("checkpoint/{changelog}/{partition}")
+}
+
+pub fn checkpoint_change(changelog: &str, partition: u16, next_offset: i64) -> StateChange {
+    Store::meta_change(&checkpoint_key(changelog, partition), next_offset)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Restored {
+    /// Changelog records applied.
+    pub records: u64,
+    /// Where reading started.
+    pub from: i64,
+    /// Whether local state was dropped first.
+    pub wiped: bool,
+}
+
+/// Brings the task's local state up to the end of its changelog partition.
+pub fn restore(
+    config: &Config,
+    store: &Store,
+    topic: &str,
+    partition: u16,
+    families: &[Family],
+    task_meta: &[String],
+) -> Result<Restored, RestoreError> {
+    let consumer: BaseConsumer = clients::plain_consumer(config)?;
+    let p = i32::from(partition);
+    let (low, high) = consumer
+        .fetch_watermarks(topic, p, WATERMARK_TIMEOUT)
+        .map_err(|e| ClientError::broker(config, &format!("read the end of `{topic}`"), e))?;
+    let key = checkpoint_key(topic, partition);
+    let checkpoint = store.read_meta(&key)?;
+    let (from, wiped) = match checkpoint {
+        Some(c) if (low..=high).contains(&c) => (c, false),
+        _ => {
+            let mut meta = task_meta.to_vec();
+            meta.push(key.clone());
+            store.delete_partition(families, partition, &meta)?;
+            (low, true)
+        }
+    };
+    let mut restored = Restored {
+        records: 0,
+        from,
+        wiped,
+    };
+    if from >= high {
+        return Ok(restored);
+    }
+    let mut assignment = TopicPartitionList::new();
+    assignment
+        .add_partition_offset(topic, p, Offset::Offset(from))
+        .expect("a fresh list accepts any partition");
+    consumer
+        .assign(&assignment)
+        .map_err(|e| ClientError::broker(config, &format!("read `{topic}`"), e))?;
+    let mut batch: Vec<StateChange> = Vec::with_capacity(BATCH);
+    let mut next = from;
+    let mut last_progress = Instant::now();
+    let mut last_error = String::from("none");
+    loop {
+        match consumer.poll(Duration::from_millis(500)) {
+            Some(Ok(message)) => {
+                let change =
+                    changelog::decode(message.key().unwrap_or_default(), message.payload())
+                        .map_err(|source| RestoreError::Corrupt {
+                            topic: topic.to_string(),
+                            partition: p,
+                            offset: message.offset(),
+                            source,
+                        })?;
+                batch.push(change);
+                next = message.offset() + 1;
+                restored.records += 1;
+                last_progress = Instant::now();
+                if batch.len() >= BATCH {
+                    batch.push(checkpoint_change(topic, partition, next));
+                    store.write(&batch)?;
+                    batch.clear();
+                }
+            }
+            Some(Err(KafkaError::PartitionEOF(_))) => break,
+            Some(Err(e)) => last_error = e.to_string(),
+            None => {}
+        }
+        if last_progress.elapsed() > STALL_LIMIT {
+            return Err(RestoreError::Stalled {
+                topic: topic.to_string(),
+                partition: p,
+                offset: next,
+                end: high,
+                last_error,
+            });
+        }
+    }
+    // The position is past any transaction markers that follow the last record.
+    let end = consumer
+        .position()
+        .ok()
+        .and_then(|tpl| tpl.find_partition(topic, p).map(|e| e.offset()))
+        .and_then(|o| o.to_raw())
+        .filter(|&o| o >= next)
+        .unwrap_or(next);
+    batch.push(checkpoint_change(topic, partition, end));
+    store.write(&batch)?;
+    Ok(restored)
+}

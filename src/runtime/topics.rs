@@ -1,0 +1,483 @@
+//! The topics the processor reads and writes, the partition counts they must have, and
+//! `topics create|check`.
+//!
+//! clickstream, cart and customers are co-partitioned: one customer task per partition
+//! reads partition p of each, so they must have the same count. The internal topics
+//! follow the side they feed: `<app>-by-customer` and the customer changelog have the
+//! customer count, `<app>-by-sku` and the product changelog the count of `stock`.
+
+use super::clients::{self, ClientError};
+use crate::config::Config;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a topic is for, which decides who creates it and how it is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Read by customer tasks; must be co-partitioned with the other customer inputs.
+    CustomerInput,
+    ProductInput,
+    Output,
+    /// Created by `run` itself when missing.
+    Internal,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicSpec {
+    pub name: String,
+    /// The setting that names it, for error messages.
+    pub setting: String,
+    pub role: Role,
+    pub compacted: bool,
+}
+
+/// Every topic of one application, with names resolved from the configuration.
+#[derive(Debug, Clone)]
+pub struct TopicLayout {
+    pub clickstream: String,
+    pub cart: String,
+    pub customers: String,
+    pub stock: String,
+    pub by_customer: String,
+    pub by_sku: String,
+    pub customer_changelog: String,
+    pub product_changelog: String,
+    pub dead_letter: String,
+    specs: Vec<TopicSpec>,
+}
+
+impl TopicLayout {
+    pub fn new(config: &Config) -> TopicLayout {
+        let t = &config.kafka.topics;
+        let app = &config.application_id;
+        let internal = |suffix: &str| format!("{app}-{suffix}");
+        let mut specs = Vec::new();
+        let mut add = |name: &str, setting: String, role: Role, compacted: bool| {
+            specs.push(TopicSpec {
+                name: name.to_string(),
+                setting,
+                role,
+                compacted,
+            })
+        };
+        for (setting, name) in t.all() {
+            let role = match setting {
+                "clickstream" | "cart" | "customers" => Role::CustomerInput,
+                "stock" => Role::ProductInput,
+                _ => Role::Output,
+            };
+            add(
+                name,
+                format!("kafka.topics.{setting}"),
+                role,
+                setting == "profiles",
+            );
+        }
+        let layout_internal = [
+            (internal("by-customer"), false),
+            (internal("by-sku"), false),
+            (internal("customer-changelog"), true),
+            (internal("product-changelog"), true),
+        ];
+        for (name, compacted) in &layout_internal {
+            add(
+                name,
+                "application_id".to_string(),
+                Role::Internal,
+                *compacted,
+            );
+        }
+        TopicLayout {
+            clickstream: t.clickstream.clone(),
+            cart: t.cart.clone(),
+            customers: t.customers.clone(),
+            stock: t.stock.clone(),
+            by_customer: layout_internal[0].0.clone(),
+            by_sku: layout_internal[1].0.clone(),
+            customer_changelog: layout_internal[2].0.clone(),
+            product_changelog: layout_internal[3].0.clone(),
+            dead_letter: t.dead_letter.clone(),
+            specs,
+        }
+    }
+
+    pub fn specs(&self) -> &[TopicSpec] {
+        &self.specs
+    }
+
+    /// Partition counts every topic must have, given those that exist.
+    /// Customer-side topics follow clickstream, product-side ones follow stock.
+    fn required_partitions(
+        &self,
+        spec: &TopicSpec,
+        existing: &BTreeMap<String, i32>,
+        default: i32,
+    ) -> Option<i32> {
+        let customer = existing.get(&self.clickstream).copied().unwrap_or(default);
+        let product = existing.get(&self.stock).copied().unwrap_or(default);
+        match spec.role {
+            Role::CustomerInput => Some(customer),
+            Role::ProductInput => Some(product),
+            Role::Internal if spec.name == self.by_sku || spec.name == self.product_changelog => {
+                Some(product)
+            }
+            Role::Internal => Some(customer),
+            Role::Output => None,
+        }
+    }
+
+    /// Compares the cluster's topics with what the layout needs.
+    pub fn check(&self, cluster: &ClusterTopics, default_partitions: i32) -> Vec<TopicProblem> {
+        let mut problems = Vec::new();
+        for spec in &self.specs {
+            let Some(info) = cluster.topics.get(&spec.name) else {
+                problems.push(TopicProblem::Missing(spec.clone()));
+                continue;
+            };
+            if let Some(required) =
+                self.required_partitions(spec, &cluster.partition_counts(), default_partitions)
+            {
+                if info.partitions != required {
+                    problems.push(TopicProblem::Partitions {
+                        spec: spec.clone(),
+                        actual: info.partitions,
+                        required,
+                        reference: if matches!(spec.role, Role::ProductInput)
+                            || spec.name == self.by_sku
+                            || spec.name == self.product_changelog
+                        {
+                            self.stock.clone()
+                        } else {
+                            self.clickstream.clone()
+                        },
+                    });
+                }
+            }
+            if spec.compacted {
+                if let Some(policy) = &info.cleanup_policy {
+                    if !policy.split(',').any(|p| p.trim() == "compact") {
+                        problems.push(TopicProblem::NotCompacted {
+                            spec: spec.clone(),
+                            policy: policy.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        problems
+    }
+
+    /// The topics to create for `missing`, with their partition counts.
+    pub fn to_create<'a>(
+        &self,
+        missing: impl Iterator<Item = &'a TopicSpec>,
+        cluster: &ClusterTopics,
+        default_partitions: i32,
+    ) -> Vec<(TopicSpec, i32)> {
+        let counts = cluster.partition_counts();
+        missing
+            .map(|spec| {
+                let partitions = self
+                    .required_partitions(spec, &counts, default_partitions)
+                    .unwrap_or(default_partitions);
+                (spec.clone(), partitions)
+            })
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TopicProblem {
+    Missing(TopicSpec),
+    Partitions {
+        spec: TopicSpec,
+        actual: i32,
+        required: i32,
+        reference: String,
+    },
+    NotCompacted {
+        spec: TopicSpec,
+        policy: String,
+    },
+}
+
+impl fmt::Display for TopicProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TopicProblem::Missing(spec) => write!(
+                f,
+                "topic `{}` (`{}`) does not exist; create it with `personalizer topics create`",
+                spec.name, spec.setting
+            ),
+            TopicProblem::Partitions {
+                spec,
+                actual,
+                required,
+                reference,
+            } => write!(
+                f,
+                "topic `{}` (`{}`) has {actual} partitions but must have {required}, like \
+                 `{reference}`: its partitions are read together, partition by partition",
+                spec.name, spec.setting
+            ),
+            TopicProblem::NotCompacted { spec, policy } => write!(
+                f,
+                "topic `{}` (`{}`) has cleanup.policy={policy} but must be compacted",
+                spec.name, spec.setting
+            ),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct TopicInfo {
+    pub partitions: i32,
+    /// Known when it was asked for (compacted topics only).
+    pub cleanup_policy: Option<String>,
+}
+
+/// The topics of a cluster that the layout names.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterTopics {
+    pub topics: BTreeMap<String, TopicInfo>,
+}
+
+impl ClusterTopics {
+    fn partition_counts(&self) -> BTreeMap<String, i32> {
+        self.topics
+            .iter()
+            .map(|(name, info)| (name.clone(), info.partitions))
+            .collect()
+    }
+
+    /// Reads partition counts (and, for compacted topics, cleanup.policy) from the cluster.
+    pub fn fetch(config: &Config, layout: &TopicLayout) -> Result<ClusterTopics, ClientError> {
+        let consumer: BaseConsumer = clients::plain_consumer(config)?;
+        let metadata = consumer
+            .fetch_metadata(None, METADATA_TIMEOUT)
+            .map_err(|e| ClientError::broker(config, "read the cluster's topics", e))?;
+        let mut topics = BTreeMap::new();
+        for topic in metadata.topics() {
+            if topic.error().is_none() && layout.specs.iter().any(|s| s.name == topic.name()) {
+                topics.insert(
+                    topic.name().to_string(),
+                    TopicInfo {
+                        partitions: topic.partitions().len() as i32,
+                        cleanup_policy: None,
+                    },
+                );
+            }
+        }
+        let compacted: Vec<&str> = layout
+            .specs
+            .iter()
+            .filter(|s| s.compacted && topics.contains_key(&s.name))
+            .map(|s| s.name.as_str())
+            .collect();
+        if !compacted.is_empty() {
+            let admin: AdminClient<DefaultClientContext> = clients::admin(config)?;
+            let resources: Vec<ResourceSpecifier> = compacted
+                .iter()
+                .map(|n| ResourceSpecifier::Topic(n))
+                .collect();
+            let results = clients::block_on(admin.describe_configs(
+                &resources,
+                &AdminOptions::new().request_timeout(Some(METADATA_TIMEOUT)),
+            ))
+            .map_err(|e| ClientError::broker(config, "read topic configurations", e))?;
+            for (name, result) in compacted.iter().zip(results) {
+                if let Ok(resource) = result {
+                    if let Some(entry) = resource.get("cleanup.policy") {
+                        if let Some(info) = topics.get_mut(*name) {
+                            info.cleanup_policy = entry.value.clone();
+                        }
+                    }
+                }
+            }
+        }
+        Ok(ClusterTopics { topics })
+    }
+}
+
+/// Creates the given topics; compacted ones with `cleanup.policy=compact`.
+/// A topic that another process created meanwhile counts as created.
+pub fn create(config: &Config, topics: &[(TopicSpec, i32)]) -> Result<(), ClientError> {
+    if topics.is_empty() {
+        return Ok(());
+    }
+    let admin: AdminClient<DefaultClientContext> = clients::admin(config)?;
+    let new_topics: Vec<NewTopic> = topics
+        .iter()
+        .map(|(spec, partitions)| {
+            let topic = NewTopic::new(
+                &spec.name,
+                *partitions,
+                TopicReplication::Fixed(config.kafka.replication_factor),
+            );
+            if spec.compacted {
+                topic.set("cleanup.policy", "compact")
+            } else {
+                topic
+            }
+        })
+        .collect();
+    let results = clients::block_on(admin.create_topics(
+        &new_topics,
+        &AdminOptions::new().operation_timeout(Some(METADATA_TIMEOUT)),
+    ))
+    .map_err(|e| ClientError::broker(config, "create topics", e))?;
+    for result in results {
+        if let Err((name, code)) = result {
+            if code != rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists {
+                return Err(ClientError::Topic {
+                    topic: name,
+                    problem: format!("cannot be created: {code}"),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cluster(topics: &[(&str, i32, Option<&str>)]) -> ClusterTopics {
+        ClusterTopics {
+            topics: topics
+                .iter()
+                .map(|(n, p, c)| {
+                    (
+                        n.to_string(),
+                        TopicInfo {
+                            partitions: *p,
+                            cleanup_policy: c.map(str::to_string),
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    fn full_cluster(layout: &TopicLayout, partitions: i32) -> Vec<(String, i32, Option<String>)> {
+        layout
+            .specs()
+            .iter()
+            .map(|s| {
+                (
+                    s.name.clone(),
+                    partitions,
+                    s.compacted.then(|| "compact".to_string()),
+                )
+            })
+            .collect()
+    }
+
+    fn as_refs(v: &[(String, i32, Option<String>)]) -> Vec<(&str, i32, Option<&str>)> {
+        v.iter()
+            .map(|(n, p, c)| (n.as_str(), *p, c.as_deref()))
+            .collect()
+    }
+
+    #[test]
+    fn names_internal_topics_after_the_application() {
+        let layout = TopicLayout::new(&Config::default());
+        assert_eq!(layout.by_sku, "personalizer-by-sku");
+        assert_eq!(layout.by_customer, "personalizer-by-customer");
+        assert_eq!(layout.customer_changelog, "personalizer-customer-changelog");
+        let compacted: Vec<&str> = layout
+            .specs()
+            .iter()
+            .filter(|s| s.compacted)
+            .map(|s| s.name.as_str())
+            .collect();
+        assert_eq!(
+            compacted,
+            vec![
+                "personalization.profiles",
+                "personalizer-customer-changelog",
+                "personalizer-product-changelog"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_complete_layout_has_no_problems() {
+        let layout = TopicLayout::new(&Config::default());
+        let topics = full_cluster(&layout, 6);
+        assert_eq!(layout.check(&cluster(&as_refs(&topics)), 8), vec![]);
+    }
+
+    #[test]
+    fn names_the_topic_that_is_not_co_partitioned() {
+        let layout = TopicLayout::new(&Config::default());
+        let mut topics = full_cluster(&layout, 6);
+        for t in &mut topics {
+            if t.0 == "cart" {
+                t.1 = 4;
+            }
+        }
+        let problems = layout.check(&cluster(&as_refs(&topics)), 8);
+        assert_eq!(problems.len(), 1);
+        let text = problems[0].to_string();
+        assert!(
+            text.contains("`cart`") && text.contains("`kafka.topics.cart`"),
+            "{text}"
+        );
+        assert!(
+            text.contains("4 partitions but must have 6, like `clickstream`"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn product_side_topics_follow_stock() {
+        let layout = TopicLayout::new(&Config::default());
+        let mut topics = full_cluster(&layout, 6);
+        for t in &mut topics {
+            if t.0 == "stock" || t.0 == layout.product_changelog {
+                t.1 = 3;
+            }
+        }
+        let problems = layout.check(&cluster(&as_refs(&topics)), 8);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].to_string().contains("personalizer-by-sku"));
+    }
+
+    #[test]
+    fn missing_and_uncompacted_topics_are_reported_and_planned() {
+        let layout = TopicLayout::new(&Config::default());
+        let mut topics = full_cluster(&layout, 6);
+        topics.retain(|t| t.0 != layout.by_sku);
+        for t in &mut topics {
+            if t.0 == layout.customer_changelog {
+                t.2 = Some("delete".into());
+            }
+        }
+        let c = cluster(&as_refs(&topics));
+        let problems = layout.check(&c, 8);
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].to_string().contains("does not exist"));
+        assert!(problems[1].to_string().contains("cleanup.policy=delete"));
+        let missing: Vec<&TopicSpec> = problems
+            .iter()
+            .filter_map(|p| match p {
+                TopicProblem::Missing(s) => Some(s),
+                _ => None,
+            })
+            .collect();
+        let plan = layout.to_create(missing.into_iter(), &c, 8);
+        assert_eq!(plan.len(), 1);
+        assert_eq!(
+            (plan[0].0.name.as_str(), plan[0].1),
+            ("personalizer-by-sku", 6)
+        );
+    }
+}

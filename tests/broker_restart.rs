@@ -1,0 +1,66 @@
+//! A broker restart in the middle of the stream: the processor keeps retrying, does not
+//! crash, and once the broker is back every decision appears exactly once.
+//!
+//! It runs its own broker on another port (started and stopped here), so stopping it
+//! cannot disturb the tests that share the suite's broker.
+
+mod common;
+
+use common::live::{sorted_lines, start_broker, stop_broker, terminate, with_sentinels, App};
+use personalizer::generate::{Generator, GeneratorSettings};
+use personalizer::time::parse_rfc3339;
+use std::time::Duration;
+
+const PORT: &str = "19192";
+
+struct Broker;
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        stop_broker(&["--port", PORT]);
+    }
+}
+
+#[test]
+fn the_processor_rides_out_a_broker_restart() {
+    let bootstrap = start_broker(Some(&["--port", PORT]));
+    let _broker = Broker;
+    let app = App::on(&bootstrap, "restart", 2, "grace = \"3650d\"");
+    let lines: Vec<String> = Generator::new(GeneratorSettings {
+        shoppers: 300,
+        events: 4_000,
+        seed: 21,
+        start: parse_rfc3339("2026-01-01T00:00:00Z").unwrap(),
+        span: 2 * 86_400_000,
+        products: 40,
+    })
+    .map(|e| e.to_json_line())
+    .collect();
+    let lines = with_sentinels(lines, 2);
+    let expected = common::replay_lines(&app.config, &lines, None).decisions;
+
+    let state = app.dir.path().join("state");
+    let log = app.dir.path().join("run.log");
+    let (first, second) = lines.split_at(lines.len() / 2);
+    app.produce(&app.producer(), first);
+    let mut child = app.spawn(&state, &log);
+    std::thread::sleep(Duration::from_secs(4));
+
+    stop_broker(&["--port", PORT]);
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the processor keeps running while the broker is down"
+    );
+    start_broker(Some(&["--port", PORT, "--keep"]));
+    app.produce(&app.producer(), second);
+
+    let live = app.wait_for_decisions(expected.len(), Duration::from_secs(180));
+    assert_eq!(terminate(&mut child), Some(0));
+    let mut ids: Vec<&str> = live.iter().map(|d| d.decision_id.as_str()).collect();
+    ids.sort_unstable();
+    let before = ids.len();
+    ids.dedup();
+    assert_eq!(before, ids.len(), "no decision repeated");
+    assert_eq!(sorted_lines(&live), sorted_lines(&expected));
+}

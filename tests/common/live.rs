@@ -1,0 +1,339 @@
+//! Helpers for tests against the real Apache Kafka broker that `scripts/kafka` runs:
+//! an application with topics of its own, producing events as a shop would, running
+//! `personalizer run` as a child process, and reading back what it committed.
+
+use personalizer::config::Config;
+use personalizer::decision::{Decision, DecisionType};
+use personalizer::event::{decode_json, Decoded, InputTopic, RoutingKey};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The broker's address: `TEST_KAFKA_BOOTSTRAP` when the test command started
+/// it, else `scripts/kafka start` is run (it installs Kafka on first use and reuses a
+/// running broker).
+pub fn bootstrap() -> String {
+    static ADDRESS: OnceLock<String> = OnceLock::new();
+    ADDRESS
+        .get_or_init(|| {
+            if let Ok(address) = std::env::var("TEST_KAFKA_BOOTSTRAP") {
+                return address;
+            }
+            start_broker(None)
+        })
+        .clone()
+}
+
+/// Runs `scripts/kafka start` (with `--port` and `--keep` as given) and returns the
+/// bootstrap address it prints last.
+pub fn start_broker(args: Option<&[&str]>) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka");
+    let output = Command::new(script)
+        .arg("start")
+        .args(args.unwrap_or_default())
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("scripts/kafka runs");
+    assert!(output.status.success(), "scripts/kafka start failed");
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .last()
+        .expect("scripts/kafka start prints the bootstrap address last")
+        .to_string()
+}
+
+pub fn stop_broker(args: &[&str]) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka");
+    let status = Command::new(script)
+        .arg("stop")
+        .args(args)
+        .status()
+        .expect("scripts/kafka runs");
+    assert!(status.success());
+}
+
+/// One application on the broker: its own application id and topic names, so tests
+/// running at the same time do not see each other.
+pub struct App {
+    pub name: String,
+    pub bootstrap: String,
+    pub config: Config,
+    pub config_path: PathBuf,
+    pub partitions: i32,
+    pub dir: tempfile::TempDir,
+}
+
+impl App {
+    /// Writes a configuration and creates every topic with `personalizer topics create`.
+    pub fn new(test: &str, partitions: i32, extra_toml: &str) -> App {
+        Self::on(&bootstrap(), test, partitions, extra_toml)
+    }
+
+    pub fn on(bootstrap: &str, test: &str, partitions: i32, extra_toml: &str) -> App {
+        let name = format!("{test}-{:08x}", rand::random::<u32>());
+        let dir = tempfile::tempdir().unwrap();
+        let topics = [
+            "clickstream",
+            "cart",
+            "stock",
+            "customers",
+            "abandoned_cart",
+            "back_in_stock",
+            "offers",
+            "segments",
+            "profiles",
+            "dead_letter",
+        ]
+        .iter()
+        .map(|t| format!("{t} = \"{name}.{t}\"\n"))
+        .collect::<String>();
+        let text = format!(
+            "application_id = \"{name}\"\n\
+             [engine]\npartitions = {partitions}\n\
+             [kafka]\nbootstrap_servers = \"{bootstrap}\"\ndefault_partitions = {partitions}\n\
+             commit_interval = \"100ms\"\n\
+             max_task_idle = \"10s\"\n\
+             {extra_toml}\n\
+             [kafka.topics]\n{topics}"
+        );
+        let config_path = dir.path().join("personalizer.toml");
+        std::fs::write(&config_path, &text).unwrap();
+        let config = Config::load_with_env(Some(&config_path), std::iter::empty())
+            .unwrap_or_else(|e| panic!("test config: {e}\n{text}"));
+        let app = App {
+            name,
+            bootstrap: bootstrap.to_string(),
+            config,
+            config_path,
+            partitions,
+            dir,
+        };
+        let output = app
+            .command()
+            .args(["topics", "create", "--config"])
+            .arg(&app.config_path)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "topics create: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        app
+    }
+
+    pub fn command(&self) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_personalizer"));
+        command.env_remove("PERSONALIZER_KAFKA__BOOTSTRAP_SERVERS");
+        command.env("RUST_LOG", "warn,personalizer=info");
+        command
+    }
+
+    pub fn topic(&self, kind: InputTopic) -> &str {
+        let t = &self.config.kafka.topics;
+        match kind {
+            InputTopic::Clickstream => &t.clickstream,
+            InputTopic::Cart => &t.cart,
+            InputTopic::Stock => &t.stock,
+            InputTopic::Customers => &t.customers,
+        }
+    }
+
+    pub fn producer(&self) -> BaseProducer {
+        ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            // Java clients' partitioner, as a shop's producers would use.
+            .set("partitioner", "murmur2_random")
+            .set("linger.ms", "5")
+            .create()
+            .unwrap()
+    }
+
+    /// Produces event lines to their topics, keyed as the contract says.
+    pub fn produce(&self, producer: &BaseProducer, lines: &[String]) {
+        for line in lines {
+            let Ok(Decoded::Event(event)) = decode_json(line.as_bytes()) else {
+                panic!("test events are valid: {line}");
+            };
+            let (RoutingKey::Shopper(key) | RoutingKey::Sku(key)) = event.routing_key();
+            self.send(
+                producer,
+                self.topic(event.body.topic()),
+                Some(key.as_bytes()),
+                line.as_bytes(),
+            );
+        }
+        producer.flush(Duration::from_secs(30)).unwrap();
+    }
+
+    pub fn send(&self, producer: &BaseProducer, topic: &str, key: Option<&[u8]>, value: &[u8]) {
+        let mut record = BaseRecord::<[u8], [u8]>::to(topic).payload(value);
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    record = back;
+                    producer.poll(Duration::from_millis(10));
+                }
+            }
+        }
+        producer.poll(Duration::ZERO);
+    }
+
+    /// Starts `personalizer run` on a state directory; its log goes to `log`.
+    pub fn spawn(&self, state_dir: &Path, log: &Path) -> Child {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
+        self.command()
+            .args(["run", "--config"])
+            .arg(&self.config_path)
+            .arg("--state-dir")
+            .arg(state_dir)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap()
+    }
+
+    fn reader(&self, isolation: &str) -> BaseConsumer {
+        ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .set("group.id", format!("{}-reader", self.name))
+            .set("enable.auto.commit", "false")
+            .set("isolation.level", isolation)
+            .set("enable.partition.eof", "true")
+            .create()
+            .unwrap()
+    }
+
+    /// Every record of `topics` visible to a consumer with `isolation`, read until the
+    /// end of each partition (as it was when reading began).
+    pub fn read_all(&self, topics: &[&str], isolation: &str) -> Vec<OwnedMessage> {
+        let consumer = self.reader(isolation);
+        let mut assignment = TopicPartitionList::new();
+        let mut open = 0;
+        for topic in topics {
+            let metadata = consumer
+                .fetch_metadata(Some(topic), Duration::from_secs(10))
+                .unwrap();
+            for p in metadata.topics()[0].partitions() {
+                assignment
+                    .add_partition_offset(topic, p.id(), Offset::Beginning)
+                    .unwrap();
+                open += 1;
+            }
+        }
+        consumer.assign(&assignment).unwrap();
+        let mut out = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while open > 0 && Instant::now() < deadline {
+            match consumer.poll(Duration::from_millis(200)) {
+                Some(Ok(m)) => out.push(m.detach()),
+                Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => open -= 1,
+                _ => {}
+            }
+        }
+        assert_eq!(
+            open, 0,
+            "partitions of {topics:?} not read to the end in time"
+        );
+        out
+    }
+
+    pub fn output_topics(&self) -> Vec<&str> {
+        DecisionType::ALL
+            .iter()
+            .map(|t| self.config.kafka.topics.for_decision(*t))
+            .collect()
+    }
+
+    /// The decisions committed so far.
+    pub fn decisions(&self) -> Vec<Decision> {
+        self.read_all(&self.output_topics(), "read_committed")
+            .iter()
+            .map(|m| serde_json::from_slice(m.payload().unwrap()).unwrap())
+            .collect()
+    }
+
+    /// Waits until at least `count` decisions are committed, then a little longer to
+    /// catch any extra ones, and returns them.
+    pub fn wait_for_decisions(&self, count: usize, timeout: Duration) -> Vec<Decision> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let decisions = self.decisions();
+            if decisions.len() >= count {
+                std::thread::sleep(Duration::from_secs(2));
+                return self.decisions();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "only {} of {count} decisions after {timeout:?}",
+                decisions.len()
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
+/// Asks the process to stop as an operator would (SIGTERM) and returns its exit code.
+pub fn terminate(child: &mut Child) -> Option<i32> {
+    let pid = child.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code();
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("the processor did not stop within 30 s of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Decisions as sorted JSON lines, for comparing runs.
+pub fn sorted_lines(decisions: &[Decision]) -> Vec<String> {
+    let mut lines: Vec<String> = decisions.iter().map(Decision::to_json_line).collect();
+    lines.sort();
+    lines
+}
+
+/// Ends a workload with one event per partition of each side at the same late time,
+/// which moves every task's clock (and a replay's) to the end of the stream.
+pub fn with_sentinels(mut lines: Vec<String>, partitions: i32) -> Vec<String> {
+    use personalizer::engine::partitioner::partition_for;
+    let end = "2026-01-10T00:00:00Z";
+    let mut shoppers = vec![None; partitions as usize];
+    for i in 0.. {
+        let key = format!("sentinel-{i}");
+        let p = usize::from(partition_for(key.as_bytes(), partitions as u16));
+        shoppers[p].get_or_insert(key);
+        if shoppers.iter().all(Option::is_some) {
+            break;
+        }
+    }
+    for (p, key) in shoppers.into_iter().enumerate() {
+        let key = key.unwrap();
+        lines.push(format!(
+            r#"{{"event_id":"end-view-{p}","type":"page_viewed","occurred_at":"{end}","anonymous_id":"{key}","page_type":"home"}}"#
+        ));
+        lines.push(format!(
+            r#"{{"event_id":"end-stock-{p}","type":"stock_changed","occurred_at":"{end}","sku":"{key}","quantity":1}}"#
+        ));
+    }
+    lines
+}

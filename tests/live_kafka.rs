@@ -1,0 +1,420 @@
+//! The live runtime against a real Apache Kafka broker (started by `scripts/kafka`):
+//! the same decisions as `replay`, exactly once through crashes and failover, bad
+//! records to the dead-letter topic, state equal to an uninterrupted run.
+
+mod common;
+
+use common::live::{sorted_lines, terminate, with_sentinels, App};
+use personalizer::config::Config;
+use personalizer::decision::Decision;
+use personalizer::generate::{Generator, GeneratorSettings};
+use personalizer::store::{Family, Store};
+use personalizer::time::parse_rfc3339;
+use rdkafka::message::{Headers, Message};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const PARTITIONS: i32 = 4;
+
+/// A generated workload in January 2026: every reminder and expiry in it is long due by
+/// the wall clock, so a caught-up processor fires them all, as `replay --until now` does.
+///
+/// Sorted by event time: the live processor merges its partitions in event-time order,
+/// `replay` reads its input in file order, and the two orders agree when the file is
+/// sorted (the generator emits a few events late, and stock moves on its own clock).
+fn workload(events: u64, seed: u64) -> Vec<String> {
+    let mut events: Vec<_> = Generator::new(GeneratorSettings {
+        shoppers: (events / 12).max(50) as u32,
+        events,
+        seed,
+        start: parse_rfc3339("2026-01-01T00:00:00Z").unwrap(),
+        span: 3 * 86_400_000,
+        products: 60,
+    })
+    .collect();
+    events.sort_by_key(|e| e.occurred_at);
+    events.iter().map(|e| e.to_json_line()).collect()
+}
+
+/// A workload in which no task forwards anything to another and no event is late.
+///
+/// With two instances, a message between tasks on different instances travels through
+/// an internal topic and reaches its task at a time that depends on both instances'
+/// progress, and each instance judges late events at its own stream time: the outcome
+/// can then differ from `replay`'s single clock (as with Kafka Streams). The failover
+/// test is about exactly-once and restore, so its workload leaves out sign-ins and
+/// notify-me requests (the only events that send messages) and late events.
+fn single_task_workload(events: u64, seed: u64) -> Vec<String> {
+    let mut newest = i64::MIN;
+    workload(events, seed)
+        .into_iter()
+        .filter(|line| {
+            let event: serde_json::Value = serde_json::from_str(line).unwrap();
+            let kind = event["type"].as_str().unwrap();
+            let at = parse_rfc3339(event["occurred_at"].as_str().unwrap()).unwrap();
+            let keep = !matches!(kind, "signed_in" | "back_in_stock_requested") && at >= newest;
+            newest = newest.max(at);
+            keep
+        })
+        .collect()
+}
+
+/// Minutes from the test epoch to a minute ago: `replay --until` that matches what the
+/// live processor's wall-clock advance fires.
+fn until_now() -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    (now - common::at(0)) / 60_000 - 1
+}
+
+/// With events flowing, a caught-up processor must not follow the wall clock (the
+/// workload is in the past: it would fire reminders that later events cancel). So these
+/// tests set a grace of ten years and end the stream with one event per partition at
+/// the same late time, which moves every task's clock, and the replay's, to the end.
+const NO_WALL_CLOCK: &str = "grace = \"3650d\"";
+
+fn replay_of(app: &App, lines: &[String], state_dir: Option<&Path>) -> Vec<Decision> {
+    let mut config: Config = app.config.clone();
+    config.state.dir = state_dir.map(Path::to_path_buf);
+    let until = (app.config.kafka.grace.0 < Duration::from_secs(86_400)).then(until_now);
+    common::replay_lines(&config, lines, until).decisions
+}
+
+fn assert_exactly_once(decisions: &[Decision]) {
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for d in decisions {
+        *seen.entry(&d.decision_id).or_default() += 1;
+    }
+    let repeated: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(repeated.is_empty(), "decisions repeated: {repeated:?}");
+}
+
+fn assert_same_decisions(live: &[Decision], replayed: &[Decision]) {
+    assert_exactly_once(live);
+    let live = sorted_lines(live);
+    let replayed = sorted_lines(replayed);
+    if live != replayed {
+        let only_live: Vec<_> = live
+            .iter()
+            .filter(|l| !replayed.contains(l))
+            .take(5)
+            .collect();
+        let only_replay: Vec<_> = replayed
+            .iter()
+            .filter(|l| !live.contains(l))
+            .take(5)
+            .collect();
+        panic!(
+            "live ({}) and replay ({}) differ\nonly live: {only_live:#?}\nonly replay: {only_replay:#?}",
+            live.len(),
+            replayed.len()
+        );
+    }
+}
+
+/// The rule state of a store: shoppers, products and their timers.
+fn rule_state(dir: &Path, config: &Config) -> BTreeMap<(u8, Vec<u8>), Vec<u8>> {
+    let store = Store::open(dir, &config.state).unwrap();
+    let mut state = BTreeMap::new();
+    for family in [
+        Family::Shoppers,
+        Family::ShopperTimers,
+        Family::Products,
+        Family::ProductTimers,
+    ] {
+        for (key, value) in store.scan_prefix(family, &[]).unwrap() {
+            state.insert((family.code(), key), value);
+        }
+    }
+    state
+}
+
+#[test]
+fn a_backlog_gives_the_same_decisions_live_as_in_replay() {
+    let app = App::new("backlog", PARTITIONS, "");
+    let lines = workload(4_000, 7);
+    app.produce(&app.producer(), &lines);
+    let replay_state = tempfile::tempdir().unwrap();
+    let expected = replay_of(&app, &lines, Some(replay_state.path()));
+    assert!(expected.len() > 20, "the workload should decide things");
+
+    let state = app.dir.path().join("state");
+    let log = app.dir.path().join("run.log");
+    let mut child = app.spawn(&state, &log);
+    let live = app.wait_for_decisions(expected.len(), Duration::from_secs(120));
+    assert_eq!(terminate(&mut child), Some(0), "SIGTERM exits 0");
+    assert_same_decisions(&live, &expected);
+    assert_eq!(
+        rule_state(&state, &app.config),
+        rule_state(replay_state.path(), &app.config),
+        "live state equals replay state"
+    );
+}
+
+#[test]
+fn kill_9_while_events_flow_loses_and_repeats_nothing() {
+    let app = App::new("kill9", PARTITIONS, NO_WALL_CLOCK);
+    let lines = with_sentinels(workload(30_000, 11), PARTITIONS);
+    let expected = replay_of(&app, &lines, None);
+    let state = app.dir.path().join("state");
+    let log = app.dir.path().join("run.log");
+
+    // Events arrive in slices; the processor is killed at a random point while it works
+    // through each, and the next slice lands while it is down.
+    let producer = app.producer();
+    let slices: Vec<&[String]> = lines.chunks(lines.len() / 5 + 1).collect();
+    let mut kills = 0;
+    for slice in &slices {
+        app.produce(&producer, slice);
+        let mut child = app.spawn(&state, &log);
+        std::thread::sleep(Duration::from_millis(1_500 + rand::random::<u64>() % 2_000));
+        child.kill().unwrap(); // SIGKILL: no commit, no flush, no goodbye
+        child.wait().unwrap();
+        kills += 1;
+    }
+    let mut child = app.spawn(&state, &log);
+    let live = app.wait_for_decisions(expected.len(), Duration::from_secs(180));
+    assert_eq!(terminate(&mut child), Some(0));
+    assert!(kills >= 5);
+    assert_same_decisions(&live, &expected);
+
+    // An uninterrupted run of the same input ends in the same state.
+    let calm = App::new("kill9-calm", PARTITIONS, NO_WALL_CLOCK);
+    calm.produce(&calm.producer(), &lines);
+    let calm_state = calm.dir.path().join("state");
+    let mut calm_child = calm.spawn(&calm_state, &calm.dir.path().join("run.log"));
+    calm.wait_for_decisions(expected.len(), Duration::from_secs(120));
+    assert_eq!(terminate(&mut calm_child), Some(0));
+    assert_eq!(
+        rule_state(&state, &app.config),
+        rule_state(&calm_state, &calm.config),
+        "state after crashes equals the state of an uninterrupted run"
+    );
+}
+
+#[test]
+fn bad_records_go_to_the_dead_letter_topic_and_the_rest_flows() {
+    let app = App::new("poison", PARTITIONS, "");
+    let lines = workload(1_500, 3);
+    let producer = app.producer();
+    let (first, second) = lines.split_at(lines.len() / 2);
+    app.produce(&producer, first);
+    let poison: [(&str, &[u8]); 4] = [
+        (app.config.kafka.topics.clickstream.as_str(), b"{not json"),
+        (
+            app.config.kafka.topics.cart.as_str(),
+            br#"{"event_id":"p2","type":"cart_item_added","occurred_at":"2026-01-02T00:00:00Z","customer_id":"c","cart_id":"k","product":{"sku":"s"},"quantity":-3}"#,
+        ),
+        (
+            app.config.kafka.topics.stock.as_str(),
+            br#"{"event_id":"p3","type":"stock_changed","occurred_at":"2026-01-02T00:00:00Z"}"#,
+        ),
+        (app.config.kafka.topics.customers.as_str(), b"\x00\x01binary"),
+    ];
+    for (topic, value) in poison {
+        app.send(&producer, topic, Some(b"poison"), value);
+    }
+    app.produce(&producer, second);
+    let expected = replay_of(&app, &lines, None);
+
+    let mut child = app.spawn(
+        &app.dir.path().join("state"),
+        &app.dir.path().join("run.log"),
+    );
+    let live = app.wait_for_decisions(expected.len(), Duration::from_secs(120));
+    assert_eq!(terminate(&mut child), Some(0));
+    assert_same_decisions(&live, &expected);
+
+    let dead = app.read_all(
+        &[app.config.kafka.topics.dead_letter.as_str()],
+        "read_committed",
+    );
+    assert_eq!(dead.len(), 4, "one dead letter per poison record");
+    let mut sources = Vec::new();
+    for record in &dead {
+        let headers: HashMap<String, String> = record
+            .headers()
+            .expect("dead letters carry headers")
+            .iter()
+            .map(|h| {
+                (
+                    h.key.to_string(),
+                    String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                )
+            })
+            .collect();
+        for name in [
+            "source_topic",
+            "source_partition",
+            "source_offset",
+            "error",
+            "error_reason",
+        ] {
+            assert!(
+                headers.contains_key(name),
+                "header {name} missing: {headers:?}"
+            );
+        }
+        assert_eq!(
+            record.key(),
+            Some(&b"poison"[..]),
+            "the original key is kept"
+        );
+        sources.push(headers["source_topic"].clone());
+    }
+    sources.sort();
+    let mut inputs = vec![
+        app.config.kafka.topics.cart.clone(),
+        app.config.kafka.topics.clickstream.clone(),
+        app.config.kafka.topics.customers.clone(),
+        app.config.kafka.topics.stock.clone(),
+    ];
+    inputs.sort();
+    assert_eq!(sources, inputs);
+}
+
+/// Parses `task restored` log lines: (processor, task, records, wiped).
+fn restores(log: &Path) -> Vec<(String, u16, u64, bool)> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    text.lines()
+        .filter(|l| l.contains("task restored"))
+        .map(|l| {
+            let field = |name: &str| -> String {
+                let start = l.find(&format!("{name}=")).unwrap() + name.len() + 1;
+                l[start..].split_whitespace().next().unwrap().to_string()
+            };
+            (
+                field("processor"),
+                field("task").parse().unwrap(),
+                field("records").parse().unwrap(),
+                field("wiped") == "true",
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_second_instance_takes_over_and_a_returning_one_restores_only_the_gap() {
+    let app = App::new("failover", PARTITIONS, NO_WALL_CLOCK);
+    let lines = with_sentinels(single_task_workload(8_000, 5), PARTITIONS);
+    let expected = replay_of(&app, &lines, None);
+    let producer = app.producer();
+    let (a_state, a_log) = (app.dir.path().join("a"), app.dir.path().join("a.log"));
+    let (b_state, b_log) = (app.dir.path().join("b"), app.dir.path().join("b.log"));
+    let quarter = lines.len() / 4;
+
+    let mut a = app.spawn(&a_state, &a_log);
+    app.produce(&producer, &lines[..quarter]);
+    let mut b = app.spawn(&b_state, &b_log);
+    std::thread::sleep(Duration::from_secs(3));
+    app.produce(&producer, &lines[quarter..2 * quarter]);
+    std::thread::sleep(Duration::from_secs(3));
+
+    // A dies; B takes every partition, restoring A's tasks from the changelogs.
+    a.kill().unwrap();
+    a.wait().unwrap();
+    app.produce(&producer, &lines[2 * quarter..3 * quarter]);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while restores(&b_log).iter().filter(|r| r.2 > 0).count() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "B never restored A's tasks; its log:\n{}",
+            std::fs::read_to_string(&b_log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    // A comes back on its old state and reads only the changelog records it lacks.
+    let before = restores(&a_log).len();
+    let mut a = app.spawn(&a_state, &a_log);
+    app.produce(&producer, &lines[3 * quarter..]);
+    let live = app.wait_for_decisions(expected.len(), Duration::from_secs(180));
+    assert_eq!(terminate(&mut a), Some(0));
+    assert_eq!(terminate(&mut b), Some(0));
+    assert_same_decisions(&live, &expected);
+
+    let returned: Vec<_> = restores(&a_log).into_iter().skip(before).collect();
+    assert!(!returned.is_empty(), "A restored its tasks on return");
+    assert!(
+        returned.iter().all(|r| !r.3),
+        "a returning task keeps its local state: {returned:?}"
+    );
+    let changelog_records: u64 = app
+        .read_all(
+            &[
+                format!("{}-customer-changelog", app.name).as_str(),
+                format!("{}-product-changelog", app.name).as_str(),
+            ],
+            "read_committed",
+        )
+        .len() as u64;
+    let gap: u64 = returned.iter().map(|r| r.2).sum();
+    assert!(
+        gap < changelog_records,
+        "restore on return read {gap} records, not the whole changelog ({changelog_records})"
+    );
+}
+
+#[test]
+fn at_least_once_also_decides_everything() {
+    let app = App::new(
+        "alo",
+        PARTITIONS,
+        "processing_guarantee = \"at_least_once\"",
+    );
+    let lines = workload(2_000, 13);
+    app.produce(&app.producer(), &lines);
+    let expected = replay_of(&app, &lines, None);
+    let mut child = app.spawn(
+        &app.dir.path().join("state"),
+        &app.dir.path().join("run.log"),
+    );
+    let live = app.wait_for_decisions(expected.len(), Duration::from_secs(120));
+    assert_eq!(terminate(&mut child), Some(0));
+    assert_same_decisions(&live, &expected);
+}
+
+#[test]
+fn run_refuses_topics_that_are_not_co_partitioned_and_names_them() {
+    let app = App::new("copart", PARTITIONS, "");
+    let mut config = app.config.clone();
+    let other = format!("{}.cart-3", app.name);
+    config.kafka.topics.cart = other.clone();
+    personalizer::runtime::topics::create(
+        &config,
+        &[(
+            personalizer::runtime::topics::TopicSpec {
+                name: other.clone(),
+                setting: "kafka.topics.cart".into(),
+                role: personalizer::runtime::topics::Role::CustomerInput,
+                compacted: false,
+            },
+            3,
+        )],
+    )
+    .unwrap();
+    let path = app.dir.path().join("copart.toml");
+    let text = std::fs::read_to_string(&app.config_path).unwrap().replace(
+        &format!("cart = \"{}.cart\"", app.name),
+        &format!("cart = \"{other}\""),
+    );
+    std::fs::write(&path, text).unwrap();
+    let output = app
+        .command()
+        .args(["run", "--config"])
+        .arg(&path)
+        .arg("--state-dir")
+        .arg(app.dir.path().join("state"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("`{other}`")) && stderr.contains("kafka.topics.cart"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("3 partitions but must have 4"), "{stderr}");
+}
