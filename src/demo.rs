@@ -32,7 +32,7 @@ pub struct DemoOptions {
     pub print_limit: u64,
 }
 
-/// The configuration the demo runs with: defaults, but reminders in seconds rather than
+/// The configuration the demo runs with: defaults, but reminders after seconds rather than
 /// hours so abandoned carts show up while you watch.
 pub fn demo_config(bootstrap: &str, state_dir: &std::path::Path) -> Config {
     let mut config = Config {
@@ -43,7 +43,7 @@ pub fn demo_config(bootstrap: &str, state_dir: &std::path::Path) -> Config {
     config.kafka.grace = Dur(Duration::from_secs(2));
     config.state.dir = Some(state_dir.to_path_buf());
     config.rules.abandoned_cart.reminders =
-        vec![Dur(Duration::from_secs(20)), Dur(Duration::from_secs(60))];
+        vec![Dur(Duration::from_secs(10)), Dur(Duration::from_secs(30))];
     config
 }
 
@@ -60,7 +60,7 @@ pub fn run(options: &DemoOptions, shutdown: Arc<AtomicBool>) -> Result<()> {
             .with_context(|| format!("cannot create topic {} in the mock cluster", spec.name))?;
     }
     eprintln!(
-        "demo: in-process Kafka at {bootstrap}; {} shoppers, {} events/s; reminders after 20s and 60s of inactivity. Ctrl-C stops.",
+        "demo: in-process Kafka at {bootstrap}; {} shoppers, {} events/s; reminders after 10s and 30s of inactivity. Ctrl-C stops.",
         options.shoppers, options.events_per_second
     );
 
@@ -145,7 +145,8 @@ pub fn run(options: &DemoOptions, shutdown: Arc<AtomicBool>) -> Result<()> {
     Ok(())
 }
 
-/// Synthetic shoppers shopping in real time, for a day or until stopped.
+/// Synthetic shoppers shopping now: the generator's sessions, sent at a steady rate and
+/// stamped with the wall clock as they go out.
 fn shop(
     config: &Config,
     shoppers: u32,
@@ -163,6 +164,6 @@ fn shop(
         span: (span_hours * 3_600_000) as Millis,
         products: 0,
     });
-    load::produce_events(config, generator, Pace::RealTime, shutdown, sent)?;
+    load::produce_events(config, generator, Pace::PerSecond(rate), shutdown, sent)?;
     Ok(())
 }

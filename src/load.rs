@@ -80,8 +80,7 @@ pub fn produce_events(
         buffer.push_str(&event.to_json_line());
         let mut record = BaseRecord::to(topic_for(config, event.body.topic()))
             .key(key)
-            .payload(buffer.as_str())
-            .timestamp(event.occurred_at);
+            .payload(buffer.as_str());
         loop {
             match producer.send(record) {
                 Ok(()) => break,

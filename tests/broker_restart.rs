@@ -53,7 +53,7 @@ fn the_processor_rides_out_a_broker_restart() {
         "the processor keeps running while the broker is down"
     );
     start_broker(Some(&["--port", PORT, "--keep"]));
-    app.produce(&app.producer(), second);
+    app.produce_atomically(second);
 
     let live = app.wait_for_decisions(expected.len(), Duration::from_secs(180));
     assert_eq!(terminate(&mut child), Some(0));

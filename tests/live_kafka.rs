@@ -301,22 +301,21 @@ fn a_second_instance_takes_over_and_a_returning_one_restores_only_the_gap() {
     let app = App::new("failover", PARTITIONS, NO_WALL_CLOCK);
     let lines = with_sentinels(single_task_workload(8_000, 5), PARTITIONS);
     let expected = replay_of(&app, &lines, None);
-    let producer = app.producer();
     let (a_state, a_log) = (app.dir.path().join("a"), app.dir.path().join("a.log"));
     let (b_state, b_log) = (app.dir.path().join("b"), app.dir.path().join("b.log"));
     let quarter = lines.len() / 4;
 
     let mut a = app.spawn(&a_state, &a_log);
-    app.produce(&producer, &lines[..quarter]);
+    app.produce_atomically(&lines[..quarter]);
     let mut b = app.spawn(&b_state, &b_log);
     std::thread::sleep(Duration::from_secs(3));
-    app.produce(&producer, &lines[quarter..2 * quarter]);
+    app.produce_atomically(&lines[quarter..2 * quarter]);
     std::thread::sleep(Duration::from_secs(3));
 
     // A dies; B takes every partition, restoring A's tasks from the changelogs.
     a.kill().unwrap();
     a.wait().unwrap();
-    app.produce(&producer, &lines[2 * quarter..3 * quarter]);
+    app.produce_atomically(&lines[2 * quarter..3 * quarter]);
     let deadline = Instant::now() + Duration::from_secs(90);
     while restores(&b_log).iter().filter(|r| r.2 > 0).count() == 0 {
         assert!(
@@ -330,7 +329,7 @@ fn a_second_instance_takes_over_and_a_returning_one_restores_only_the_gap() {
     // A comes back on its old state and reads only the changelog records it lacks.
     let before = restores(&a_log).len();
     let mut a = app.spawn(&a_state, &a_log);
-    app.produce(&producer, &lines[3 * quarter..]);
+    app.produce_atomically(&lines[3 * quarter..]);
     let live = app.wait_for_decisions(expected.len(), Duration::from_secs(180));
     assert_eq!(terminate(&mut a), Some(0));
     assert_eq!(terminate(&mut b), Some(0));

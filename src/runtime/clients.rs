@@ -13,11 +13,12 @@ use std::future::Future;
 pub enum ClientError {
     #[error("cannot create a Kafka client (check `kafka.properties` and `kafka.bootstrap_servers`): {0}")]
     Create(Box<KafkaError>),
-    #[error("cannot {action} on `{bootstrap}` (`kafka.bootstrap_servers`): {source}")]
+    // `error` is part of the message, not a chained source, so it is printed once.
+    #[error("cannot {action} on `{bootstrap}` (`kafka.bootstrap_servers`): {error}")]
     Broker {
         action: String,
         bootstrap: String,
-        source: Box<KafkaError>,
+        error: Box<KafkaError>,
     },
     #[error("topic `{topic}` {problem}")]
     Topic { topic: String, problem: String },
@@ -32,7 +33,7 @@ impl ClientError {
         ClientError::Broker {
             action: action.to_string(),
             bootstrap: config.kafka.bootstrap_servers.clone(),
-            source: Box::new(source),
+            error: Box::new(source),
         }
     }
 }

@@ -110,10 +110,11 @@ pub struct Merger {
 
 impl Merger {
     /// The index of the task to take from now, if any may be taken.
+    /// `now` is asked for only when some input is waiting.
     pub fn choose<'a, T: 'a>(
         &mut self,
         tasks: impl Iterator<Item = &'a TaskInputs<T>>,
-        now: Instant,
+        now: impl FnOnce() -> Instant,
         max_idle: Duration,
     ) -> Option<usize> {
         let mut best: Option<(usize, i64)> = None;
@@ -132,6 +133,7 @@ impl Merger {
         };
         // Records that need no ordering never wait.
         if waiting && time != i64::MIN {
+            let now = now();
             let since = *self.blocked_since.get_or_insert(now);
             if now.duration_since(since) < max_idle {
                 return None;
@@ -163,7 +165,7 @@ mod tests {
         idle: Duration,
     ) -> Vec<(usize, usize, i64)> {
         let mut out = Vec::new();
-        while let Some(task) = merger.choose(tasks.iter(), now, idle) {
+        while let Some(task) = merger.choose(tasks.iter(), || now, idle) {
             let (input, record) = tasks[task].pop().unwrap();
             out.push((task, input, record.time));
         }
@@ -217,13 +219,13 @@ mod tests {
         let mut merger = Merger::default();
         let start = Instant::now();
         let idle = Duration::from_millis(100);
-        assert_eq!(merger.choose(tasks.iter(), start, idle), None);
+        assert_eq!(merger.choose(tasks.iter(), || start, idle), None);
         assert_eq!(
-            merger.choose(tasks.iter(), start + Duration::from_millis(50), idle),
+            merger.choose(tasks.iter(), || start + Duration::from_millis(50), idle),
             None
         );
         assert_eq!(
-            merger.choose(tasks.iter(), start + Duration::from_millis(100), idle),
+            merger.choose(tasks.iter(), || start + Duration::from_millis(100), idle),
             Some(0)
         );
     }
@@ -234,8 +236,7 @@ mod tests {
         tasks[0].push(0, pending(5, 0));
         tasks[0].set_caught_up(0, true);
         tasks[0].set_caught_up(1, true);
-        let chosen =
-            Merger::default().choose(tasks.iter(), Instant::now(), Duration::from_secs(60));
+        let chosen = Merger::default().choose(tasks.iter(), Instant::now, Duration::from_secs(60));
         assert_eq!(chosen, Some(0));
     }
 
@@ -243,8 +244,7 @@ mod tests {
     fn unordered_records_go_at_once() {
         let mut tasks = [TaskInputs::new(2)];
         tasks[0].push(0, pending(i64::MIN, 0));
-        let chosen =
-            Merger::default().choose(tasks.iter(), Instant::now(), Duration::from_secs(60));
+        let chosen = Merger::default().choose(tasks.iter(), Instant::now, Duration::from_secs(60));
         assert_eq!(chosen, Some(0));
     }
 

@@ -150,7 +150,7 @@ pub fn run(config: &Config, shutdown: &AtomicBool) -> Result<Totals, RuntimeErro
         partitions_of(&layout.clickstream),
         partitions_of(&layout.stock),
     );
-    let store = Store::open(&dir, &config.state)?;
+    let store = Store::open(&dir, &config.state)?.keep_writes();
     let transactional_id = format!("{}-{}", config.application_id, instance_id(config, &dir)?);
     tracing::info!(
         application_id = %config.application_id,

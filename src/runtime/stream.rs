@@ -368,12 +368,13 @@ impl<'a> Stream<'a> {
             return;
         }
         let seconds = since.elapsed().as_secs_f64();
-        tracing::info!(
-            events,
-            seconds,
-            events_per_second = (events as f64 / seconds).round(),
-            "caught up"
-        );
+        let rate = (events as f64 / seconds).round();
+        // Live traffic catches up every commit; only a real backlog is worth a line.
+        if seconds >= 1.0 {
+            tracing::info!(events, seconds, events_per_second = rate, "caught up");
+        } else {
+            tracing::debug!(events, seconds, events_per_second = rate, "caught up");
+        }
     }
 
     fn buffered(&self) -> usize {
@@ -599,7 +600,7 @@ impl<'a> Stream<'a> {
                     .values()
                     .map(|s| &s.inputs)
                     .chain(self.products.values().map(|s| &s.inputs));
-                self.merger.choose(inputs, Instant::now(), max_idle)
+                self.merger.choose(inputs, Instant::now, max_idle)
             };
             let Some(index) = chosen else {
                 return Ok(());
@@ -636,7 +637,6 @@ impl<'a> Stream<'a> {
         input: usize,
         record: Pending<Item>,
     ) -> Result<(), StreamError> {
-        let topic = self.customer_topics[input].clone();
         let rules = &self.config.rules;
         let state = self.customers.get_mut(&p).expect("task exists");
         state.consumed[input] = Some(record.offset + 1);
@@ -665,7 +665,10 @@ impl<'a> Stream<'a> {
                 }
             }
             Item::UnknownType => state.output.stats.unknown_types += 1,
-            Item::Bad(bad) => self.dead_letter(&topic, p, record.offset, &bad)?,
+            Item::Bad(bad) => {
+                let topic = self.customer_topics[input].clone();
+                self.dead_letter(&topic, p, record.offset, &bad)?
+            }
         }
         Ok(())
     }
@@ -676,7 +679,6 @@ impl<'a> Stream<'a> {
         input: usize,
         record: Pending<Item>,
     ) -> Result<(), StreamError> {
-        let topic = self.product_topics[input].clone();
         let rules = &self.config.rules;
         let state = self.products.get_mut(&p).expect("task exists");
         state.consumed[input] = Some(record.offset + 1);
@@ -705,7 +707,10 @@ impl<'a> Stream<'a> {
                 }
             }
             Item::UnknownType => state.output.stats.unknown_types += 1,
-            Item::Bad(bad) => self.dead_letter(&topic, p, record.offset, &bad)?,
+            Item::Bad(bad) => {
+                let topic = self.product_topics[input].clone();
+                self.dead_letter(&topic, p, record.offset, &bad)?
+            }
         }
         Ok(())
     }
@@ -842,6 +847,8 @@ impl<'a> Stream<'a> {
         Ok(None)
     }
 
+    // Records keep the broker's default timestamp (now), never an event time: retention
+    // deletes by record timestamp, and a backlog's event times may be months old.
     fn produce_decision(&mut self, decision: &Decision) -> Result<(), StreamError> {
         let topic = self
             .config
@@ -852,18 +859,15 @@ impl<'a> Stream<'a> {
         let value = decision.to_json_line();
         let record = BaseRecord::with_opaque_to(&topic, OUTPUT)
             .key(decision.customer_id.as_bytes())
-            .payload(value.as_bytes())
-            .timestamp(decision.decided_at);
+            .payload(value.as_bytes());
         self.send(record)
     }
 
     fn produce_forward(&mut self, forward: &Forward) -> Result<(), StreamError> {
-        let (topic, key, partitions, at) = match forward {
-            Forward::ToProduct { sku, at, .. } => {
-                (&self.layout.by_sku, sku, self.product_partitions, *at)
-            }
-            Forward::ToShopper { key, at, .. } => {
-                (&self.layout.by_customer, key, self.customer_partitions, *at)
+        let (topic, key, partitions) = match forward {
+            Forward::ToProduct { sku, .. } => (&self.layout.by_sku, sku, self.product_partitions),
+            Forward::ToShopper { key, .. } => {
+                (&self.layout.by_customer, key, self.customer_partitions)
             }
         };
         let topic = topic.clone();
@@ -873,8 +877,7 @@ impl<'a> Stream<'a> {
         let record = BaseRecord::with_opaque_to(&topic, OUTPUT)
             .key(key.as_bytes())
             .payload(&value)
-            .partition(partition)
-            .timestamp(at);
+            .partition(partition);
         self.send(record)
     }
 

@@ -109,6 +109,8 @@ pub struct Store {
     _block_cache: Cache,
     _write_buffers: WriteBufferManager,
     _temporary: Option<tempfile::TempDir>,
+    /// Whether writes go through RocksDB's write-ahead log (see [`Store::keep_writes`]).
+    wal: bool,
 }
 
 impl Store {
@@ -195,7 +197,17 @@ impl Store {
             _block_cache: block_cache,
             _write_buffers: write_buffers,
             _temporary: temporary,
+            wal: false,
         })
+    }
+
+    /// Writes from now on go through the write-ahead log (not synced), so a process that
+    /// is killed keeps every batch it wrote, and its checkpoints with them. The live
+    /// runtime wants this: a task that comes back after a crash then restores only the
+    /// changelog records it lacks. `replay` does without: what it loses it reads again.
+    pub fn keep_writes(mut self) -> Store {
+        self.wal = true;
+        self
     }
 
     pub fn path(&self) -> &Path {
@@ -238,9 +250,9 @@ impl Store {
         Ok(out)
     }
 
-    /// Applies the changes atomically. The write-ahead log is off: a commit's batch and
-    /// its checkpoint (in `meta`) are lost or kept together, and what is lost is
-    /// rebuilt from its source (the changelog live, the input in `replay`).
+    /// Applies the changes atomically. Unless [`Store::keep_writes`] was asked for, the
+    /// write-ahead log is off: a commit's batch and its checkpoint (in `meta`) are lost or
+    /// kept together, and what is lost is rebuilt from its source.
     pub fn write(&self, changes: &[StateChange]) -> Result<(), StoreError> {
         let mut batch = WriteBatch::default();
         for change in changes {
@@ -251,7 +263,7 @@ impl Store {
             }
         }
         let mut options = WriteOptions::default();
-        options.disable_wal(true);
+        options.disable_wal(!self.wal);
         self.db
             .write_opt(batch, &options)
             .map_err(|e| self.error(e))
@@ -276,7 +288,7 @@ impl Store {
             batch.delete_cf(self.cf(Family::Meta), name.as_bytes());
         }
         let mut options = WriteOptions::default();
-        options.disable_wal(true);
+        options.disable_wal(!self.wal);
         self.db
             .write_opt(batch, &options)
             .map_err(|e| self.error(e))

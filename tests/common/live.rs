@@ -173,6 +173,25 @@ impl App {
         producer.flush(Duration::from_secs(30)).unwrap();
     }
 
+    /// Produces event lines in one transaction, so a running processor sees all of them
+    /// at once (a `read_committed` consumer sees none until the commit). Without it, a
+    /// partition written a moment later than another looks caught up meanwhile, and the
+    /// processor may take a later event from the other one first.
+    pub fn produce_atomically(&self, lines: &[String]) {
+        let producer: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .set("partitioner", "murmur2_random")
+            .set("transactional.id", format!("{}-shop", self.name))
+            .create()
+            .unwrap();
+        producer.init_transactions(Duration::from_secs(30)).unwrap();
+        producer.begin_transaction().unwrap();
+        self.produce(&producer, lines);
+        producer
+            .commit_transaction(Duration::from_secs(30))
+            .unwrap();
+    }
+
     pub fn send(&self, producer: &BaseProducer, topic: &str, key: Option<&[u8]>, value: &[u8]) {
         let mut record = BaseRecord::<[u8], [u8]>::to(topic).payload(value);
         if let Some(key) = key {
