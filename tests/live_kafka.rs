@@ -154,6 +154,79 @@ fn a_backlog_gives_the_same_decisions_live_as_in_replay() {
     );
 }
 
+/// The situations of `tests/contract_rules.rs`, one shopper (or SKU) each, as one stream
+/// in event-time order.
+fn contract_scenarios() -> Vec<String> {
+    let mut e = common::Events::new();
+    // Abandoned carts: reminded in steps; activity postpones; a content change restarts.
+    e.add("c1", 0, "k1", "S1", 1);
+    e.view("c1", 30);
+    e.add("c2", 0, "k2", "S1", 1);
+    e.order("c2", 10, Some("k2"));
+    e.add("c3", 0, "k3", "S1", 1);
+    e.clear("c3", 5, "k3");
+    e.add("c4", 0, "k4", "S1", 2);
+    e.remove("c4", 3, "k4", "S1", 5);
+    e.add("c6", 0, "k6", "S1", 1);
+    e.add("c6", 90, "k6", "S2", 1);
+    e.add("anon-5", 0, "k5", "S3", 1);
+    e.sign_in("c5", "anon-5", 2);
+    // Back in stock: requests wait for a restock; in-stock requests do nothing.
+    e.stock("S9", 0, 0);
+    e.notify_me("c7", 5, "S9");
+    e.notify_me("c8", 6, "S9");
+    e.stock("S9", 20, 5);
+    e.stock("S10", 0, 10);
+    e.notify_me("c9", 5, "S10");
+    // Consent withdrawn, then given again.
+    e.consent("c10", 0, false);
+    e.add("c10", 1, "k10", "S1", 1);
+    e.consent("c11", 0, false);
+    e.consent("c11", 2, true);
+    e.add("c11", 3, "k11", "S1", 1);
+    // Erasure cancels what was pending, for good.
+    e.stock("S11", 0, 0);
+    e.add("c12", 0, "k12", "S1", 1);
+    e.notify_me("c12", 1, "S11");
+    e.erase("c12", 5);
+    e.stock("S11", 30, 3);
+    // A request made anonymously follows the shopper who signs in.
+    e.stock("S12", 0, 0);
+    e.notify_me("anon-13", 1, "S12");
+    e.sign_in("c13", "anon-13", 2);
+    e.stock("S12", 40, 2);
+    // A redelivered event is skipped.
+    let duplicate = e.lines[e.lines.len() - 3].clone();
+    e.lines.push(duplicate);
+    let mut lines = e.lines;
+    lines.sort_by_key(|l| {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        parse_rfc3339(v["occurred_at"].as_str().unwrap()).unwrap()
+    });
+    lines
+}
+
+#[test]
+fn the_contract_scenarios_decide_the_same_live_as_in_replay() {
+    let app = App::new("contract", PARTITIONS, "");
+    let lines = contract_scenarios();
+    let expected = replay_of(&app, &lines, None);
+    let kinds: std::collections::BTreeSet<&str> =
+        expected.iter().map(|d| d.decision_type().name()).collect();
+    assert_eq!(
+        kinds.into_iter().collect::<Vec<_>>(),
+        vec!["abandoned_cart", "back_in_stock"]
+    );
+    app.produce(&app.producer(), &lines);
+    let mut child = app.spawn(
+        &app.dir.path().join("state"),
+        &app.dir.path().join("run.log"),
+    );
+    let live = app.wait_for_decisions(expected.len(), Duration::from_secs(120));
+    assert_eq!(terminate(&mut child), Some(0));
+    assert_same_decisions(&live, &expected);
+}
+
 #[test]
 fn kill_9_while_events_flow_loses_and_repeats_nothing() {
     let app = App::new("kill9", PARTITIONS, NO_WALL_CLOCK);

@@ -1,7 +1,7 @@
 //! The two processors: which state, messages, column families and rules each task uses.
 
 use crate::event::Event;
-use crate::rules::{self, Ctx, ProductMessage, ShopperMessage, Timer};
+use crate::rules::{self, Ctx, Forward, ProductMessage, ShopperMessage, Timer};
 use crate::state::{ProductState, ShopperState, VersionedState};
 use crate::store::Family;
 use crate::time::Millis;
@@ -22,6 +22,11 @@ pub trait Processor {
         ctx: &mut Ctx,
     );
     fn on_timer(key: &str, state: &mut Option<Self::State>, timer: &Timer, ctx: &mut Ctx);
+    /// The key, time and message of a forward addressed to this processor; the forward
+    /// back when it is for the other one.
+    fn addressed(forward: Forward) -> Result<(String, Millis, Self::Message), Box<Forward>>;
+    /// A forward to this processor.
+    fn forward(key: String, at: Millis, message: Self::Message) -> Forward;
 }
 
 /// Per shopper: clickstream, cart and customers events.
@@ -50,6 +55,15 @@ impl Processor for CustomerProcessor {
     fn on_timer(key: &str, state: &mut Option<ShopperState>, timer: &Timer, ctx: &mut Ctx) {
         rules::shopper::on_timer(key, state, timer, ctx)
     }
+    fn addressed(forward: Forward) -> Result<(String, Millis, ShopperMessage), Box<Forward>> {
+        match forward {
+            Forward::ToShopper { key, at, message } => Ok((key, at, message)),
+            other => Err(Box::new(other)),
+        }
+    }
+    fn forward(key: String, at: Millis, message: ShopperMessage) -> Forward {
+        Forward::ToShopper { key, at, message }
+    }
 }
 
 /// Per SKU: stock events and back-in-stock requests.
@@ -77,5 +91,14 @@ impl Processor for ProductProcessor {
     }
     fn on_timer(key: &str, state: &mut Option<ProductState>, timer: &Timer, ctx: &mut Ctx) {
         rules::product::on_timer(key, state, timer, ctx)
+    }
+    fn addressed(forward: Forward) -> Result<(String, Millis, ProductMessage), Box<Forward>> {
+        match forward {
+            Forward::ToProduct { sku, at, message } => Ok((sku, at, message)),
+            other => Err(Box::new(other)),
+        }
+    }
+    fn forward(sku: String, at: Millis, message: ProductMessage) -> Forward {
+        Forward::ToProduct { sku, at, message }
     }
 }

@@ -75,14 +75,24 @@ pub fn prepare_topics(
         tracing::info!(topic = %spec.name, partitions, compacted = spec.compacted, "creating topic");
     }
     topics::create(config, &plan)?;
-    let cluster = with_retry("read the topics", shutdown, || {
-        ClusterTopics::fetch(config, layout)
-    })?;
-    let problems = layout.check(&cluster, default);
-    if problems.is_empty() {
-        Ok(cluster)
-    } else {
-        Err(RuntimeError::Topics(problems))
+    // A new topic reaches the brokers' metadata a moment after the controller made it.
+    let mut attempts = 0;
+    loop {
+        let cluster = with_retry("read the topics", shutdown, || {
+            ClusterTopics::fetch(config, layout)
+        })?;
+        let problems = layout.check(&cluster, default);
+        if problems.is_empty() {
+            return Ok(cluster);
+        }
+        let still_missing = problems.iter().any(
+            |p| matches!(p, TopicProblem::Missing(spec) if plan.iter().any(|(s, _)| s == spec)),
+        );
+        attempts += 1;
+        if !still_missing || attempts >= 40 {
+            return Err(RuntimeError::Topics(problems));
+        }
+        std::thread::sleep(Duration::from_millis(250));
     }
 }
 

@@ -17,7 +17,7 @@ use super::merge::{Merger, Pending, TaskInputs};
 use super::restore::{self, checkpoint_change, RestoreError};
 use super::topics::TopicLayout;
 use super::watermarks::cached_high_watermark;
-use crate::config::{Config, ProcessingGuarantee};
+use crate::config::{Config, ProcessingGuarantee, RulesConfig};
 use crate::decision::Decision;
 use crate::engine::live::{stream_time_key, LiveTask, TaskOutput};
 use crate::engine::partitioner::partition_for;
@@ -606,113 +606,39 @@ impl<'a> Stream<'a> {
                 return Ok(());
             };
             self.begin()?;
-            if let Some(&p) = self.customers.keys().nth(index) {
-                let (input, record) = self
-                    .customers
-                    .get_mut(&p)
-                    .and_then(|s| s.inputs.pop())
-                    .expect("chosen task has a record");
-                self.process_customer_record(p, input, record)?;
-                self.drain_outputs(false, p)?;
+            let rules = &self.config.rules;
+            let (products, p, input, bad) = if let Some(&p) = self.customers.keys().nth(index) {
+                let (input, bad) = apply_next(
+                    self.customers.get_mut(&p).expect("chosen task exists"),
+                    self.store,
+                    rules,
+                    &mut self.batch_event_times,
+                )?;
+                (false, p, input, bad)
             } else {
                 let p = *self
                     .products
                     .keys()
                     .nth(index - self.customers.len())
                     .expect("the index is of a product task");
-                let (input, record) = self
-                    .products
-                    .get_mut(&p)
-                    .and_then(|s| s.inputs.pop())
-                    .expect("chosen task has a record");
-                self.process_product_record(p, input, record)?;
-                self.drain_outputs(true, p)?;
-            }
-        }
-    }
-
-    fn process_customer_record(
-        &mut self,
-        p: u16,
-        input: usize,
-        record: Pending<Item>,
-    ) -> Result<(), StreamError> {
-        let rules = &self.config.rules;
-        let state = self.customers.get_mut(&p).expect("task exists");
-        state.consumed[input] = Some(record.offset + 1);
-        match record.item {
-            Item::Event(event) => {
-                let key = match event.routing_key() {
-                    RoutingKey::Shopper(k) => k,
-                    RoutingKey::Sku(k) => k,
+                let (input, bad) = apply_next(
+                    self.products.get_mut(&p).expect("chosen task exists"),
+                    self.store,
+                    rules,
+                    &mut self.batch_event_times,
+                )?;
+                (true, p, input, bad)
+            };
+            if let Some((offset, bad)) = bad {
+                let topic = if products {
+                    self.product_topics[input].clone()
+                } else {
+                    self.customer_topics[input].clone()
                 };
-                self.batch_event_times.push(event.occurred_at);
-                state
-                    .task
-                    .process_event(self.store, rules, key, &event, &mut state.output)?;
+                self.dead_letter(&topic, p, offset, &bad)?;
             }
-            Item::Message(forward) => {
-                if let Forward::ToShopper { key, at, message } = *forward {
-                    state.task.process_message(
-                        self.store,
-                        rules,
-                        &key,
-                        at,
-                        at,
-                        &message,
-                        &mut state.output,
-                    )?;
-                }
-            }
-            Item::UnknownType => state.output.stats.unknown_types += 1,
-            Item::Bad(bad) => {
-                let topic = self.customer_topics[input].clone();
-                self.dead_letter(&topic, p, record.offset, &bad)?
-            }
+            self.drain_outputs(products, p)?;
         }
-        Ok(())
-    }
-
-    fn process_product_record(
-        &mut self,
-        p: u16,
-        input: usize,
-        record: Pending<Item>,
-    ) -> Result<(), StreamError> {
-        let rules = &self.config.rules;
-        let state = self.products.get_mut(&p).expect("task exists");
-        state.consumed[input] = Some(record.offset + 1);
-        match record.item {
-            Item::Event(event) => {
-                let key = match event.routing_key() {
-                    RoutingKey::Shopper(k) => k,
-                    RoutingKey::Sku(k) => k,
-                };
-                self.batch_event_times.push(event.occurred_at);
-                state
-                    .task
-                    .process_event(self.store, rules, key, &event, &mut state.output)?;
-            }
-            Item::Message(forward) => {
-                if let Forward::ToProduct { sku, at, message } = *forward {
-                    state.task.process_message(
-                        self.store,
-                        rules,
-                        &sku,
-                        at,
-                        at,
-                        &message,
-                        &mut state.output,
-                    )?;
-                }
-            }
-            Item::UnknownType => state.output.stats.unknown_types += 1,
-            Item::Bad(bad) => {
-                let topic = self.product_topics[input].clone();
-                self.dead_letter(&topic, p, record.offset, &bad)?
-            }
-        }
-        Ok(())
     }
 
     /// A task that is fully caught up and quiet follows the wall clock minus the grace,
@@ -810,40 +736,29 @@ impl<'a> Stream<'a> {
         sent_at: Option<Millis>,
     ) -> Result<Option<(bool, u16)>, StreamError> {
         let rules = &self.config.rules;
-        match forward {
-            Forward::ToProduct { sku, at, message } => {
-                let p = partition_for(sku.as_bytes(), self.product_partitions);
-                if let Some(state) = self.products.get_mut(&p) {
-                    state.task.process_message(
-                        self.store,
-                        rules,
-                        &sku,
-                        at,
-                        sent_at.unwrap_or(at),
-                        &message,
-                        &mut state.output,
-                    )?;
-                    return Ok(Some((true, p)));
-                }
-                self.produce_forward(&Forward::ToProduct { sku, at, message })?;
-            }
-            Forward::ToShopper { key, at, message } => {
-                let p = partition_for(key.as_bytes(), self.customer_partitions);
-                if let Some(state) = self.customers.get_mut(&p) {
-                    state.task.process_message(
-                        self.store,
-                        rules,
-                        &key,
-                        at,
-                        sent_at.unwrap_or(at),
-                        &message,
-                        &mut state.output,
-                    )?;
-                    return Ok(Some((false, p)));
-                }
-                self.produce_forward(&Forward::ToShopper { key, at, message })?;
-            }
-        }
+        let forward = match deliver(
+            &mut self.customers,
+            self.customer_partitions,
+            self.store,
+            rules,
+            forward,
+            sent_at,
+        )? {
+            Ok(p) => return Ok(Some((false, p))),
+            Err(forward) => *forward,
+        };
+        let forward = match deliver(
+            &mut self.products,
+            self.product_partitions,
+            self.store,
+            rules,
+            forward,
+            sent_at,
+        )? {
+            Ok(p) => return Ok(Some((true, p))),
+            Err(forward) => forward,
+        };
+        self.produce_forward(&forward)?;
         Ok(None)
     }
 
@@ -962,44 +877,21 @@ impl<'a> Stream<'a> {
         self.begin()?;
         let mut changes: Vec<StateChange> = Vec::new();
         let mut offsets = TopicPartitionList::new();
-        let customer_changelog = self.layout.customer_changelog.clone();
-        let product_changelog = self.layout.product_changelog.clone();
-        let mut tasks: Vec<(String, u16)> = Vec::new();
         let mut produced: Vec<(String, u16, Vec<StateChange>)> = Vec::new();
-        for (&p, state) in &mut self.customers {
-            let mut task_changes = Vec::new();
-            state.task.take_changes(&mut task_changes);
-            for (input, next) in state.consumed.iter_mut().enumerate() {
-                if let Some(offset) = next.take() {
-                    offsets
-                        .add_partition_offset(
-                            &self.customer_topics[input],
-                            i32::from(p),
-                            Offset::Offset(offset),
-                        )
-                        .expect("offsets are valid");
-                }
-            }
-            tasks.push((customer_changelog.clone(), p));
-            produced.push((customer_changelog.clone(), p, task_changes));
-        }
-        for (&p, state) in &mut self.products {
-            let mut task_changes = Vec::new();
-            state.task.take_changes(&mut task_changes);
-            for (input, next) in state.consumed.iter_mut().enumerate() {
-                if let Some(offset) = next.take() {
-                    offsets
-                        .add_partition_offset(
-                            &self.product_topics[input],
-                            i32::from(p),
-                            Offset::Offset(offset),
-                        )
-                        .expect("offsets are valid");
-                }
-            }
-            tasks.push((product_changelog.clone(), p));
-            produced.push((product_changelog.clone(), p, task_changes));
-        }
+        take_changes(
+            &mut self.customers,
+            &self.customer_topics,
+            &self.layout.customer_changelog,
+            &mut offsets,
+            &mut produced,
+        );
+        take_changes(
+            &mut self.products,
+            &self.product_topics,
+            &self.layout.product_changelog,
+            &mut offsets,
+            &mut produced,
+        );
         for (topic, p, task_changes) in &produced {
             for change in task_changes {
                 let key = changelog::encode_key(change);
@@ -1119,5 +1011,100 @@ impl<'a> Stream<'a> {
         self.consumer.unsubscribe();
         drop(self.consumer);
         let _ = self.producer.flush(Duration::from_secs(5));
+    }
+}
+
+/// A bad record's offset and what is wrong with it.
+type DeadLetter = (i64, Box<BadRecord>);
+
+/// Takes a task's next record in event-time order and applies it; returns which input
+/// it came from and, for a bad record, its offset and what is wrong, for the dead-letter
+/// topic.
+fn apply_next<P: Processor>(
+    state: &mut LiveState<P>,
+    store: &Store,
+    rules: &RulesConfig,
+    event_times: &mut Vec<Millis>,
+) -> Result<(usize, Option<DeadLetter>), StreamError> {
+    let (input, record) = state.inputs.pop().expect("chosen task has a record");
+    state.consumed[input] = Some(record.offset + 1);
+    match record.item {
+        Item::Event(event) => {
+            let (RoutingKey::Shopper(key) | RoutingKey::Sku(key)) = event.routing_key();
+            event_times.push(event.occurred_at);
+            state
+                .task
+                .process_event(store, rules, key, &event, &mut state.output)?;
+        }
+        Item::Message(forward) => {
+            // The decoder refuses messages for the other processor.
+            if let Ok((key, at, message)) = P::addressed(*forward) {
+                state.task.process_message(
+                    store,
+                    rules,
+                    &key,
+                    at,
+                    at,
+                    &message,
+                    &mut state.output,
+                )?;
+            }
+        }
+        Item::UnknownType => state.output.stats.unknown_types += 1,
+        Item::Bad(bad) => return Ok((input, Some((record.offset, bad)))),
+    }
+    Ok((input, None))
+}
+
+/// Applies `forward` at once if it is for a task of `P` that is among `tasks` (returning
+/// the task's partition); else gives it back.
+fn deliver<P: Processor>(
+    tasks: &mut BTreeMap<u16, LiveState<P>>,
+    partitions: u16,
+    store: &Store,
+    rules: &RulesConfig,
+    forward: Forward,
+    sent_at: Option<Millis>,
+) -> Result<Result<u16, Box<Forward>>, StreamError> {
+    let (key, at, message) = match P::addressed(forward) {
+        Ok(parts) => parts,
+        Err(other) => return Ok(Err(other)),
+    };
+    let p = partition_for(key.as_bytes(), partitions);
+    let Some(state) = tasks.get_mut(&p) else {
+        return Ok(Err(Box::new(P::forward(key, at, message))));
+    };
+    state.task.process_message(
+        store,
+        rules,
+        &key,
+        at,
+        sent_at.unwrap_or(at),
+        &message,
+        &mut state.output,
+    )?;
+    Ok(Ok(p))
+}
+
+/// Moves every task's state changes (to produce to `changelog`) and consumed offsets (of
+/// `topics`, in input order) into the commit.
+fn take_changes<P: Processor>(
+    tasks: &mut BTreeMap<u16, LiveState<P>>,
+    topics: &[String],
+    changelog: &str,
+    offsets: &mut TopicPartitionList,
+    produced: &mut Vec<(String, u16, Vec<StateChange>)>,
+) {
+    for (&p, state) in tasks.iter_mut() {
+        let mut task_changes = Vec::new();
+        state.task.take_changes(&mut task_changes);
+        for (input, next) in state.consumed.iter_mut().enumerate() {
+            if let Some(offset) = next.take() {
+                offsets
+                    .add_partition_offset(&topics[input], i32::from(p), Offset::Offset(offset))
+                    .expect("offsets are valid");
+            }
+        }
+        produced.push((changelog.to_string(), p, task_changes));
     }
 }
