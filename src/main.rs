@@ -316,6 +316,7 @@ fn run_live(args: RunArgs) -> Result<()> {
         dead_letters = totals.dead_letters,
         commits = totals.commits,
         aborts = totals.aborts,
+        commit_ms_mean = (totals.commit_seconds * 1000.0 / totals.commits.max(1) as f64).round(),
         latency_p50_ms = totals.latency.quantile(0.5),
         latency_p99_ms = totals.latency.quantile(0.99),
         "stopped"

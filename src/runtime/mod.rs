@@ -211,4 +211,5 @@ fn add_totals(total: &mut Totals, add: &Totals) {
     total.aborts += add.aborts;
     total.restored_records += add.restored_records;
     total.latency.add(&add.latency);
+    total.commit_seconds += add.commit_seconds;
 }

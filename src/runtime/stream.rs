@@ -162,6 +162,8 @@ pub struct Totals {
     pub restored_records: u64,
     /// From event time to the commit that made the event's outcome visible.
     pub latency: LatencyHistogram,
+    /// Time spent committing (flush, offsets, end of transaction).
+    pub commit_seconds: f64,
 }
 
 pub struct Stream<'a> {
@@ -339,6 +341,9 @@ impl<'a> Stream<'a> {
                     decisions = self.totals.stats.decisions_made(),
                     dead_letters = self.totals.dead_letters,
                     commits = self.totals.commits,
+                    commit_ms_mean = (self.totals.commit_seconds * 1000.0
+                        / self.totals.commits.max(1) as f64)
+                        .round(),
                     customer_tasks = self.customers.len(),
                     product_tasks = self.products.len(),
                     "progress"
@@ -905,7 +910,9 @@ impl<'a> Stream<'a> {
                 self.send(record)?;
             }
         }
+        let committing = Instant::now();
         self.finish_commit(&offsets)?;
+        self.totals.commit_seconds += committing.elapsed().as_secs_f64();
         let delivered = {
             let mut deliveries = self
                 .producer
