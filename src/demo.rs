@@ -2,7 +2,7 @@
 //!
 //! librdkafka's in-process mock cluster stands in for Kafka (only here: every test of
 //! Kafka behaviour runs against a real broker), synthetic shoppers from [`crate::generate`]
-//! shop in real time, the live runtime processes them, and the decisions it writes are
+//! shop at a steady rate, the live runtime processes them, and the decisions it writes are
 //! read back from the output topics and printed as they happen.
 
 use crate::config::{Config, Dur};

@@ -230,20 +230,27 @@ fn the_contract_scenarios_decide_the_same_live_as_in_replay() {
 #[test]
 fn kill_9_while_events_flow_loses_and_repeats_nothing() {
     let app = App::new("kill9", PARTITIONS, NO_WALL_CLOCK);
-    let lines = with_sentinels(workload(30_000, 11), PARTITIONS);
+    let lines = with_sentinels(workload(40_000, 11), PARTITIONS);
     let expected = replay_of(&app, &lines, None);
     let state = app.dir.path().join("state");
     let log = app.dir.path().join("run.log");
 
     // Events arrive in slices; the processor is killed at a random point while it works
-    // through each, and the next slice lands while it is down.
+    // through each (once its tasks are restored), and the next slice lands while it is
+    // down.
     let producer = app.producer();
     let slices: Vec<&[String]> = lines.chunks(lines.len() / 5 + 1).collect();
     let mut kills = 0;
     for slice in &slices {
         app.produce(&producer, slice);
+        let restored_before = count_lines(&log, "task restored");
         let mut child = app.spawn(&state, &log);
-        std::thread::sleep(Duration::from_millis(1_500 + rand::random::<u64>() % 2_000));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while count_lines(&log, "task restored") < restored_before + 2 * PARTITIONS as usize {
+            assert!(Instant::now() < deadline, "tasks not restored in time");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(rand::random::<u64>() % 400));
         child.kill().unwrap(); // SIGKILL: no commit, no flush, no goodbye
         child.wait().unwrap();
         kills += 1;
@@ -253,6 +260,21 @@ fn kill_9_while_events_flow_loses_and_repeats_nothing() {
     assert_eq!(terminate(&mut child), Some(0));
     assert!(kills >= 5);
     assert_same_decisions(&live, &expected);
+
+    // The kills left transactions open with decisions in them; the broker aborted them
+    // when the next incarnation started. Their records are in the log, where a
+    // read_uncommitted consumer sees them, and invisible to read_committed.
+    let outputs = app.output_topics();
+    let uncommitted = app.read_all(&outputs, "read_uncommitted").len();
+    eprintln!(
+        "decisions: {} committed, {uncommitted} in the log including aborted transactions",
+        live.len()
+    );
+    assert!(
+        uncommitted > live.len(),
+        "no aborted decision in the log: {uncommitted} records, {} committed",
+        live.len()
+    );
 
     // An uninterrupted run of the same input ends in the same state.
     let calm = App::new("kill9-calm", PARTITIONS, NO_WALL_CLOCK);
@@ -347,6 +369,14 @@ fn bad_records_go_to_the_dead_letter_topic_and_the_rest_flows() {
     ];
     inputs.sort();
     assert_eq!(sources, inputs);
+}
+
+fn count_lines(log: &Path, needle: &str) -> usize {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(needle))
+        .count()
 }
 
 /// Parses `task restored` log lines: (processor, task, records, wiped).
