@@ -83,6 +83,18 @@ fn replay_of(app: &App, lines: &[String], state_dir: Option<&Path>) -> Vec<Decis
     common::replay_lines(&config, lines, until).decisions
 }
 
+/// Runs the processor on the app's backlog until `count` decisions are committed, stops
+/// it with SIGTERM (which must exit 0) and returns what it decided.
+fn run_until_decided(app: &App, count: usize) -> Vec<Decision> {
+    let mut child = app.spawn(
+        &app.dir.path().join("state"),
+        &app.dir.path().join("run.log"),
+    );
+    let live = app.wait_for_decisions(count, Duration::from_secs(120));
+    assert_eq!(terminate(&mut child), Some(0), "SIGTERM exits 0");
+    live
+}
+
 fn assert_exactly_once(decisions: &[Decision]) {
     let mut seen: HashMap<&str, usize> = HashMap::new();
     for d in decisions {
@@ -218,12 +230,7 @@ fn the_contract_scenarios_decide_the_same_live_as_in_replay() {
         vec!["abandoned_cart", "back_in_stock"]
     );
     app.produce(&app.producer(), &lines);
-    let mut child = app.spawn(
-        &app.dir.path().join("state"),
-        &app.dir.path().join("run.log"),
-    );
-    let live = app.wait_for_decisions(expected.len(), Duration::from_secs(120));
-    assert_eq!(terminate(&mut child), Some(0));
+    let live = run_until_decided(&app, expected.len());
     assert_same_decisions(&live, &expected);
 }
 
@@ -315,12 +322,7 @@ fn bad_records_go_to_the_dead_letter_topic_and_the_rest_flows() {
     app.produce(&producer, second);
     let expected = replay_of(&app, &lines, None);
 
-    let mut child = app.spawn(
-        &app.dir.path().join("state"),
-        &app.dir.path().join("run.log"),
-    );
-    let live = app.wait_for_decisions(expected.len(), Duration::from_secs(120));
-    assert_eq!(terminate(&mut child), Some(0));
+    let live = run_until_decided(&app, expected.len());
     assert_same_decisions(&live, &expected);
 
     let dead = app.read_all(
@@ -470,12 +472,7 @@ fn at_least_once_also_decides_everything() {
     let lines = workload(2_000, 13);
     app.produce(&app.producer(), &lines);
     let expected = replay_of(&app, &lines, None);
-    let mut child = app.spawn(
-        &app.dir.path().join("state"),
-        &app.dir.path().join("run.log"),
-    );
-    let live = app.wait_for_decisions(expected.len(), Duration::from_secs(120));
-    assert_eq!(terminate(&mut child), Some(0));
+    let live = run_until_decided(&app, expected.len());
     assert_same_decisions(&live, &expected);
 }
 
