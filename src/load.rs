@@ -6,7 +6,10 @@ use crate::config::Config;
 use crate::event::{Event, InputTopic, RoutingKey};
 use crate::runtime::clients::{self, ClientError};
 use crate::time::Millis;
+use rdkafka::error::KafkaError;
+use rdkafka::message::ToBytes;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -78,23 +81,39 @@ pub fn produce_events(
         let (RoutingKey::Shopper(key) | RoutingKey::Sku(key)) = event.routing_key();
         buffer.clear();
         buffer.push_str(&event.to_json_line());
-        let mut record = BaseRecord::to(topic_for(config, event.body.topic()))
+        let record = BaseRecord::to(topic_for(config, event.body.topic()))
             .key(key)
             .payload(buffer.as_str());
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, back)) => {
-                    record = back;
-                    producer.poll(Duration::from_millis(5));
-                }
-            }
-        }
-        producer.poll(Duration::ZERO);
+        send_when_room(&producer, record)
+            .map_err(|e| ClientError::broker(config, "produce the events", e))?;
         sent.fetch_add(1, Ordering::Relaxed);
     }
     producer
         .flush(Duration::from_secs(60))
         .map_err(|e| ClientError::broker(config, "deliver the events", e))?;
+    Ok(())
+}
+
+/// Queues a record, waiting while the producer's queue is full; any other refusal is
+/// returned rather than retried for ever.
+pub fn send_when_room<K, V>(
+    producer: &BaseProducer,
+    mut record: BaseRecord<'_, K, V>,
+) -> Result<(), KafkaError>
+where
+    K: ToBytes + ?Sized,
+    V: ToBytes + ?Sized,
+{
+    loop {
+        match producer.send(record) {
+            Ok(()) => break,
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                record = back;
+                producer.poll(Duration::from_millis(5));
+            }
+            Err((e, _)) => return Err(e),
+        }
+    }
+    producer.poll(Duration::ZERO);
     Ok(())
 }

@@ -197,16 +197,7 @@ impl App {
         if let Some(key) = key {
             record = record.key(key);
         }
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, back)) => {
-                    record = back;
-                    producer.poll(Duration::from_millis(10));
-                }
-            }
-        }
-        producer.poll(Duration::ZERO);
+        personalizer::load::send_when_room(producer, record).unwrap();
     }
 
     /// Starts `personalizer run` on a state directory; its log goes to `log`.
