@@ -20,6 +20,49 @@ pub struct Config {
     pub rules: RulesConfig,
     pub state: StateConfig,
     pub kafka: KafkaConfig,
+    pub http: HttpConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Address of the HTTP port (`/metrics`, `/healthz`, `/readyz`); port 0 picks a free one.
+    pub listen: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: "0.0.0.0:8080".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// Which logs to write, as a `tracing` filter (`RUST_LOG` overrides it).
+    pub filter: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Text,
+            filter: "warn,personalizer=info".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -80,6 +123,8 @@ impl Default for Config {
             rules: RulesConfig::default(),
             state: StateConfig::default(),
             kafka: KafkaConfig::default(),
+            http: HttpConfig::default(),
+            log: LogConfig::default(),
         }
     }
 }
@@ -376,6 +421,18 @@ impl Config {
             return Err(invalid("state.block_cache_bytes", "must be at least 1 MiB"));
         }
         self.validate_kafka()?;
+        if self.http.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(invalid(
+                "http.listen",
+                format!(
+                    "`{}` is not an address to listen on; write e.g. \"0.0.0.0:8080\"",
+                    self.http.listen
+                ),
+            ));
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.filter) {
+            return Err(invalid("log.filter", format!("`{}`: {e}", self.log.filter)));
+        }
         if self.state.write_buffer_bytes < 4 << 20 {
             return Err(invalid(
                 "state.write_buffer_bytes",
@@ -584,6 +641,18 @@ mod tests {
         assert_eq!(c.rules.dedupe_window, Dur::hours(2));
     }
 
+    #[test]
+    fn http_and_log_settings_come_from_the_file_and_environment() {
+        let c = load(
+            "[log]\nformat = \"json\"\n",
+            &[("PERSONALIZER_HTTP__LISTEN", "127.0.0.1:9464")],
+        )
+        .unwrap();
+        assert_eq!(c.http.listen, "127.0.0.1:9464");
+        assert_eq!(c.log.format, LogFormat::Json);
+        assert_eq!(c.log.filter, "warn,personalizer=info");
+    }
+
     fn error(text: &str, env: &[(&str, &str)]) -> String {
         load(text, env).unwrap_err().to_string()
     }
@@ -626,6 +695,18 @@ mod tests {
                 "`state.cache_max_entries`",
             ),
             ("[rules\n", &[], "not valid TOML"),
+            ("[http]\nlisten = \"8080\"\n", &[], "`http.listen`"),
+            (
+                "",
+                &[("PERSONALIZER_HTTP__LISTEN", "localhost")],
+                "`http.listen`",
+            ),
+            ("[log]\nformat = \"xml\"\n", &[], "`log.format`"),
+            (
+                "[log]\nfilter = \"personalizer=loud\"\n",
+                &[],
+                "`log.filter`",
+            ),
             (
                 "",
                 &[("PERSONALIZER_ENGINE__PARTITIONS", "lots")],

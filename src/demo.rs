@@ -11,6 +11,7 @@ use crate::generate::{Generator, GeneratorSettings};
 use crate::load::{self, now_millis, Pace};
 use crate::runtime::clients;
 use crate::runtime::topics::TopicLayout;
+use crate::telemetry::Telemetry;
 use crate::time::Millis;
 use anyhow::{Context, Result};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -30,6 +31,8 @@ pub struct DemoOptions {
     pub partitions: i32,
     /// Print at most this many decisions per type (the summary keeps counting).
     pub print_limit: u64,
+    /// Where to serve `/metrics`, `/healthz` and `/readyz` (`http.listen`).
+    pub http_listen: String,
 }
 
 /// The configuration the demo runs with: defaults, but reminders after seconds rather than
@@ -59,16 +62,23 @@ pub fn run(options: &DemoOptions, shutdown: Arc<AtomicBool>) -> Result<()> {
             .create_topic(&spec.name, options.partitions, 1)
             .with_context(|| format!("cannot create topic {} in the mock cluster", spec.name))?;
     }
+    let telemetry = Arc::new(Telemetry::new(&config));
+    let http = crate::api::serve(&options.http_listen, telemetry.clone())?;
     eprintln!(
         "demo: in-process Kafka at {bootstrap}; {} shoppers, {} events/s; reminders after 10s and 30s of inactivity. Ctrl-C stops.",
         options.shoppers, options.events_per_second
+    );
+    eprintln!(
+        "demo: metrics at http://{0}/metrics, health at http://{0}/healthz and http://{0}/readyz",
+        http.local_addr()
     );
 
     let processor = {
         let config = config.clone();
         let shutdown = shutdown.clone();
+        let telemetry = telemetry.clone();
         std::thread::spawn(move || {
-            crate::runtime::run(&config, &shutdown).map_err(anyhow::Error::from)
+            crate::runtime::run(&config, &shutdown, &telemetry).map_err(anyhow::Error::from)
         })
     };
     let sent = Arc::new(AtomicU64::new(0));

@@ -3,9 +3,10 @@
 //! The crate is organised as the design describes: a pure [`engine`] with the
 //! [`rules`], the input [`event`] and output [`decision`] models with their [`avro`]
 //! form, RocksDB [`store`], and the two drivers: [`replay`] offline and the live Kafka
-//! [`runtime`]. [`demo`] runs the runtime on an in-process cluster. `main.rs` is only the
-//! command line.
+//! [`runtime`], which reports through [`telemetry`], served over HTTP by [`api`].
+//! [`demo`] runs the runtime on an in-process cluster. `main.rs` is only the command line.
 
+pub mod api;
 pub mod avro;
 pub mod config;
 pub mod decision;
@@ -21,4 +22,5 @@ pub mod runtime;
 pub mod samples;
 pub mod state;
 pub mod store;
+pub mod telemetry;
 pub mod time;

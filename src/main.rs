@@ -2,10 +2,11 @@
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use personalizer::config::Config;
+use personalizer::config::{Config, LogConfig, LogFormat};
 use personalizer::generate::{Generator, GeneratorSettings};
 use personalizer::replay::{self, Input, ReplayOptions};
 use personalizer::resources::peak_rss_bytes;
+use personalizer::telemetry::Telemetry;
 use personalizer::time::{duration_millis, parse_rfc3339};
 use std::io::Write;
 use std::path::PathBuf;
@@ -162,19 +163,6 @@ struct CheckConfigArgs {
 
 fn main() {
     let cli = Cli::parse();
-    // The demo prints decisions; the runtime's progress lines would bury them.
-    let default_filter = match cli.command {
-        Command::Demo(_) => "error",
-        _ => "warn,personalizer=info",
-    };
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
-        )
-        .init();
     let result = match cli.command {
         Command::Replay(args) => run_replay(args),
         Command::Generate(args) => run_generate(args),
@@ -186,6 +174,21 @@ fn main() {
     if let Err(error) = result {
         eprintln!("personalizer: {error:#}");
         std::process::exit(1);
+    }
+}
+
+/// Logs to standard error in the configured format; `RUST_LOG` overrides the filter.
+fn init_logging(log: &LogConfig) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&log.filter));
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter);
+    match log.format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
     }
 }
 
@@ -205,6 +208,7 @@ fn output_writer(path: Option<&PathBuf>) -> Result<Box<dyn Write>> {
 
 fn run_replay(args: ReplayArgs) -> Result<()> {
     let mut config = Config::load(args.config.as_deref())?;
+    init_logging(&config.log);
     if let Some(dir) = args.state_dir {
         config.state.dir = Some(dir);
     }
@@ -259,8 +263,9 @@ fn run_generate(args: GenerateArgs) -> Result<()> {
         products: args.products,
     };
     anyhow::ensure!(settings.shoppers > 0, "--shoppers must be at least 1");
-    if let Some(path) = &args.to_kafka {
-        let config = Config::load(Some(path))?;
+    let config = Config::load(args.to_kafka.as_deref())?;
+    init_logging(&config.log);
+    if args.to_kafka.is_some() {
         let pace = args.rate.map_or(personalizer::load::Pace::Unpaced, |r| {
             personalizer::load::Pace::PerSecond(r)
         });
@@ -305,11 +310,14 @@ fn shutdown_flag() -> Result<Arc<AtomicBool>> {
 
 fn run_live(args: RunArgs) -> Result<()> {
     let mut config = Config::load(args.config.as_deref())?;
+    init_logging(&config.log);
     if let Some(dir) = args.state_dir {
         config.state.dir = Some(dir);
     }
     let shutdown = shutdown_flag()?;
-    let totals = personalizer::runtime::run(&config, &shutdown)?;
+    let telemetry = Arc::new(Telemetry::new(&config));
+    let _http = personalizer::api::serve(&config.http.listen, telemetry.clone())?;
+    let totals = personalizer::runtime::run(&config, &shutdown, &telemetry)?;
     tracing::info!(
         events = totals.stats.events_processed(),
         decisions = totals.stats.decisions_made(),
@@ -331,9 +339,11 @@ fn run_topics(args: TopicsArgs) -> Result<()> {
         TopicsAction::Check { config } => (config, false),
     };
     let config = Config::load(config_path.as_deref())?;
+    init_logging(&config.log);
     let layout = TopicLayout::new(&config);
     let shutdown = shutdown_flag()?;
-    let cluster = prepare_topics(&config, &layout, |_| create, &shutdown)?;
+    let health = personalizer::telemetry::health::Health::default();
+    let cluster = prepare_topics(&config, &layout, |_| create, &shutdown, &health)?;
     for spec in layout.specs() {
         let info = &cluster.topics[&spec.name];
         println!(
@@ -347,6 +357,14 @@ fn run_topics(args: TopicsArgs) -> Result<()> {
 }
 
 fn run_demo(args: DemoArgs) -> Result<()> {
+    // Settings from the environment only (the demo has no file): the HTTP address and
+    // the log format. It logs errors only unless RUST_LOG says otherwise: the progress
+    // lines would bury the decisions it prints.
+    let settings = Config::load(None)?;
+    init_logging(&LogConfig {
+        filter: "error".into(),
+        ..settings.log.clone()
+    });
     let duration = args
         .duration
         .as_deref()
@@ -358,12 +376,14 @@ fn run_demo(args: DemoArgs) -> Result<()> {
         duration,
         partitions: 4,
         print_limit: args.print_limit,
+        http_listen: settings.http.listen,
     };
     personalizer::demo::run(&options, shutdown_flag()?)
 }
 
 fn run_check_config(args: CheckConfigArgs) -> Result<()> {
     let config = Config::load(Some(&args.file))?;
+    init_logging(&config.log);
     if args.print {
         print!("{}", config.to_toml());
     } else {

@@ -1,12 +1,16 @@
 //! A broker restart in the middle of the stream: the processor keeps retrying, does not
-//! crash, and once the broker is back every decision appears exactly once.
+//! crash, reports itself not ready (but alive) while the broker is away, and once the
+//! broker is back it is ready again and every decision appears exactly once.
 //!
 //! It runs its own broker on another port (started and stopped here), so stopping it
 //! cannot disturb the tests that share the suite's broker.
 
 mod common;
 
-use common::live::{sorted_lines, start_broker, stop_broker, terminate, with_sentinels, App};
+use common::live::{
+    http_get, metric_sum, sorted_lines, start_broker, stop_broker, terminate, wait_for_status,
+    with_sentinels, App,
+};
 use personalizer::generate::{Generator, GeneratorSettings};
 use personalizer::time::parse_rfc3339;
 use std::time::Duration;
@@ -44,16 +48,27 @@ fn the_processor_rides_out_a_broker_restart() {
     let (first, second) = lines.split_at(lines.len() / 2);
     app.produce(&app.producer(), first);
     let mut child = app.spawn(&state, &log);
-    std::thread::sleep(Duration::from_secs(4));
+    let http = App::http_address(&log, Duration::from_secs(30));
+    wait_for_status(&http, "/readyz", 200, Duration::from_secs(60));
 
+    // Down: not ready (naming why), still alive, and the metrics say so.
     stop_broker(&["--port", PORT]);
-    std::thread::sleep(Duration::from_secs(5));
+    let why = wait_for_status(&http, "/readyz", 503, Duration::from_secs(30));
+    assert!(why.contains("brokers are not reachable"), "{why}");
+    assert_eq!(http_get(&http, "/healthz").0, 200);
+    let (_, metrics) = http_get(&http, "/metrics");
+    assert_eq!(
+        metric_sum(&metrics, "personalizer_broker_reachable", &[]),
+        0.0
+    );
+    assert_eq!(metric_sum(&metrics, "personalizer_ready", &[]), 0.0);
     assert!(
         child.try_wait().unwrap().is_none(),
         "the processor keeps running while the broker is down"
     );
     start_broker(Some(&["--port", PORT, "--keep"]));
     app.produce_atomically(second);
+    wait_for_status(&http, "/readyz", 200, Duration::from_secs(90));
 
     let live = app.wait_for_decisions(expected.len(), Duration::from_secs(180));
     assert_eq!(terminate(&mut child), Some(0));

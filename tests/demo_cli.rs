@@ -1,11 +1,18 @@
 //! `personalizer demo` works with nothing installed: it starts its in-process cluster,
-//! shops, processes, and prints decisions and summary lines.
+//! shops, processes, prints decisions and summary lines, and serves its metrics and
+//! health while it runs.
 
-use std::process::Command;
+mod common;
+
+use common::live::{http_get, metric_sum, wait_for_status};
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 #[test]
-fn the_demo_prints_decisions_as_they_happen() {
-    let output = Command::new(env!("CARGO_BIN_EXE_personalizer"))
+fn the_demo_prints_decisions_as_they_happen_and_serves_metrics() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_personalizer"))
         .args([
             "demo",
             "--duration",
@@ -16,11 +23,60 @@ fn the_demo_prints_decisions_as_they_happen() {
             "3",
         ])
         .env_remove("RUST_LOG")
-        .output()
+        .env("PERSONALIZER_HTTP__LISTEN", "127.0.0.1:0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "demo failed:\n{stderr}");
+    let (address_tx, address_rx) = mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    let stderr_reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(stderr).lines() {
+            let line = line.unwrap();
+            if let Some(rest) = line.split("metrics at http://").nth(1) {
+                let address = rest.split('/').next().unwrap().to_string();
+                let _ = address_tx.send(address);
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let mut stdout = child.stdout.take().unwrap();
+    let stdout_reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        stdout.read_to_string(&mut all).unwrap();
+        all
+    });
+
+    let address = address_rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the demo says where its metrics are");
+    assert_eq!(http_get(&address, "/healthz").0, 200);
+    wait_for_status(&address, "/readyz", 200, Duration::from_secs(20));
+    let deadline = Instant::now() + Duration::from_secs(25);
+    loop {
+        let (status, text) = http_get(&address, "/metrics");
+        assert_eq!(status, 200);
+        if metric_sum(&text, "personalizer_decisions_total", &[]) > 0.0 {
+            assert!(
+                metric_sum(
+                    &text,
+                    "personalizer_events_total",
+                    &["outcome=\"processed\""]
+                ) > 0.0
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "no decision counted:\n{text}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    let status = child.wait().unwrap();
+    let stdout = stdout_reader.join().unwrap();
+    let stderr = stderr_reader.join().unwrap();
+    assert!(status.success(), "demo failed:\n{stderr}");
     let decisions: Vec<serde_json::Value> = stdout
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))

@@ -5,6 +5,8 @@
 //! uncommitted work (an aborted transaction, a broker that went away) it is rebuilt from
 //! the committed state after a backoff; only errors no retry can fix end the process.
 
+pub mod batch;
+pub mod broker_probe;
 pub mod changelog;
 pub mod clients;
 pub mod input;
@@ -17,6 +19,8 @@ pub mod watermarks;
 
 use crate::config::Config;
 use crate::store::{Store, StoreError};
+use crate::telemetry::health::{Health, Phase};
+use crate::telemetry::Telemetry;
 use clients::ClientError;
 use restore::RestoreError;
 use std::path::{Path, PathBuf};
@@ -53,9 +57,10 @@ pub fn prepare_topics(
     layout: &TopicLayout,
     create: impl Fn(Role) -> bool,
     shutdown: &AtomicBool,
+    health: &Health,
 ) -> Result<ClusterTopics, RuntimeError> {
     let default = config.kafka.default_partitions;
-    let cluster = with_retry("read the topics", shutdown, || {
+    let cluster = with_retry("read the topics", shutdown, health, || {
         ClusterTopics::fetch(config, layout)
     })?;
     let problems = layout.check(&cluster, default);
@@ -78,7 +83,7 @@ pub fn prepare_topics(
     // A new topic reaches the brokers' metadata a moment after the controller made it.
     let mut attempts = 0;
     loop {
-        let cluster = with_retry("read the topics", shutdown, || {
+        let cluster = with_retry("read the topics", shutdown, health, || {
             ClusterTopics::fetch(config, layout)
         })?;
         let problems = layout.check(&cluster, default);
@@ -99,6 +104,7 @@ pub fn prepare_topics(
 fn with_retry<T>(
     action: &str,
     shutdown: &AtomicBool,
+    health: &Health,
     mut attempt: impl FnMut() -> Result<T, ClientError>,
 ) -> Result<T, ClientError> {
     let mut backoff = Duration::from_millis(500);
@@ -106,7 +112,7 @@ fn with_retry<T>(
         match attempt() {
             Err(e @ ClientError::Broker { .. }) if !shutdown.load(Ordering::SeqCst) => {
                 tracing::warn!(error = %e, retry_in = ?backoff, "cannot {action}; retrying");
-                sleep_unless(shutdown, backoff);
+                sleep_unless(shutdown, health, backoff);
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
             other => return other,
@@ -114,10 +120,12 @@ fn with_retry<T>(
     }
 }
 
-fn sleep_unless(shutdown: &AtomicBool, duration: Duration) {
+/// Sleeps (showing signs of life) unless or until `shutdown` is set.
+fn sleep_unless(shutdown: &AtomicBool, health: &Health, duration: Duration) {
     let step = Duration::from_millis(50);
     let mut left = duration;
     while !left.is_zero() && !shutdown.load(Ordering::SeqCst) {
+        health.beat();
         let nap = left.min(step);
         std::thread::sleep(nap);
         left -= nap;
@@ -144,12 +152,69 @@ fn instance_id(config: &Config, dir: &Path) -> Result<String, RuntimeError> {
     }
 }
 
+/// Logs a stream error at `$level`, with the task, topic and offset it names as fields.
+macro_rules! log_stream_error {
+    ($level:expr, $error:expr, $message:expr) => {
+        match $error {
+            StreamError::Record {
+                processor,
+                task,
+                topic,
+                offset,
+                source,
+            } => tracing::event!($level, processor, task, topic, partition = task, offset, error = %source, $message),
+            StreamError::Restore(RestoreError::Corrupt {
+                topic,
+                partition,
+                offset,
+                source,
+            }) => tracing::event!($level, task = partition, topic, partition, offset, error = %source, $message),
+            StreamError::Restore(e @ RestoreError::Stalled {
+                topic,
+                partition,
+                offset,
+                ..
+            }) => tracing::event!($level, task = partition, topic, partition, offset, error = %e, $message),
+            other => tracing::event!($level, error = %other, $message),
+        }
+    };
+}
+
 /// Runs the processor until `shutdown` is set; then commits, leaves the group and
-/// flushes the state store.
-pub fn run(config: &Config, shutdown: &AtomicBool) -> Result<Totals, RuntimeError> {
+/// flushes the state store. It reports through `telemetry` as it goes.
+pub fn run(
+    config: &Config,
+    shutdown: &AtomicBool,
+    telemetry: &Telemetry,
+) -> Result<Totals, RuntimeError> {
+    let stop_probe = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| broker_probe::run(config, telemetry, &stop_probe));
+        let result = run_stream(config, shutdown, telemetry);
+        stop_probe.store(true, Ordering::SeqCst);
+        if let Err(RuntimeError::Stream(e)) = &result {
+            log_stream_error!(tracing::Level::ERROR, e, "the processor stops");
+        }
+        result
+    })
+}
+
+fn run_stream(
+    config: &Config,
+    shutdown: &AtomicBool,
+    telemetry: &Telemetry,
+) -> Result<Totals, RuntimeError> {
+    let health = &telemetry.health;
+    health.set_phase(Phase::Starting);
     let dir = config.state.dir.clone().ok_or(RuntimeError::NoStateDir)?;
     let layout = TopicLayout::new(config);
-    let cluster = prepare_topics(config, &layout, |role| role == Role::Internal, shutdown)?;
+    let cluster = prepare_topics(
+        config,
+        &layout,
+        |role| role == Role::Internal,
+        shutdown,
+        health,
+    )?;
     let partitions_of = |topic: &str| -> u16 {
         cluster
             .topics
@@ -172,11 +237,20 @@ pub fn run(config: &Config, shutdown: &AtomicBool) -> Result<Totals, RuntimeErro
     let mut totals = Totals::default();
     let mut backoff = Duration::from_millis(500);
     while !shutdown.load(Ordering::SeqCst) {
-        let mut stream = match Stream::new(config, &layout, &store, &transactional_id, partitions) {
+        health.set_phase(Phase::Starting);
+        let stream = Stream::new(
+            config,
+            &layout,
+            &store,
+            &transactional_id,
+            partitions,
+            telemetry,
+        );
+        let mut stream = match stream {
             Ok(stream) => stream,
             Err(StreamError::Client(e @ ClientError::Broker { .. })) => {
                 tracing::warn!(error = %e, retry_in = ?backoff, "cannot start; retrying");
-                sleep_unless(shutdown, backoff);
+                sleep_unless(shutdown, health, backoff);
                 backoff = (backoff * 2).min(MAX_BACKOFF);
                 continue;
             }
@@ -193,13 +267,19 @@ pub fn run(config: &Config, shutdown: &AtomicBool) -> Result<Totals, RuntimeErro
                 | StreamError::Restore(RestoreError::Client(ClientError::Broker { .. }))
                 | StreamError::Restore(RestoreError::Stalled { .. })),
             ) => {
-                tracing::warn!(error = %e, retry_in = ?backoff, "stream thread stopped; restarting");
-                sleep_unless(shutdown, backoff);
+                log_stream_error!(
+                    tracing::Level::WARN,
+                    &e,
+                    "stream thread stopped; restarting from the last commit"
+                );
+                tracing::info!(retry_in = ?backoff, "restarting the stream thread");
+                sleep_unless(shutdown, health, backoff);
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
             Err(e) => return Err(RuntimeError::Stream(e)),
         }
     }
+    health.set_phase(Phase::Stopping);
     store.flush()?;
     Ok(totals)
 }

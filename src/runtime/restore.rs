@@ -64,6 +64,8 @@ pub struct Restored {
 }
 
 /// Brings the task's local state up to the end of its changelog partition.
+/// `on_progress` hears of the records applied as they are written (and of waits, with
+/// 0), so metrics and liveness follow a long restore.
 pub fn restore(
     config: &Config,
     store: &Store,
@@ -71,6 +73,7 @@ pub fn restore(
     partition: u16,
     families: &[Family],
     task_meta: &[String],
+    on_progress: &mut dyn FnMut(u64),
 ) -> Result<Restored, RestoreError> {
     let consumer: BaseConsumer = clients::plain_consumer(config)?;
     let p = i32::from(partition);
@@ -123,6 +126,7 @@ pub fn restore(
                 restored.records += 1;
                 last_progress = Instant::now();
                 if batch.len() >= BATCH {
+                    on_progress(batch.len() as u64);
                     batch.push(checkpoint_change(topic, partition, next));
                     store.write(&batch)?;
                     batch.clear();
@@ -130,7 +134,7 @@ pub fn restore(
             }
             Some(Err(KafkaError::PartitionEOF(_))) => break,
             Some(Err(e)) => last_error = e.to_string(),
-            None => {}
+            None => on_progress(0),
         }
         if last_progress.elapsed() > STALL_LIMIT {
             return Err(RestoreError::Stalled {
@@ -150,6 +154,7 @@ pub fn restore(
         .and_then(|o| o.to_raw())
         .filter(|&o| o >= next)
         .unwrap_or(next);
+    on_progress(batch.len() as u64);
     batch.push(checkpoint_change(topic, partition, end));
     store.write(&batch)?;
     Ok(restored)

@@ -9,6 +9,7 @@
 //! goes wrong before the commit is undone by dropping the in-memory work: the thread is
 //! rebuilt from RocksDB and the committed offsets.
 
+use super::batch::{self, BatchCounts, InputId};
 use super::changelog;
 use super::clients::{self, ClientError};
 use super::input::{self, BadRecord, Item, Source};
@@ -24,9 +25,12 @@ use crate::engine::partitioner::partition_for;
 use crate::engine::processor::{CustomerProcessor, Processor, ProductProcessor};
 use crate::engine::stats::Stats;
 use crate::engine::task::TaskError;
+use crate::engine::Outcome;
 use crate::event::{InputTopic, RoutingKey};
 use crate::rules::Forward;
 use crate::store::{StateChange, Store, StoreError};
+use crate::telemetry::health::Phase;
+use crate::telemetry::Telemetry;
 use crate::time::Millis;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
@@ -48,6 +52,8 @@ const TRANSACTION_LIFETIME: Duration = Duration::from_secs(10);
 const POLL_BATCH: usize = 2_000;
 /// Buffered records per task beyond which the thread stops reading and processes.
 const MAX_BUFFERED: usize = 20_000;
+/// How often lag, task and RocksDB gauges are refreshed.
+const GAUGE_INTERVAL: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StreamError {
@@ -57,6 +63,17 @@ pub enum StreamError {
     Restore(#[from] RestoreError),
     #[error(transparent)]
     Task(#[from] TaskError),
+    /// A task failed on one record: where, so the log names it.
+    #[error(
+        "task {processor}/{task}: record at `{topic}` partition {task} offset {offset}: {source}"
+    )]
+    Record {
+        processor: &'static str,
+        task: u16,
+        topic: String,
+        offset: i64,
+        source: Box<TaskError>,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
     /// Work since the last commit was dropped; rebuild from committed state.
@@ -186,8 +203,10 @@ pub struct Stream<'a> {
     customers: BTreeMap<u16, LiveState<CustomerProcessor>>,
     products: BTreeMap<u16, LiveState<ProductProcessor>>,
     merger: Merger,
-    /// Event times of the input events in the open batch, for the latency histogram.
-    batch_event_times: Vec<Millis>,
+    /// What the open batch did, published when it commits.
+    batch: BatchCounts,
+    telemetry: &'a Telemetry,
+    last_gauges: Instant,
     /// When the first record since the last catch-up was processed.
     behind_since: Option<Instant>,
     events_at_behind: u64,
@@ -208,6 +227,7 @@ impl<'a> Stream<'a> {
         store: &'a Store,
         transactional_id: &str,
         partitions: (u16, u16),
+        telemetry: &'a Telemetry,
     ) -> Result<Stream<'a>, StreamError> {
         let exactly_once = config.kafka.processing_guarantee == ProcessingGuarantee::ExactlyOnce;
         let mut consumer_config = clients::base(config);
@@ -307,7 +327,9 @@ impl<'a> Stream<'a> {
             customers: BTreeMap::new(),
             products: BTreeMap::new(),
             merger: Merger::default(),
-            batch_event_times: Vec::new(),
+            batch: BatchCounts::default(),
+            telemetry,
+            last_gauges: Instant::now(),
             behind_since: None,
             events_at_behind: 0,
             totals: Totals::default(),
@@ -318,7 +340,9 @@ impl<'a> Stream<'a> {
     pub fn run(&mut self, shutdown: &AtomicBool) -> Result<(), StreamError> {
         let mut last_log = Instant::now();
         loop {
+            self.telemetry.health.beat();
             if shutdown.load(Ordering::SeqCst) {
+                self.telemetry.health.set_phase(Phase::Stopping);
                 self.commit()?;
                 return Ok(());
             }
@@ -332,6 +356,10 @@ impl<'a> Stream<'a> {
                 self.commit()?;
             }
             self.note_catch_up();
+            if self.last_gauges.elapsed() >= GAUGE_INTERVAL {
+                self.last_gauges = Instant::now();
+                self.refresh_gauges();
+            }
             if last_log.elapsed() >= Duration::from_secs(10) {
                 last_log = Instant::now();
                 tracing::info!(
@@ -468,15 +496,20 @@ impl<'a> Stream<'a> {
     /// A rebalance happened inside `poll`: drop uncommitted work (the group's offsets
     /// may have moved to another member), then open and restore the assigned tasks.
     fn on_rebalance(&mut self) -> Result<(), StreamError> {
+        let metrics = &self.telemetry.metrics;
+        metrics.rebalances.inc();
         if self.in_transaction {
             self.totals.aborts += 1;
+            metrics.aborts.with_label_values(&["rebalance"]).inc();
             let _ = self.producer.abort_transaction(TRANSACTION_TIMEOUT);
             self.in_transaction = false;
         }
         self.batch_started = None;
-        self.batch_event_times.clear();
+        self.batch.clear();
         self.customers.clear();
         self.products.clear();
+        metrics.consumer_lag.reset();
+        self.telemetry.health.set_phase(Phase::Restoring);
         let assignment = self
             .consumer
             .assignment()
@@ -496,6 +529,18 @@ impl<'a> Stream<'a> {
                 customer_parts.insert(p);
             }
         }
+        let assigned = |processor: &str, n: usize| {
+            metrics
+                .tasks_assigned
+                .with_label_values(&[processor])
+                .set(n as i64);
+            metrics
+                .tasks_restoring
+                .with_label_values(&[processor])
+                .set(n as i64);
+        };
+        assigned(CustomerProcessor::NAME, customer_parts.len());
+        assigned(ProductProcessor::NAME, product_parts.len());
         for p in customer_parts {
             let state =
                 self.open_task::<CustomerProcessor>(p, &self.layout.customer_changelog, 4)?;
@@ -505,6 +550,8 @@ impl<'a> Stream<'a> {
             let state = self.open_task::<ProductProcessor>(p, &self.layout.product_changelog, 2)?;
             self.products.insert(p, state);
         }
+        self.refresh_gauges();
+        self.telemetry.health.set_phase(Phase::Running);
         Ok(())
     }
 
@@ -516,6 +563,11 @@ impl<'a> Stream<'a> {
     ) -> Result<LiveState<P>, StreamError> {
         let families = [P::STATE, P::TIMERS, P::DEDUPE];
         let started = Instant::now();
+        let telemetry = self.telemetry;
+        let restored_records = telemetry
+            .metrics
+            .restored_records
+            .with_label_values(&[P::NAME]);
         let restored = restore::restore(
             self.config,
             self.store,
@@ -523,7 +575,16 @@ impl<'a> Stream<'a> {
             partition,
             &families,
             &[stream_time_key(P::NAME, partition)],
+            &mut |records| {
+                restored_records.inc_by(records);
+                telemetry.health.beat();
+            },
         )?;
+        telemetry
+            .metrics
+            .tasks_restoring
+            .with_label_values(&[P::NAME])
+            .dec();
         self.totals.restored_records += restored.records;
         tracing::info!(
             processor = P::NAME,
@@ -540,6 +601,52 @@ impl<'a> Stream<'a> {
             consumed: vec![None; inputs],
             output: TaskOutput::default(),
         })
+    }
+
+    /// Refreshes the gauges: consumer lag per assigned partition, stream-time lag and
+    /// pending timers per processor, RocksDB figures.
+    fn refresh_gauges(&self) {
+        let metrics = &self.telemetry.metrics;
+        if let Ok(positions) = self.consumer.position() {
+            for e in positions.elements() {
+                let (Some(name), Offset::Offset(position)) =
+                    (self.topic_names.get(e.topic()), e.offset())
+                else {
+                    continue;
+                };
+                if let Some(high) = cached_high_watermark(&self.consumer, name, e.partition()) {
+                    metrics
+                        .consumer_lag
+                        .with_label_values(&[e.topic(), &e.partition().to_string()])
+                        .set((high - position).max(0));
+                }
+            }
+        }
+        let now = wall_clock_millis();
+        task_gauges(metrics, &self.customers, now);
+        task_gauges(metrics, &self.products, now);
+        let stats = self.store.stats();
+        let mut memtables = 0;
+        for family in &stats.families {
+            let name = family.family.name();
+            let gauge = |vec: &prometheus::IntGaugeVec, value: u64| {
+                vec.with_label_values(&[name]).set(value as i64);
+            };
+            gauge(&metrics.state_keys, family.keys);
+            gauge(&metrics.rocksdb_sst_bytes, family.sst_bytes);
+            gauge(
+                &metrics.rocksdb_pending_compaction,
+                family.pending_compaction_bytes,
+            );
+            memtables += family.memtable_bytes;
+        }
+        metrics.rocksdb_memtable_bytes.set(memtables as i64);
+        metrics
+            .rocksdb_block_cache_usage
+            .set(stats.block_cache_usage_bytes as i64);
+        metrics
+            .rocksdb_block_cache_capacity
+            .set(stats.block_cache_capacity_bytes as i64);
     }
 
     /// Updates which inputs are caught up: nothing buffered and the consumer's position
@@ -612,28 +719,42 @@ impl<'a> Stream<'a> {
             };
             self.begin()?;
             let rules = &self.config.rules;
-            let (products, p, input, bad) = if let Some(&p) = self.customers.keys().nth(index) {
-                let (input, bad) = apply_next(
+            let (products, p, applied) = if let Some(&p) = self.customers.keys().nth(index) {
+                let applied = apply_next(
                     self.customers.get_mut(&p).expect("chosen task exists"),
                     self.store,
                     rules,
-                    &mut self.batch_event_times,
-                )?;
-                (false, p, input, bad)
+                    &mut self.batch,
+                );
+                (false, p, applied)
             } else {
                 let p = *self
                     .products
                     .keys()
                     .nth(index - self.customers.len())
                     .expect("the index is of a product task");
-                let (input, bad) = apply_next(
+                let applied = apply_next(
                     self.products.get_mut(&p).expect("chosen task exists"),
                     self.store,
                     rules,
-                    &mut self.batch_event_times,
-                )?;
-                (true, p, input, bad)
+                    &mut self.batch,
+                );
+                (true, p, applied)
             };
+            let (input, bad) = applied.map_err(|(input, offset, source)| {
+                let (processor, topics) = if products {
+                    (ProductProcessor::NAME, &self.product_topics[..])
+                } else {
+                    (CustomerProcessor::NAME, &self.customer_topics[..])
+                };
+                StreamError::Record {
+                    processor,
+                    task: p,
+                    topic: topics[input].clone(),
+                    offset,
+                    source: Box::new(source),
+                }
+            })?;
             if let Some((offset, bad)) = bad {
                 let topic = if products {
                     self.product_topics[input].clone()
@@ -723,7 +844,7 @@ impl<'a> Stream<'a> {
             for decision in &output.decisions {
                 self.produce_decision(decision)?;
             }
-            self.totals.stats.add(&output.stats);
+            self.batch.stats.add(&output.stats);
             for forward in output.forwards {
                 if let Some(task) = self.deliver_locally(forward, sent_at)? {
                     pending.push_back(task);
@@ -749,7 +870,10 @@ impl<'a> Stream<'a> {
             forward,
             sent_at,
         )? {
-            Ok(p) => return Ok(Some((false, p))),
+            Ok(p) => {
+                self.batch.forward(false, false);
+                return Ok(Some((false, p)));
+            }
             Err(forward) => *forward,
         };
         let forward = match deliver(
@@ -760,9 +884,14 @@ impl<'a> Stream<'a> {
             forward,
             sent_at,
         )? {
-            Ok(p) => return Ok(Some((true, p))),
+            Ok(p) => {
+                self.batch.forward(true, false);
+                return Ok(Some((true, p)));
+            }
             Err(forward) => forward,
         };
+        self.batch
+            .forward(matches!(*forward, Forward::ToProduct { .. }), true);
         self.produce_forward(&forward)?;
         Ok(None)
     }
@@ -808,9 +937,8 @@ impl<'a> Stream<'a> {
         offset: i64,
         bad: &BadRecord,
     ) -> Result<(), StreamError> {
-        tracing::warn!(topic, partition, offset, reason = bad.reason, error = %bad.error, "record sent to the dead-letter topic");
-        self.totals.dead_letters += 1;
-        self.totals.stats.invalid += 1;
+        tracing::warn!(task = partition, topic, partition, offset, reason = bad.reason, error = %bad.error, "record sent to the dead-letter topic");
+        self.batch.stats.invalid += 1;
         let partition_text = partition.to_string();
         let offset_text = offset.to_string();
         let headers = OwnedHeaders::new()
@@ -863,10 +991,8 @@ impl<'a> Stream<'a> {
                     self.producer.poll(Duration::from_millis(10));
                 }
                 Err((e, back)) => {
-                    return Err(StreamError::Rewind(format!(
-                        "cannot produce to `{}`: {e}",
-                        back.topic
-                    )))
+                    let problem = format!("cannot produce to `{}`: {e}", back.topic);
+                    return Err(self.rewind("produce_failed", problem));
                 }
             }
         }
@@ -911,25 +1037,9 @@ impl<'a> Stream<'a> {
             }
         }
         let committing = Instant::now();
-        self.finish_commit(&offsets)?;
-        self.totals.commit_seconds += committing.elapsed().as_secs_f64();
-        let delivered = {
-            let mut deliveries = self
-                .producer
-                .context()
-                .state
-                .lock()
-                .expect("delivery state is never poisoned");
-            if deliveries.failures > 0 {
-                let failure = deliveries.last_failure.take().unwrap_or_default();
-                deliveries.failures = 0;
-                deliveries.changelog_offsets.clear();
-                return Err(StreamError::Rewind(format!(
-                    "records were not delivered: {failure}"
-                )));
-            }
-            std::mem::take(&mut deliveries.changelog_offsets)
-        };
+        let delivered = self.finish_commit(&offsets)?;
+        let commit_seconds = committing.elapsed().as_secs_f64();
+        self.totals.commit_seconds += commit_seconds;
         for (topic, p, task_changes) in produced {
             changes.extend(task_changes);
             if let Some(last) = delivered.get(&(topic.clone(), i32::from(p))) {
@@ -949,17 +1059,82 @@ impl<'a> Stream<'a> {
         }
         changes.sort_unstable_by(|a, b| (a.family, &a.key).cmp(&(b.family, &b.key)));
         self.store.write(&changes)?;
-        let committed_at = wall_clock_millis();
-        for t in self.batch_event_times.drain(..) {
-            self.totals.latency.record(committed_at - t);
-        }
+        self.published(commit_seconds);
         self.trim_caches();
-        self.totals.commits += 1;
         self.batch_started = None;
         Ok(())
     }
 
-    fn finish_commit(&mut self, offsets: &TopicPartitionList) -> Result<(), StreamError> {
+    /// The batch is committed: its counts go to the totals and the metrics.
+    fn published(&mut self, commit_seconds: f64) {
+        let metrics = &self.telemetry.metrics;
+        metrics.commits.inc();
+        metrics.commit_duration.observe(commit_seconds);
+        if let Some(started) = self.batch_started {
+            metrics
+                .batch_duration
+                .observe(started.elapsed().as_secs_f64());
+        }
+        self.totals.commits += 1;
+        self.totals.stats.add(&self.batch.stats);
+        self.totals.dead_letters += self.batch.dead_letter_count();
+        let (customer_topics, product_topics) = (&self.customer_topics, &self.product_topics);
+        self.batch.publish(
+            metrics,
+            &mut self.totals.latency,
+            wall_clock_millis(),
+            |(products, input)| {
+                if products {
+                    &product_topics[input]
+                } else {
+                    &customer_topics[input]
+                }
+            },
+        );
+    }
+
+    /// Drops the open batch: counts it as aborted for `reason` and says what to rebuild.
+    fn rewind(&mut self, reason: &'static str, problem: String) -> StreamError {
+        self.totals.aborts += 1;
+        self.telemetry
+            .metrics
+            .aborts
+            .with_label_values(&[reason])
+            .inc();
+        self.batch.clear();
+        StreamError::Rewind(problem)
+    }
+
+    /// The changelog offsets this batch's records reached; an error if any record of the
+    /// batch was not delivered.
+    fn take_deliveries(&mut self) -> Result<HashMap<(String, i32), i64>, StreamError> {
+        let failure = {
+            let mut deliveries = self
+                .producer
+                .context()
+                .state
+                .lock()
+                .expect("delivery state is never poisoned");
+            if deliveries.failures == 0 {
+                return Ok(std::mem::take(&mut deliveries.changelog_offsets));
+            }
+            deliveries.failures = 0;
+            deliveries.changelog_offsets.clear();
+            deliveries.last_failure.take().unwrap_or_default()
+        };
+        Err(self.rewind(
+            "delivery_failed",
+            format!("records were not delivered: {failure}"),
+        ))
+    }
+
+    /// Ends the batch at the broker: commits the transaction with the consumed offsets,
+    /// or (at-least-once) waits for every record and then commits the offsets. Returns
+    /// the changelog offsets reached.
+    fn finish_commit(
+        &mut self,
+        offsets: &TopicPartitionList,
+    ) -> Result<HashMap<(String, i32), i64>, StreamError> {
         if self.exactly_once {
             let result = (|| {
                 if offsets.count() > 0 {
@@ -976,21 +1151,25 @@ impl<'a> Stream<'a> {
             })();
             self.in_transaction = false;
             if let Err(problem) = result {
-                self.totals.aborts += 1;
                 let _ = self.producer.abort_transaction(TRANSACTION_TIMEOUT);
-                return Err(StreamError::Rewind(problem));
+                return Err(self.rewind("commit_failed", problem));
             }
+            self.take_deliveries()
         } else {
-            self.producer
-                .flush(TRANSACTION_TIMEOUT)
-                .map_err(|e| StreamError::Rewind(format!("cannot flush the producer: {e}")))?;
-            if offsets.count() > 0 {
-                self.consumer
-                    .commit(offsets, CommitMode::Sync)
-                    .map_err(|e| StreamError::Rewind(format!("cannot commit offsets: {e}")))?;
+            if let Err(e) = self.producer.flush(TRANSACTION_TIMEOUT) {
+                let problem = format!("cannot flush the producer: {e}");
+                return Err(self.rewind("commit_failed", problem));
             }
+            // Offsets only after every record of the batch is known to be delivered.
+            let delivered = self.take_deliveries()?;
+            if offsets.count() > 0 {
+                if let Err(e) = self.consumer.commit(offsets, CommitMode::Sync) {
+                    let problem = format!("cannot commit offsets: {e}");
+                    return Err(self.rewind("commit_failed", problem));
+                }
+            }
+            Ok(delivered)
         }
-        Ok(())
     }
 
     fn trim_caches(&mut self) {
@@ -1021,44 +1200,80 @@ impl<'a> Stream<'a> {
     }
 }
 
+/// Stream-time lag (of the task furthest behind among those still reading) and
+/// pending timers of one processor's tasks.
+fn task_gauges<P: Processor>(
+    metrics: &crate::telemetry::metrics::Metrics,
+    tasks: &BTreeMap<u16, LiveState<P>>,
+    now: Millis,
+) {
+    let behind = tasks
+        .values()
+        .filter(|s| !s.inputs.fully_caught_up())
+        .filter_map(|s| s.task.stream_time())
+        .map(|t| (now - t).max(0))
+        .max()
+        .unwrap_or(0);
+    metrics
+        .stream_time_lag
+        .with_label_values(&[P::NAME])
+        .set(behind as f64 / 1000.0);
+    let timers: usize = tasks.values().map(|s| s.task.pending_timers()).sum();
+    metrics
+        .timers_pending
+        .with_label_values(&[P::NAME])
+        .set(timers as i64);
+}
+
 /// A bad record's offset and what is wrong with it.
 type DeadLetter = (i64, Box<BadRecord>);
 
-/// Takes a task's next record in event-time order and applies it; returns which input
-/// it came from and, for a bad record, its offset and what is wrong, for the dead-letter
-/// topic.
+/// A task's failure on one record: the input it came from, its offset, the error.
+type RecordFailure = (usize, i64, TaskError);
+
+/// Takes a task's next record in event-time order and applies it, counting it in
+/// `batch`; returns which input it came from and, for a bad record, its offset and what
+/// is wrong, for the dead-letter topic.
 fn apply_next<P: Processor>(
     state: &mut LiveState<P>,
     store: &Store,
     rules: &RulesConfig,
-    event_times: &mut Vec<Millis>,
-) -> Result<(usize, Option<DeadLetter>), StreamError> {
+    batch: &mut BatchCounts,
+) -> Result<(usize, Option<DeadLetter>), RecordFailure> {
     let (input, record) = state.inputs.pop().expect("chosen task has a record");
     state.consumed[input] = Some(record.offset + 1);
+    let id: InputId = (P::NAME == ProductProcessor::NAME, input);
+    let failed = |e: TaskError| (input, record.offset, e);
     match record.item {
         Item::Event(event) => {
             let (RoutingKey::Shopper(key) | RoutingKey::Sku(key)) = event.routing_key();
-            event_times.push(event.occurred_at);
-            state
+            let outcome = state
                 .task
-                .process_event(store, rules, key, &event, &mut state.output)?;
+                .process_event(store, rules, key, &event, &mut state.output)
+                .map_err(failed)?;
+            let outcome = match outcome {
+                Outcome::Processed => batch::PROCESSED,
+                Outcome::Duplicate => batch::DUPLICATE,
+            };
+            batch.event(id, event.body.type_name(), outcome, event.occurred_at);
         }
         Item::Message(forward) => {
             // The decoder refuses messages for the other processor.
             if let Ok((key, at, message)) = P::addressed(*forward) {
-                state.task.process_message(
-                    store,
-                    rules,
-                    &key,
-                    at,
-                    at,
-                    &message,
-                    &mut state.output,
-                )?;
+                state
+                    .task
+                    .process_message(store, rules, &key, at, at, &message, &mut state.output)
+                    .map_err(failed)?;
             }
         }
-        Item::UnknownType => state.output.stats.unknown_types += 1,
-        Item::Bad(bad) => return Ok((input, Some((record.offset, bad)))),
+        Item::UnknownType => {
+            state.output.stats.unknown_types += 1;
+            batch.unknown_type(id);
+        }
+        Item::Bad(bad) => {
+            batch.dead_letter(id, bad.reason);
+            return Ok((input, Some((record.offset, bad))));
+        }
     }
     Ok((input, None))
 }

@@ -100,13 +100,33 @@ pub enum StoreError {
     },
 }
 
+/// What RocksDB reports about one column family, for the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FamilyStats {
+    pub family: Family,
+    /// RocksDB's estimate.
+    pub keys: u64,
+    pub sst_bytes: u64,
+    pub pending_compaction_bytes: u64,
+    pub memtable_bytes: u64,
+}
+
+/// What RocksDB reports about the whole store, for the metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreStats {
+    pub families: Vec<FamilyStats>,
+    pub block_cache_usage_bytes: u64,
+    pub block_cache_capacity_bytes: u64,
+}
+
 pub struct Store {
     db: DB,
     path: PathBuf,
     /// Entities whose newest seen event id is older than this are dropped at compaction.
     dedupe_horizon: Arc<AtomicI64>,
     // Kept alive for the database's lifetime; RocksDB holds references into them.
-    _block_cache: Cache,
+    block_cache: Cache,
+    block_cache_capacity: u64,
     _write_buffers: WriteBufferManager,
     _temporary: Option<tempfile::TempDir>,
     /// Whether writes go through RocksDB's write-ahead log (see [`Store::keep_writes`]).
@@ -194,7 +214,8 @@ impl Store {
             db,
             path: dir.to_path_buf(),
             dedupe_horizon,
-            _block_cache: block_cache,
+            block_cache,
+            block_cache_capacity: config.block_cache_bytes,
             _write_buffers: write_buffers,
             _temporary: temporary,
             wal: false,
@@ -212,6 +233,34 @@ impl Store {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Sizes and counts RocksDB keeps track of; cheap enough to read every second.
+    pub fn stats(&self) -> StoreStats {
+        let property = |family: Family, name: &str| -> u64 {
+            self.db
+                .property_int_value_cf(self.cf(family), name)
+                .ok()
+                .flatten()
+                .unwrap_or(0)
+        };
+        StoreStats {
+            families: Family::ALL
+                .iter()
+                .map(|&family| FamilyStats {
+                    family,
+                    keys: property(family, "rocksdb.estimate-num-keys"),
+                    sst_bytes: property(family, "rocksdb.total-sst-files-size"),
+                    pending_compaction_bytes: property(
+                        family,
+                        "rocksdb.estimate-pending-compaction-bytes",
+                    ),
+                    memtable_bytes: property(family, "rocksdb.cur-size-all-mem-tables"),
+                })
+                .collect(),
+            block_cache_usage_bytes: self.block_cache.get_usage() as u64,
+            block_cache_capacity_bytes: self.block_cache_capacity,
+        }
     }
 
     fn error(&self, source: rocksdb::Error) -> StoreError {
@@ -367,6 +416,31 @@ mod tests {
         );
         assert_eq!(store.get(Family::Products, b"\0\x01s1").unwrap(), None);
         assert_eq!(store.read_meta("stream_time").unwrap(), Some(42));
+    }
+
+    #[test]
+    fn stats_report_keys_sizes_and_the_block_cache() {
+        let config = StateConfig::default();
+        let store = Store::open_temporary(&config).unwrap();
+        let changes: Vec<StateChange> = (0..1000)
+            .map(|i| change(Family::Shoppers, &format!("\0\x01c{i}"), Some("value")))
+            .collect();
+        store.write(&changes).unwrap();
+        let shoppers = |stats: &StoreStats| {
+            *stats
+                .families
+                .iter()
+                .find(|f| f.family == Family::Shoppers)
+                .unwrap()
+        };
+        let before = store.stats();
+        assert_eq!(before.families.len(), Family::ALL.len());
+        assert!(shoppers(&before).memtable_bytes > 0);
+        assert_eq!(before.block_cache_capacity_bytes, config.block_cache_bytes);
+        store.flush().unwrap();
+        let after = shoppers(&store.stats());
+        assert!(after.sst_bytes > 0, "{after:?}");
+        assert!((900..=1100).contains(&after.keys), "{after:?}");
     }
 
     #[test]

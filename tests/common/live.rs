@@ -133,7 +133,40 @@ impl App {
         let mut command = Command::new(env!("CARGO_BIN_EXE_personalizer"));
         command.env_remove("PERSONALIZER_KAFKA__BOOTSTRAP_SERVERS");
         command.env("RUST_LOG", "warn,personalizer=info");
+        // Many processors run at once: each takes a free port and logs which.
+        command.env("PERSONALIZER_HTTP__LISTEN", "127.0.0.1:0");
         command
+    }
+
+    /// The HTTP address a processor logging to `log` serves on, once it has said so.
+    pub fn http_address(log: &Path, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            // Text logs say `addr=…`, JSON logs `"addr":"…"`.
+            if let Some(address) = text
+                .lines()
+                .filter(|l| l.contains("serving /metrics"))
+                .filter_map(|l| {
+                    l.split("addr=")
+                        .nth(1)
+                        .or_else(|| l.split("\"addr\":\"").nth(1))
+                })
+                .map(|rest| {
+                    rest.split(|c: char| c.is_whitespace() || c == '"')
+                        .next()
+                        .unwrap_or_default()
+                })
+                .next_back()
+            {
+                return address.to_string();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the processor did not say where it serves HTTP:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     pub fn topic(&self, kind: InputTopic) -> &str {
@@ -296,6 +329,56 @@ impl App {
             std::thread::sleep(Duration::from_millis(500));
         }
     }
+}
+
+/// GETs `path` from a processor's HTTP port: the status and the body.
+pub fn http_get(address: &str, path: &str) -> (u16, String) {
+    try_http_get(address, path).unwrap_or_else(|e| panic!("GET {address}{path}: {e}"))
+}
+
+fn try_http_get(address: &str, path: &str) -> Result<(u16, String), ureq::Error> {
+    let response = ureq::get(&format!("http://{address}{path}"))
+        .config()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .call()?;
+    let status = response.status().as_u16();
+    let body = response.into_body().read_to_string()?;
+    Ok((status, body))
+}
+
+/// Polls `path` until it answers `status` (returning the body), for at most `within`.
+pub fn wait_for_status(address: &str, path: &str, status: u16, within: Duration) -> String {
+    let deadline = Instant::now() + within;
+    loop {
+        // Not listening yet counts as not there yet.
+        let (got, body) = try_http_get(address, path).unwrap_or_else(|e| (0, e.to_string()));
+        if got == status {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{path} still answers {got} ({}) after {within:?}",
+            body.trim()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The value of one sample in a Prometheus text exposition, summed over every series of
+/// `name` whose labels include all of `labels` (e.g. `outcome="processed"`).
+pub fn metric_sum(text: &str, name: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
+            (metric == name && labels.iter().all(|want| rest.contains(want)))
+                .then(|| value.parse::<f64>().ok())
+                .flatten()
+        })
+        .sum()
 }
 
 /// Asks the process to stop as an operator would (SIGTERM) and returns its exit code.

@@ -1,0 +1,171 @@
+//! What the open batch did, counted as it happens and published to the metrics only
+//! when the batch commits: work that is rolled back was never visible, so it is not
+//! counted either.
+
+use super::latency::LatencyHistogram;
+use crate::engine::stats::Stats;
+use crate::telemetry::metrics::Metrics;
+use crate::time::Millis;
+use rustc_hash::FxHashMap;
+
+/// Which input a record came from: the product side or not, and the input's index.
+pub type InputId = (bool, usize);
+
+pub const PROCESSED: &str = "processed";
+pub const DUPLICATE: &str = "duplicate";
+pub const INVALID: &str = "invalid";
+pub const UNKNOWN_TYPE: &str = "unknown_type";
+/// The `type` label of records whose type is not one we know.
+const UNKNOWN: &str = "unknown";
+
+#[derive(Debug, Default)]
+pub struct BatchCounts {
+    /// What the tasks reported (decisions by type, forwards, timers).
+    pub stats: Stats,
+    events: FxHashMap<(InputId, &'static str, &'static str), u64>,
+    dead_letters: FxHashMap<(InputId, &'static str), u64>,
+    /// Indexed by [to a product task][through the internal topic].
+    forwards: [[u64; 2]; 2],
+    /// Event times of the input events, for the latency histogram.
+    event_times: Vec<Millis>,
+}
+
+impl BatchCounts {
+    pub fn event(
+        &mut self,
+        input: InputId,
+        event_type: &'static str,
+        outcome: &'static str,
+        occurred_at: Millis,
+    ) {
+        *self.events.entry((input, event_type, outcome)).or_default() += 1;
+        self.event_times.push(occurred_at);
+    }
+
+    pub fn unknown_type(&mut self, input: InputId) {
+        *self
+            .events
+            .entry((input, UNKNOWN, UNKNOWN_TYPE))
+            .or_default() += 1;
+    }
+
+    pub fn dead_letter(&mut self, input: InputId, reason: &'static str) {
+        *self.events.entry((input, UNKNOWN, INVALID)).or_default() += 1;
+        *self.dead_letters.entry((input, reason)).or_default() += 1;
+    }
+
+    pub fn forward(&mut self, to_product: bool, through_topic: bool) {
+        self.forwards[usize::from(to_product)][usize::from(through_topic)] += 1;
+    }
+
+    pub fn dead_letter_count(&self) -> u64 {
+        self.dead_letters.values().sum()
+    }
+
+    /// Forgets the batch (it was rolled back).
+    pub fn clear(&mut self) {
+        *self = BatchCounts {
+            event_times: std::mem::take(&mut self.event_times),
+            ..BatchCounts::default()
+        };
+        self.event_times.clear();
+    }
+
+    /// Adds the committed batch to the metrics and the latency histogram (`committed_at`
+    /// is the wall clock at the commit), then starts afresh. `topic` names an input.
+    pub fn publish<'t>(
+        &mut self,
+        metrics: &Metrics,
+        latency: &mut LatencyHistogram,
+        committed_at: Millis,
+        topic: impl Fn(InputId) -> &'t str,
+    ) {
+        for (&(input, event_type, outcome), &n) in &self.events {
+            metrics
+                .events
+                .with_label_values(&[topic(input), event_type, outcome])
+                .inc_by(n);
+        }
+        for (&(input, reason), &n) in &self.dead_letters {
+            metrics
+                .dead_letters
+                .with_label_values(&[topic(input), reason])
+                .inc_by(n);
+        }
+        for (kind, &n) in &self.stats.decisions {
+            metrics.decisions.with_label_values(&[kind]).inc_by(n);
+        }
+        for (to_product, row) in self.forwards.iter().enumerate() {
+            for (through_topic, &n) in row.iter().enumerate() {
+                if n > 0 {
+                    let to = if to_product == 1 {
+                        "product"
+                    } else {
+                        "shopper"
+                    };
+                    let route = if through_topic == 1 {
+                        "topic"
+                    } else {
+                        "in_process"
+                    };
+                    metrics.forwarded.with_label_values(&[to, route]).inc_by(n);
+                }
+            }
+        }
+        let local = metrics.event_latency.local();
+        for &t in &self.event_times {
+            let millis = committed_at - t;
+            latency.record(millis);
+            local.observe(millis.max(0) as f64 / 1000.0);
+        }
+        local.flush();
+        self.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_committed_batch_reaches_the_metrics_and_a_rolled_back_one_does_not() {
+        let metrics = Metrics::new();
+        let mut latency = LatencyHistogram::default();
+        let mut batch = BatchCounts::default();
+        let topic = |(products, input): InputId| match (products, input) {
+            (false, 1) => "cart",
+            (true, 0) => "stock",
+            _ => "other",
+        };
+        batch.event((false, 1), "cart_cleared", PROCESSED, 1_000);
+        batch.dead_letter((true, 0), "syntax");
+        batch.clear();
+        batch.event((false, 1), "cart_cleared", PROCESSED, 1_000);
+        batch.event((false, 1), "cart_cleared", DUPLICATE, 1_100);
+        batch.unknown_type((true, 0));
+        batch.dead_letter((true, 0), "syntax");
+        batch.forward(true, false);
+        batch.stats.count_decision("abandoned_cart");
+        batch.publish(&metrics, &mut latency, 1_250, topic);
+        let text = metrics.render();
+        for line in [
+            r#"personalizer_events_total{outcome="processed",topic="cart",type="cart_cleared"} 1"#,
+            r#"personalizer_events_total{outcome="duplicate",topic="cart",type="cart_cleared"} 1"#,
+            r#"personalizer_events_total{outcome="unknown_type",topic="stock",type="unknown"} 1"#,
+            r#"personalizer_events_total{outcome="invalid",topic="stock",type="unknown"} 1"#,
+            r#"personalizer_dead_letters_total{reason="syntax",topic="stock"} 1"#,
+            r#"personalizer_decisions_total{type="abandoned_cart"} 1"#,
+            r#"personalizer_forwarded_messages_total{route="in_process",to="product"} 1"#,
+            r#"personalizer_event_to_decision_seconds_count 2"#,
+            r#"personalizer_event_to_decision_seconds_bucket{le="0.25"} 2"#,
+            r#"personalizer_event_to_decision_seconds_bucket{le="0.15"} 1"#,
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
+        assert_eq!(latency.count(), 2);
+        batch.publish(&metrics, &mut latency, 2_000, topic);
+        assert!(metrics
+            .render()
+            .contains(r#"personalizer_decisions_total{type="abandoned_cart"} 1"#));
+    }
+}

@@ -1,0 +1,69 @@
+//! What the runtime reports about itself: metrics for Prometheus and health for probes.
+//! The runtime writes both; the HTTP server ([`crate::api`]) only reads them.
+
+pub mod health;
+pub mod metrics;
+
+use crate::config::Config;
+use crate::decision::DecisionType;
+use crate::event::{InputTopic, EVENT_TYPES};
+use health::Health;
+use metrics::Metrics;
+
+/// Why a record goes to the dead-letter topic (the `reason` label and header).
+pub const DEAD_LETTER_REASONS: [&str; 6] = [
+    "empty",
+    "syntax",
+    "missing_field",
+    "invalid_field",
+    "avro",
+    "wrong_topic",
+];
+
+#[derive(Default)]
+pub struct Telemetry {
+    pub metrics: Metrics,
+    pub health: Health,
+}
+
+impl Telemetry {
+    /// Metrics with every series whose labels the configuration fixes created at zero.
+    pub fn new(config: &Config) -> Telemetry {
+        let telemetry = Telemetry::default();
+        let topics = &config.kafka.topics;
+        let types_of = |topic: InputTopic| -> Vec<&'static str> {
+            EVENT_TYPES
+                .iter()
+                .filter(|(_, t)| *t == topic)
+                .map(|(name, _)| *name)
+                .collect()
+        };
+        let inputs = [
+            (
+                topics.clickstream.as_str(),
+                types_of(InputTopic::Clickstream),
+            ),
+            (topics.cart.as_str(), types_of(InputTopic::Cart)),
+            (topics.customers.as_str(), types_of(InputTopic::Customers)),
+            (topics.stock.as_str(), types_of(InputTopic::Stock)),
+        ];
+        let inputs: Vec<(&str, &[&'static str])> = inputs
+            .iter()
+            .map(|(t, types)| (*t, types.as_slice()))
+            .collect();
+        let decisions: Vec<&str> = DecisionType::ALL.iter().map(|t| t.name()).collect();
+        telemetry
+            .metrics
+            .initialize_series(&inputs, &decisions, &DEAD_LETTER_REASONS);
+        telemetry
+    }
+}
+
+impl Telemetry {
+    /// The metrics in the Prometheus text format, with readiness as of now.
+    pub fn render_metrics(&self) -> String {
+        let ready = self.health.readiness().ok;
+        self.metrics.ready.set(if ready { 1.0 } else { 0.0 });
+        self.metrics.render()
+    }
+}
