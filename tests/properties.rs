@@ -94,6 +94,7 @@ fn build(ops: &[(i64, Op)]) -> (Events, i64) {
 
 /// What the checker needs of each distinct input event, in input order.
 struct Seen {
+    id: String,
     time: i64,
     kind: String,
     customer: Option<String>,
@@ -110,6 +111,7 @@ fn distinct_events(lines: &[String]) -> Vec<Seen> {
             continue;
         }
         out.push(Seen {
+            id: v["event_id"].as_str().unwrap().to_string(),
             time: personalizer::time::parse_rfc3339(v["occurred_at"].as_str().unwrap()).unwrap(),
             kind: v["type"].as_str().unwrap().to_string(),
             customer: v["customer_id"].as_str().map(str::to_string),
@@ -127,7 +129,29 @@ fn owner(e: &Seen, aliases: &HashMap<String, String>) -> Option<String> {
         .or_else(|| e.anonymous.as_ref().and_then(|a| aliases.get(a).cloned()))
 }
 
-/// Checks one decision against everything that happened strictly before it was made.
+/// The events that came before decision `d` was made: those before the event that
+/// triggered it (a restock names its event), else those strictly before its time (a
+/// timer fires before any event at its due time).
+fn before<'e>(d: &Decision, events: &'e [Seen]) -> impl Iterator<Item = (usize, &'e Seen)> {
+    let trigger = d
+        .reason
+        .split("restocked by event ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .map(|id| {
+            events
+                .iter()
+                .position(|e| e.id == id)
+                .unwrap_or_else(|| panic!("{d:?} names an event that is not in the input"))
+        });
+    let decided_at = d.decided_at;
+    events
+        .iter()
+        .enumerate()
+        .filter(move |(i, e)| trigger.map_or(e.time < decided_at, |t| *i < t))
+}
+
+/// Checks one decision against everything that happened before it was made.
 fn check_decision(d: &Decision, events: &[Seen], require_consent: bool) -> Result<(), String> {
     let customer = d.customer_id.as_str();
     let mut aliases: HashMap<String, String> = HashMap::new();
@@ -139,11 +163,7 @@ fn check_decision(d: &Decision, events: &[Seen], require_consent: bool) -> Resul
     let mut anonymous_changes: HashMap<String, usize> = HashMap::new();
     let mut erased = false;
     let mut consent: Option<bool> = None;
-    for (i, e) in events
-        .iter()
-        .enumerate()
-        .filter(|(_, e)| e.time < d.decided_at)
-    {
+    for (i, e) in before(d, events) {
         let owner = owner(e, &aliases);
         let mine = owner.as_deref() == Some(customer);
         if e.kind == "customer_erased" {
