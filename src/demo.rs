@@ -68,9 +68,12 @@ pub fn run(options: &DemoOptions, shutdown: Arc<AtomicBool>) -> Result<()> {
         "demo: in-process Kafka at {bootstrap}; {} shoppers, {} events/s; reminders after 10s and 30s of inactivity. Ctrl-C stops.",
         options.shoppers, options.events_per_second
     );
+    let mut shown = http.local_addr();
+    if shown.ip().is_unspecified() {
+        shown.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
     eprintln!(
-        "demo: metrics at http://{0}/metrics, health at http://{0}/healthz and http://{0}/readyz",
-        http.local_addr()
+        "demo: metrics at http://{shown}/metrics, health at http://{shown}/healthz and http://{shown}/readyz"
     );
 
     let processor = {
