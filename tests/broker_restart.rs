@@ -67,7 +67,7 @@ fn the_processor_rides_out_a_broker_restart() {
         "the processor keeps running while the broker is down"
     );
     start_broker(Some(&["--port", PORT, "--keep"]));
-    app.produce_atomically(second);
+    app.produce_while_paused(&[&child], second);
     wait_for_status(&http, "/readyz", 200, Duration::from_secs(90));
 
     let live = app.wait_for_decisions(expected.len(), Duration::from_secs(180));

@@ -411,16 +411,16 @@ fn a_second_instance_takes_over_and_a_returning_one_restores_only_the_gap() {
     let quarter = lines.len() / 4;
 
     let mut a = app.spawn(&a_state, &a_log);
-    app.produce_atomically(&lines[..quarter]);
+    app.produce_while_paused(&[&a], &lines[..quarter]);
     let mut b = app.spawn(&b_state, &b_log);
     std::thread::sleep(Duration::from_secs(3));
-    app.produce_atomically(&lines[quarter..2 * quarter]);
+    app.produce_while_paused(&[&a, &b], &lines[quarter..2 * quarter]);
     std::thread::sleep(Duration::from_secs(3));
 
     // A dies; B takes every partition, restoring A's tasks from the changelogs.
     a.kill().unwrap();
     a.wait().unwrap();
-    app.produce_atomically(&lines[2 * quarter..3 * quarter]);
+    app.produce_while_paused(&[&b], &lines[2 * quarter..3 * quarter]);
     let deadline = Instant::now() + Duration::from_secs(90);
     while restores(&b_log).iter().filter(|r| r.2 > 0).count() == 0 {
         assert!(
@@ -434,7 +434,16 @@ fn a_second_instance_takes_over_and_a_returning_one_restores_only_the_gap() {
     // A comes back on its old state and reads only the changelog records it lacks.
     let before = restores(&a_log).len();
     let mut a = app.spawn(&a_state, &a_log);
-    app.produce_atomically(&lines[3 * quarter..]);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while restores(&a_log).len() == before {
+        assert!(
+            Instant::now() < deadline,
+            "A got no tasks back; its log:\n{}",
+            std::fs::read_to_string(&a_log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    app.produce_while_paused(&[&a, &b], &lines[3 * quarter..]);
     let live = app.wait_for_decisions(expected.len(), Duration::from_secs(180));
     assert_eq!(terminate(&mut a), Some(0));
     assert_eq!(terminate(&mut b), Some(0));

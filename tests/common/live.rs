@@ -225,6 +225,29 @@ impl App {
             .unwrap();
     }
 
+    /// Produces `lines` in one transaction while the `running` processors are stopped
+    /// (SIGSTOP), and lets them go on once every partition shows the records.
+    ///
+    /// A transaction's commit markers reach its partitions one after another, so a
+    /// processor fetching at that moment can see the new records of one topic while
+    /// another topic's partition still looks caught up at its old end; it then merges
+    /// them out of event-time order (as Kafka Streams would). Tests that compare with
+    /// `replay` need every input to appear at once, as a backlog does.
+    pub fn produce_while_paused(&self, running: &[&Child], lines: &[String]) {
+        let signal = |name: &str| {
+            for child in running {
+                let pid = child.id().to_string();
+                let status = Command::new("kill").args([name, &pid]).status().unwrap();
+                assert!(status.success(), "kill {name} {pid}");
+            }
+        };
+        signal("-STOP");
+        self.produce_atomically(lines);
+        // Markers are written within milliseconds of the commit.
+        std::thread::sleep(Duration::from_secs(1));
+        signal("-CONT");
+    }
+
     pub fn send(&self, producer: &BaseProducer, topic: &str, key: Option<&[u8]>, value: &[u8]) {
         let mut record = BaseRecord::<[u8], [u8]>::to(topic).payload(value);
         if let Some(key) = key {
