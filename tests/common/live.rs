@@ -94,11 +94,17 @@ impl App {
         .iter()
         .map(|t| format!("{t} = \"{name}.{t}\"\n"))
         .collect::<String>();
+        // The tests' default, unless the test sets its own.
+        let commit_interval = if extra_toml.contains("commit_interval") {
+            ""
+        } else {
+            "commit_interval = \"100ms\"\n"
+        };
         let text = format!(
             "application_id = \"{name}\"\n\
              [engine]\npartitions = {partitions}\n\
              [kafka]\nbootstrap_servers = \"{bootstrap}\"\ndefault_partitions = {partitions}\n\
-             commit_interval = \"100ms\"\n\
+             {commit_interval}\
              max_task_idle = \"10s\"\n\
              {extra_toml}\n\
              [kafka.topics]\n{topics}"
