@@ -240,18 +240,10 @@ impl App {
     /// them out of event-time order (as Kafka Streams would). Tests that compare with
     /// `replay` need every input to appear at once, as a backlog does.
     pub fn produce_while_paused(&self, running: &[&Child], lines: &[String]) {
-        let signal = |name: &str| {
-            for child in running {
-                let pid = child.id().to_string();
-                let status = Command::new("kill").args([name, &pid]).status().unwrap();
-                assert!(status.success(), "kill {name} {pid}");
-            }
-        };
-        signal("-STOP");
+        let _paused = Paused::new(running);
         self.produce_atomically(lines);
         // Markers are written within milliseconds of the commit.
         std::thread::sleep(Duration::from_secs(1));
-        signal("-CONT");
     }
 
     pub fn send(&self, producer: &BaseProducer, topic: &str, key: Option<&[u8]>, value: &[u8]) {
@@ -357,6 +349,30 @@ impl App {
             );
             std::thread::sleep(Duration::from_millis(500));
         }
+    }
+}
+
+/// Processes stopped with SIGSTOP until this is dropped (also when a test panics, so
+/// no stopped process outlives it).
+struct Paused(Vec<String>);
+
+impl Paused {
+    fn new(running: &[&Child]) -> Paused {
+        let paused = Paused(running.iter().map(|c| c.id().to_string()).collect());
+        paused.signal("-STOP");
+        paused
+    }
+
+    fn signal(&self, name: &str) {
+        for pid in &self.0 {
+            let _ = Command::new("kill").args([name, pid]).status();
+        }
+    }
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        self.signal("-CONT");
     }
 }
 
