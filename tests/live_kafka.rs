@@ -405,6 +405,19 @@ fn restores(log: &Path) -> Vec<(String, u16, u64, bool)> {
         .collect()
 }
 
+/// Waits until the log shows at least `count` task restores after the first `before`.
+fn wait_for_restores(log: &Path, before: usize, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while restores(log).len() < before + count {
+        assert!(
+            Instant::now() < deadline,
+            "{count} task restores expected; the log:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 #[test]
 fn a_second_instance_takes_over_and_a_returning_one_restores_only_the_gap() {
     let app = App::new("failover", PARTITIONS, NO_WALL_CLOCK);
@@ -414,7 +427,10 @@ fn a_second_instance_takes_over_and_a_returning_one_restores_only_the_gap() {
     let (b_state, b_log) = (app.dir.path().join("b"), app.dir.path().join("b.log"));
     let quarter = lines.len() / 4;
 
+    // A starts alone and owns every task, so whichever tasks it gets when it returns,
+    // it has local state for them.
     let mut a = app.spawn(&a_state, &a_log);
+    wait_for_restores(&a_log, 0, 2 * PARTITIONS as usize);
     app.produce_while_paused(&[&a], &lines[..quarter]);
     let mut b = app.spawn(&b_state, &b_log);
     std::thread::sleep(Duration::from_secs(3));
@@ -438,15 +454,7 @@ fn a_second_instance_takes_over_and_a_returning_one_restores_only_the_gap() {
     // A comes back on its old state and reads only the changelog records it lacks.
     let before = restores(&a_log).len();
     let mut a = app.spawn(&a_state, &a_log);
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while restores(&a_log).len() == before {
-        assert!(
-            Instant::now() < deadline,
-            "A got no tasks back; its log:\n{}",
-            std::fs::read_to_string(&a_log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_for_restores(&a_log, before, 1);
     app.produce_while_paused(&[&a, &b], &lines[3 * quarter..]);
     let live = app.wait_for_decisions(expected.len(), Duration::from_secs(180));
     assert_eq!(terminate(&mut a), Some(0));
@@ -457,7 +465,13 @@ fn a_second_instance_takes_over_and_a_returning_one_restores_only_the_gap() {
     assert!(!returned.is_empty(), "A restored its tasks on return");
     assert!(
         returned.iter().all(|r| !r.3),
-        "a returning task keeps its local state: {returned:?}"
+        "a returning task keeps its local state: {returned:?}; A's restores:\n{}",
+        std::fs::read_to_string(&a_log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("task restored") || l.contains("partitions"))
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     let changelog_records: u64 = app
         .read_all(

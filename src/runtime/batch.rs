@@ -64,11 +64,13 @@ impl BatchCounts {
 
     /// Forgets the batch (it was rolled back).
     pub fn clear(&mut self) {
+        // Keeps the event-time buffer's allocation: it is refilled every batch.
+        let mut event_times = std::mem::take(&mut self.event_times);
+        event_times.clear();
         *self = BatchCounts {
-            event_times: std::mem::take(&mut self.event_times),
+            event_times,
             ..BatchCounts::default()
         };
-        self.event_times.clear();
     }
 
     /// Adds the committed batch to the metrics and the latency histogram (`committed_at`

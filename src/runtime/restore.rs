@@ -61,6 +61,11 @@ pub struct Restored {
     pub from: i64,
     /// Whether local state was dropped first.
     pub wiped: bool,
+    /// The local checkpoint found, if any, and the changelog's range when restoring
+    /// began: a checkpoint outside it is why state is dropped.
+    pub checkpoint: Option<i64>,
+    pub low: i64,
+    pub high: i64,
 }
 
 /// Brings the task's local state up to the end of its changelog partition.
@@ -95,6 +100,9 @@ pub fn restore(
         records: 0,
         from,
         wiped,
+        checkpoint,
+        low,
+        high,
     };
     if from >= high {
         return Ok(restored);

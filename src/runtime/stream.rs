@@ -592,6 +592,9 @@ impl<'a> Stream<'a> {
             records = restored.records,
             from_offset = restored.from,
             wiped = restored.wiped,
+            checkpoint = restored.checkpoint,
+            changelog_low = restored.low,
+            changelog_high = restored.high,
             seconds = started.elapsed().as_secs_f64(),
             "task restored"
         );
@@ -1059,14 +1062,14 @@ impl<'a> Stream<'a> {
         }
         changes.sort_unstable_by(|a, b| (a.family, &a.key).cmp(&(b.family, &b.key)));
         self.store.write(&changes)?;
-        self.published(commit_seconds);
+        self.publish_batch(commit_seconds);
         self.trim_caches();
         self.batch_started = None;
         Ok(())
     }
 
     /// The batch is committed: its counts go to the totals and the metrics.
-    fn published(&mut self, commit_seconds: f64) {
+    fn publish_batch(&mut self, commit_seconds: f64) {
         let metrics = &self.telemetry.metrics;
         metrics.commits.inc();
         metrics.commit_duration.observe(commit_seconds);
