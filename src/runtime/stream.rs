@@ -865,38 +865,34 @@ impl<'a> Stream<'a> {
         sent_at: Option<Millis>,
     ) -> Result<Option<(bool, u16)>, StreamError> {
         let rules = &self.config.rules;
-        let forward = match deliver(
-            &mut self.customers,
-            self.customer_partitions,
-            self.store,
-            rules,
-            forward,
-            sent_at,
-        )? {
-            Ok(p) => {
-                self.batch.forward(false, false);
-                return Ok(Some((false, p)));
-            }
-            Err(forward) => *forward,
+        let to_product = matches!(forward, Forward::ToProduct { .. });
+        let delivered = if to_product {
+            deliver(
+                &mut self.products,
+                self.product_partitions,
+                self.store,
+                rules,
+                forward,
+                sent_at,
+            )?
+        } else {
+            deliver(
+                &mut self.customers,
+                self.customer_partitions,
+                self.store,
+                rules,
+                forward,
+                sent_at,
+            )?
         };
-        let forward = match deliver(
-            &mut self.products,
-            self.product_partitions,
-            self.store,
-            rules,
-            forward,
-            sent_at,
-        )? {
-            Ok(p) => {
-                self.batch.forward(true, false);
-                return Ok(Some((true, p)));
+        self.batch.forward(to_product, delivered.is_err());
+        match delivered {
+            Ok(p) => Ok(Some((to_product, p))),
+            Err(forward) => {
+                self.produce_forward(&forward)?;
+                Ok(None)
             }
-            Err(forward) => forward,
-        };
-        self.batch
-            .forward(matches!(*forward, Forward::ToProduct { .. }), true);
-        self.produce_forward(&forward)?;
-        Ok(None)
+        }
     }
 
     // Records keep the broker's default timestamp (now), never an event time: retention
