@@ -3,14 +3,15 @@
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use personalizer::config::Config;
+use personalizer::engine::Side;
 use personalizer::event::EVENT_TYPES;
-use personalizer::runtime::batch::{BatchCounts, PROCESSED};
+use personalizer::runtime::batch::{BatchCounts, Outcome};
 use personalizer::runtime::latency::LatencyHistogram;
 use personalizer::telemetry::Telemetry;
 
 const EVENTS: u64 = 10_000;
 
-fn topic(_: (bool, usize)) -> &'static str {
+fn topic(_: (Side, usize)) -> &'static str {
     "clickstream"
 }
 
@@ -23,7 +24,12 @@ fn counting(c: &mut Criterion) {
             |batch| {
                 for i in 0..EVENTS {
                     let (event_type, _) = EVENT_TYPES[i as usize % EVENT_TYPES.len()];
-                    batch.event((false, i as usize % 3), event_type, PROCESSED, i as i64);
+                    batch.event(
+                        (Side::Customer, i as usize % 3),
+                        event_type,
+                        Outcome::Processed,
+                        i as i64,
+                    );
                 }
             },
             BatchSize::SmallInput,
@@ -37,7 +43,12 @@ fn counting(c: &mut Criterion) {
                 let mut batch = BatchCounts::default();
                 for i in 0..EVENTS {
                     let (event_type, _) = EVENT_TYPES[i as usize % EVENT_TYPES.len()];
-                    batch.event((false, i as usize % 3), event_type, PROCESSED, i as i64);
+                    batch.event(
+                        (Side::Customer, i as usize % 3),
+                        event_type,
+                        Outcome::Processed,
+                        i as i64,
+                    );
                 }
                 batch
             },

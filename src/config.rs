@@ -73,6 +73,10 @@ pub struct EngineConfig {
     pub partitions: u16,
     /// In `replay`, state is committed to RocksDB after this many input events.
     pub commit_every_events: usize,
+    /// An event stamped later than this after the moment it is read (live: its record's
+    /// timestamp; `replay`: the wall clock or `--now`) is refused as from the future: it
+    /// would move stream time past every pending timer at once.
+    pub max_clock_skew: Dur,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -220,6 +224,7 @@ impl Default for EngineConfig {
         EngineConfig {
             partitions: 8,
             commit_every_events: 20_000,
+            max_clock_skew: Dur(Duration::from_secs(300)),
         }
     }
 }
@@ -313,6 +318,15 @@ pub enum ConfigError {
     },
     #[error("setting `{setting}`: {problem}")]
     Invalid { setting: String, problem: String },
+}
+
+/// The machine's physical memory (Linux `/proc/meminfo`); `None` where it cannot be read,
+/// and then memory settings are not checked against it.
+fn physical_memory_bytes() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 fn invalid(setting: &str, problem: impl Into<String>) -> ConfigError {
@@ -438,6 +452,21 @@ impl Config {
                 "state.write_buffer_bytes",
                 "must be at least 4 MiB",
             ));
+        }
+        if let Some(memory) = physical_memory_bytes() {
+            for (setting, bytes) in [
+                ("state.block_cache_bytes", self.state.block_cache_bytes),
+                ("state.write_buffer_bytes", self.state.write_buffer_bytes),
+            ] {
+                if bytes > memory {
+                    return Err(invalid(
+                        setting,
+                        format!(
+                            "{bytes} bytes is more than this machine's memory ({memory} bytes)"
+                        ),
+                    ));
+                }
+            }
         }
         Ok(())
     }
@@ -796,6 +825,21 @@ mod tests {
                 err.contains(expected),
                 "config {text:?}: `{err}` lacks {expected}"
             );
+        }
+    }
+
+    #[test]
+    fn memory_settings_beyond_the_machine_s_memory_are_refused() {
+        let memory = physical_memory_bytes().expect("tests run on Linux");
+        for setting in ["block_cache_bytes", "write_buffer_bytes"] {
+            let petabyte = format!("[state]\n{setting} = 1125899906842624\n");
+            let err = error(&petabyte, &[]);
+            assert!(
+                err.contains(&format!("`state.{setting}`")) && err.contains("memory"),
+                "{err}"
+            );
+            let fits = format!("[state]\n{setting} = {}\n", memory / 4);
+            assert!(load(&fits, &[]).is_ok(), "a quarter of the memory is fine");
         }
     }
 

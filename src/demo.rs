@@ -63,7 +63,7 @@ pub fn run(options: &DemoOptions, shutdown: Arc<AtomicBool>) -> Result<()> {
             .with_context(|| format!("cannot create topic {} in the mock cluster", spec.name))?;
     }
     let telemetry = Arc::new(Telemetry::new(&config));
-    let http = crate::api::serve(&options.http_listen, telemetry.clone())?;
+    let http = crate::http_port::serve(&options.http_listen, telemetry.clone())?;
     eprintln!(
         "demo: in-process Kafka at {bootstrap}; {} shoppers, {} events/s; reminders after 10s and 30s of inactivity. Ctrl-C stops.",
         options.shoppers, options.events_per_second
@@ -176,6 +176,7 @@ fn shop(
         start,
         span: (span_hours * 3_600_000) as Millis,
         products: 0,
+        lateness: 0,
     });
     load::produce_events(config, generator, Pace::PerSecond(rate), shutdown, sent)?;
     Ok(())

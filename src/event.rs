@@ -364,6 +364,16 @@ pub enum DecodeError {
     Invalid { field: String, problem: String },
     #[error("avro: {0}")]
     Avro(String),
+    #[error(
+        "field `occurred_at`: {} is more than `engine.max_clock_skew` after {} (when it was \
+         read): an event from the future would move stream time past every pending timer",
+        crate::time::format_rfc3339(*occurred_at),
+        crate::time::format_rfc3339(*read_at)
+    )]
+    FromTheFuture {
+        occurred_at: Millis,
+        read_at: Millis,
+    },
 }
 
 impl DecodeError {
@@ -381,8 +391,25 @@ impl DecodeError {
             DecodeError::Missing(_) => "missing_field",
             DecodeError::Invalid { .. } => "invalid_field",
             DecodeError::Avro(_) => "avro",
+            DecodeError::FromTheFuture { .. } => "from_the_future",
         }
     }
+}
+
+/// Refuses an event stamped more than `max_skew` after `read_at`, the moment it was read
+/// (a record's timestamp, or the wall clock).
+pub fn check_not_from_the_future(
+    event: &Event,
+    read_at: Millis,
+    max_skew: Millis,
+) -> Result<(), DecodeError> {
+    if event.occurred_at > read_at.saturating_add(max_skew) {
+        return Err(DecodeError::FromTheFuture {
+            occurred_at: event.occurred_at,
+            read_at,
+        });
+    }
+    Ok(())
 }
 
 /// A record decoded: either an event, or a type this version does not know (counted and
@@ -396,8 +423,16 @@ pub enum Decoded {
     UnknownType(String),
 }
 
-/// `occurred_at` on the wire: an RFC 3339 string in JSON, `timestamp-millis` in Avro.
-/// Parsed while reading, so the text is never copied.
+/// The earliest event time accepted: 2000-01-01T00:00:00Z.
+pub const EARLIEST_EVENT_TIME: Millis = 946_684_800_000;
+/// The latest event time accepted: 9999-12-31T23:59:59.999Z, the last RFC 3339 can print.
+pub const LATEST_EVENT_TIME: Millis = 253_402_300_799_999;
+
+/// `occurred_at` on the wire: an RFC 3339 string in JSON (CONTRACT §1; a number is
+/// refused, not guessed at), `timestamp-millis` in Avro (converted to the JSON form
+/// before decoding). Parsed while reading, so the text is never copied. A time outside
+/// [`EARLIEST_EVENT_TIME`, `LATEST_EVENT_TIME`] is refused: no shop's event is older
+/// than the first, and a decision dated after the last could not be printed.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct WireTime(pub Millis);
 
@@ -413,21 +448,19 @@ impl<'de> Deserialize<'de> for WireTime {
         impl serde::de::Visitor<'_> for TimeVisitor {
             type Value = WireTime;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an RFC 3339 timestamp string or epoch milliseconds")
+                f.write_str("an RFC 3339 timestamp string")
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<WireTime, E> {
-                parse_rfc3339(v).map(WireTime).map_err(E::custom)
-            }
-            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<WireTime, E> {
-                Ok(WireTime(v))
-            }
-            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<WireTime, E> {
-                i64::try_from(v)
-                    .map(WireTime)
-                    .map_err(|_| E::custom("timestamp out of range"))
+                let t = parse_rfc3339(v).map_err(E::custom)?;
+                if !(EARLIEST_EVENT_TIME..=LATEST_EVENT_TIME).contains(&t) {
+                    return Err(E::custom(format!(
+                        "`{v}` is outside the times events may have (2000-01-01 to 9999-12-31)"
+                    )));
+                }
+                Ok(WireTime(t))
             }
         }
-        d.deserialize_any(TimeVisitor)
+        d.deserialize_str(TimeVisitor)
     }
 }
 
@@ -950,10 +983,32 @@ mod tests {
     }
 
     #[test]
-    fn epoch_millis_are_accepted_for_occurred_at() {
-        let e = event(
-            r#"{"event_id":"e","type":"customer_erased","occurred_at":1767225600000,"customer_id":"c"}"#,
-        );
-        assert_eq!(e.occurred_at, 1_767_225_600_000);
+    fn occurred_at_must_be_an_rfc3339_string_within_the_possible_times() {
+        for (occurred_at, why) in [
+            ("1767225600000", "RFC 3339 timestamp string"),
+            ("9223372036854775807", "RFC 3339 timestamp string"),
+            ("-1", "RFC 3339 timestamp string"),
+            ("1.5e12", "RFC 3339 timestamp string"),
+            (r#""1999-12-31T23:59:59Z""#, "outside the times"),
+            (r#""1970-01-01T00:00:00Z""#, "outside the times"),
+            (r#""10000-01-01T00:00:00Z""#, "RFC 3339"),
+        ] {
+            let line = format!(
+                r#"{{"event_id":"e","type":"customer_erased","occurred_at":{occurred_at},"customer_id":"c"}}"#
+            );
+            match decode_json(line.as_bytes()) {
+                Err(e) => assert!(
+                    e.to_string().contains("occurred_at") && e.to_string().contains(why),
+                    "{occurred_at}: {e}"
+                ),
+                Ok(decoded) => panic!("{occurred_at} decoded as {decoded:?}"),
+            }
+        }
+        for edge in ["2000-01-01T00:00:00Z", "9999-12-31T23:59:59.999Z"] {
+            let line = format!(
+                r#"{{"event_id":"e","type":"customer_erased","occurred_at":"{edge}","customer_id":"c"}}"#
+            );
+            assert!(decode_json(line.as_bytes()).is_ok(), "{edge}");
+        }
     }
 }

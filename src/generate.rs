@@ -25,6 +25,9 @@ pub struct GeneratorSettings {
     pub span: Millis,
     /// Catalog size; 0 picks one from the number of shoppers.
     pub products: u32,
+    /// How much earlier than the latest event before it an event may be (a shop's
+    /// producers deliver a little out of order); 0 gives the events in event-time order.
+    pub lateness: Millis,
 }
 
 impl Default for GeneratorSettings {
@@ -36,6 +39,7 @@ impl Default for GeneratorSettings {
             start: 1_767_225_600_000, // 2026-01-01T00:00:00Z
             span: 3 * 24 * 3_600_000,
             products: 0,
+            lateness: 0,
         }
     }
 }
@@ -89,9 +93,36 @@ pub struct Generator {
     next_actor: u64,
     next_arrival: Millis,
     mean_arrival_gap: f64,
-    emitted: u64,
     sequence: u64,
-    pending: std::collections::VecDeque<Event>,
+    /// Events made but not yet given out, earliest first.
+    pending: BinaryHeap<Reverse<Made>>,
+    /// The simulation's clock: every event made from now on is stamped at or after it.
+    simulated_until: Millis,
+    made: u64,
+}
+
+/// An event in the order it is given out: by time, then in the order it was made.
+struct Made {
+    at: Millis,
+    sequence: u64,
+    event: Event,
+}
+
+impl PartialEq for Made {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.sequence) == (other.at, other.sequence)
+    }
+}
+impl Eq for Made {}
+impl PartialOrd for Made {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Made {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.at, self.sequence).cmp(&(other.at, other.sequence))
+    }
 }
 
 impl Generator {
@@ -160,9 +191,10 @@ impl Generator {
             actors: std::collections::HashMap::new(),
             next_actor: 0,
             mean_arrival_gap,
-            emitted: 0,
             sequence: 0,
-            pending: std::collections::VecDeque::new(),
+            pending: BinaryHeap::new(),
+            simulated_until: Millis::MIN,
+            made: 0,
         };
         let first_stock_check = generator.settings.start + 60_000;
         generator.schedule(first_stock_check, Actor::StockDesk);
@@ -219,10 +251,23 @@ impl Generator {
     fn push(&mut self, event: Event) {
         // At-least-once producers resend now and then: the same event, twice.
         let duplicate = self.rng.random_bool(0.003).then(|| event.clone());
-        self.pending.push_back(event);
+        self.hold(event);
         if let Some(copy) = duplicate {
-            self.pending.push_back(copy);
+            self.hold(copy);
         }
+    }
+
+    fn hold(&mut self, event: Event) {
+        // Exactly `events` are made, so the stream is the same whatever the lateness.
+        if self.made >= self.settings.events {
+            return;
+        }
+        self.made += 1;
+        self.pending.push(Reverse(Made {
+            at: event.occurred_at,
+            sequence: self.made,
+            event,
+        }));
     }
 
     fn start_session(&mut self, at: Millis) {
@@ -491,26 +536,34 @@ impl Iterator for Generator {
     type Item = Event;
 
     fn next(&mut self) -> Option<Event> {
-        while self.pending.is_empty() {
-            if self.emitted >= self.settings.events {
+        loop {
+            let done = self.made >= self.settings.events;
+            // An event may go once no event still to be made can be earlier than it by
+            // more than the lateness allows.
+            let release = self.simulated_until.saturating_add(self.settings.lateness);
+            if let Some(Reverse(first)) = self.pending.peek() {
+                if done || first.at <= release {
+                    return self.pending.pop().map(|Reverse(made)| made.event);
+                }
+            } else if done {
                 return None;
             }
             let next_actor = self.agenda.peek().map(|Reverse((at, _))| *at);
             if next_actor.is_none_or(|t| self.next_arrival <= t) {
                 let at = self.next_arrival;
+                self.simulated_until = at;
                 self.start_session(at);
                 let gap = self.mean_arrival_gap;
                 self.next_arrival = at + 1 + self.exponential(gap);
             } else {
                 let Reverse((at, id)) = self.agenda.pop().expect("peeked");
+                self.simulated_until = at;
                 match self.actors.remove(&id).expect("scheduled actors exist") {
                     Actor::Session(session) => self.session_step(at, session),
                     Actor::StockDesk => self.stock_step(at),
                 }
             }
         }
-        self.emitted += 1;
-        self.pending.pop_front()
     }
 }
 
@@ -551,19 +604,55 @@ mod tests {
     }
 
     #[test]
-    fn events_are_valid_mostly_in_time_order_and_varied() {
+    fn events_are_in_event_time_order_unless_lateness_is_allowed() {
+        let settings = GeneratorSettings {
+            shoppers: 500,
+            events: 20_000,
+            ..GeneratorSettings::default()
+        };
+        let ordered = events(settings.clone());
+        assert_eq!(ordered.len(), 20_000);
+        assert!(ordered
+            .windows(2)
+            .all(|pair| pair[0].occurred_at <= pair[1].occurred_at));
+        let lateness = 30_000;
+        let late = events(GeneratorSettings {
+            lateness,
+            ..settings
+        });
+        let mut newest = Millis::MIN;
+        let mut late_events = 0;
+        for e in &late {
+            assert!(
+                e.occurred_at >= newest.saturating_sub(lateness),
+                "{} is {} ms late",
+                e.event_id,
+                newest.saturating_sub(e.occurred_at)
+            );
+            late_events += usize::from(e.occurred_at < newest);
+            newest = newest.max(e.occurred_at);
+        }
+        assert!(late_events > 0, "some events come late");
+        let ids = |all: &[Event]| {
+            let mut ids: Vec<String> = all.iter().map(|e| e.event_id.clone()).collect();
+            ids.sort();
+            ids
+        };
+        assert_eq!(
+            ids(&ordered),
+            ids(&late),
+            "the same events, in another order"
+        );
+    }
+
+    #[test]
+    fn events_are_valid_and_varied() {
         let all = events(GeneratorSettings {
             shoppers: 2_000,
             events: 40_000,
             ..GeneratorSettings::default()
         });
         let mut by_type: HashMap<&str, usize> = HashMap::new();
-        let mut out_of_order = 0;
-        for pair in all.windows(2) {
-            if pair[1].occurred_at < pair[0].occurred_at {
-                out_of_order += 1;
-            }
-        }
         for e in &all {
             *by_type.entry(e.body.type_name()).or_default() += 1;
             let line = e.to_json_line();
@@ -573,8 +662,6 @@ mod tests {
                 "{line}"
             );
         }
-        // Checkout and order lines are stamped a little after the session step.
-        assert!(out_of_order < all.len() / 50, "{out_of_order} out of order");
         for t in [
             "page_viewed",
             "product_viewed",

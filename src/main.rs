@@ -112,6 +112,10 @@ struct ReplayArgs {
     /// Stop with an error at the first bad line instead of reporting and skipping it.
     #[arg(long)]
     strict: bool,
+    /// Judge events against this RFC 3339 instant instead of the wall clock: one stamped
+    /// more than `engine.max_clock_skew` after it is a bad line (from the future).
+    #[arg(long)]
+    now: Option<String>,
     /// Print a summary (events, decisions, events/s, peak memory) to standard error.
     #[arg(long)]
     stats: bool,
@@ -140,6 +144,10 @@ struct GenerateArgs {
     /// Catalog size (0: derived from the number of shoppers).
     #[arg(long, default_value_t = 0)]
     products: u32,
+    /// How much earlier than the latest event before it an event may be, as a shop's
+    /// producers deliver a little out of order, e.g. `90s`. `0s`: in event-time order.
+    #[arg(long, default_value = "0s")]
+    lateness: String,
     /// Write here instead of standard output.
     #[arg(long, conflicts_with = "to_kafka")]
     output: Option<PathBuf>,
@@ -222,6 +230,11 @@ fn run_replay(args: ReplayArgs) -> Result<()> {
         inputs: args.inputs.iter().map(|a| Input::parse(a)).collect(),
         until,
         strict: args.strict,
+        now: args
+            .now
+            .as_deref()
+            .map(|t| parse_rfc3339(t).map_err(|e| anyhow::anyhow!("--now: {e}")))
+            .transpose()?,
     };
     let mut output = output_writer(args.output.as_ref())?;
     let mut errors = std::io::stderr().lock();
@@ -261,6 +274,10 @@ fn run_generate(args: GenerateArgs) -> Result<()> {
         start: parse_rfc3339(&args.start).map_err(|e| anyhow::anyhow!("--start: {e}"))?,
         span: duration_millis(span),
         products: args.products,
+        lateness: duration_millis(
+            humantime::parse_duration(&args.lateness)
+                .with_context(|| format!("--lateness `{}`", args.lateness))?,
+        ),
     };
     anyhow::ensure!(settings.shoppers > 0, "--shoppers must be at least 1");
     let config = Config::load(args.to_kafka.as_deref())?;
@@ -316,7 +333,7 @@ fn run_live(args: RunArgs) -> Result<()> {
     }
     let shutdown = shutdown_flag()?;
     let telemetry = Arc::new(Telemetry::new(&config));
-    let _http = personalizer::api::serve(&config.http.listen, telemetry.clone())?;
+    let _http = personalizer::http_port::serve(&config.http.listen, telemetry.clone())?;
     let totals = personalizer::runtime::run(&config, &shutdown, &telemetry)?;
     tracing::info!(
         events = totals.stats.events_processed(),
@@ -325,8 +342,8 @@ fn run_live(args: RunArgs) -> Result<()> {
         commits = totals.commits,
         aborts = totals.aborts,
         commit_ms_mean = (totals.commit_seconds * 1000.0 / totals.commits.max(1) as f64).round(),
-        latency_p50_ms = totals.latency.quantile(0.5),
-        latency_p99_ms = totals.latency.quantile(0.99),
+        latency_p50_ms = %totals.latency.quantile(0.5),
+        latency_p99_ms = %totals.latency.quantile(0.99),
         "stopped"
     );
     Ok(())

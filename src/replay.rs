@@ -8,7 +8,7 @@ use crate::config::Config;
 use crate::decision::Decision;
 use crate::engine::stats::Stats;
 use crate::engine::{Engine, EngineError};
-use crate::event::{decode_json, Decoded};
+use crate::event::{check_not_from_the_future, decode_json, Decoded};
 use crate::store::{Store, StoreError};
 use crate::time::Millis;
 use std::io::{BufRead, Write};
@@ -43,6 +43,9 @@ pub struct ReplayOptions {
     pub inputs: Vec<Input>,
     pub until: Option<Millis>,
     pub strict: bool,
+    /// The moment events are judged against for `engine.max_clock_skew`; `None`: the
+    /// wall clock when the replay starts.
+    pub now: Option<Millis>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +101,8 @@ pub fn run(
     let mut bad_lines = 0u64;
     let mut buffer = Vec::with_capacity(1024);
     let mut text = Vec::with_capacity(1024);
+    let now = options.now.unwrap_or_else(crate::load::now_millis);
+    let max_skew = config.engine.max_clock_skew.millis();
     for input in &options.inputs {
         let name = input.name();
         let read_error = |source| ReplayError::Input {
@@ -122,7 +127,13 @@ pub fn run(
                 continue;
             }
             lines += 1;
-            match decode_json(&buffer) {
+            let decoded = decode_json(&buffer).and_then(|decoded| match decoded {
+                Decoded::Event(event) => {
+                    check_not_from_the_future(&event, now, max_skew).map(|()| Decoded::Event(event))
+                }
+                unknown => Ok(unknown),
+            });
+            match decoded {
                 Ok(Decoded::Event(event)) => {
                     engine.process(&event, &mut decisions)?;
                 }

@@ -37,6 +37,7 @@ fn the_processor_rides_out_a_broker_restart() {
         start: parse_rfc3339("2026-01-01T00:00:00Z").unwrap(),
         span: 2 * 86_400_000,
         products: 40,
+        lateness: 0,
     })
     .map(|e| e.to_json_line())
     .collect();
@@ -78,4 +79,39 @@ fn the_processor_rides_out_a_broker_restart() {
     ids.dedup();
     assert_eq!(before, ids.len(), "no decision repeated");
     assert_eq!(sorted_lines(&live), sorted_lines(&expected));
+}
+
+/// SIGTERM while the processor is still waiting for brokers that never answered is a
+/// clean stop: exit 0, as after a normal run.
+#[test]
+fn sigterm_while_waiting_for_the_brokers_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("run.log");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_personalizer"))
+        .args(["run", "--state-dir"])
+        .arg(dir.path().join("state"))
+        // Nothing listens on port 1: every attempt to reach the brokers fails at once.
+        .env("PERSONALIZER_KAFKA__BOOTSTRAP_SERVERS", "127.0.0.1:1")
+        .env("PERSONALIZER_HTTP__LISTEN", "127.0.0.1:0")
+        .env("RUST_LOG", "warn,personalizer=info")
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("retrying")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no retry logged:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        terminate(&mut child),
+        Some(0),
+        "SIGTERM during start-up exits 0"
+    );
 }

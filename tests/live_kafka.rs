@@ -4,128 +4,18 @@
 
 mod common;
 
-use common::live::{sorted_lines, terminate, with_sentinels, App};
+use common::compare::{
+    assert_same_decisions, replay_of, run_until_decided, single_task_workload, workload,
+    NO_WALL_CLOCK, PARTITIONS,
+};
+use common::live::{terminate, with_sentinels, App};
 use personalizer::config::Config;
-use personalizer::decision::Decision;
-use personalizer::generate::{Generator, GeneratorSettings};
 use personalizer::store::{Family, Store};
 use personalizer::time::parse_rfc3339;
 use rdkafka::message::{Headers, Message};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::time::{Duration, Instant};
-
-const PARTITIONS: i32 = 4;
-
-/// A generated workload in January 2026: every reminder and expiry in it is long due by
-/// the wall clock, so a caught-up processor fires them all, as `replay --until now` does.
-///
-/// Sorted by event time: the live processor merges its partitions in event-time order,
-/// `replay` reads its input in file order, and the two orders agree when the file is
-/// sorted (the generator emits a few events late, and stock moves on its own clock).
-fn workload(events: u64, seed: u64) -> Vec<String> {
-    let mut events: Vec<_> = Generator::new(GeneratorSettings {
-        shoppers: (events / 12).max(50) as u32,
-        events,
-        seed,
-        start: parse_rfc3339("2026-01-01T00:00:00Z").unwrap(),
-        span: 3 * 86_400_000,
-        products: 60,
-    })
-    .collect();
-    events.sort_by_key(|e| e.occurred_at);
-    events.iter().map(|e| e.to_json_line()).collect()
-}
-
-/// A workload in which no task forwards anything to another and no event is late.
-///
-/// With two instances, a message between tasks on different instances travels through
-/// an internal topic and reaches its task at a time that depends on both instances'
-/// progress, and each instance judges late events at its own stream time: the outcome
-/// can then differ from `replay`'s single clock (as with Kafka Streams). The failover
-/// test is about exactly-once and restore, so its workload leaves out sign-ins and
-/// notify-me requests (the only events that send messages) and late events.
-fn single_task_workload(events: u64, seed: u64) -> Vec<String> {
-    let mut newest = i64::MIN;
-    workload(events, seed)
-        .into_iter()
-        .filter(|line| {
-            let event: serde_json::Value = serde_json::from_str(line).unwrap();
-            let kind = event["type"].as_str().unwrap();
-            let at = parse_rfc3339(event["occurred_at"].as_str().unwrap()).unwrap();
-            let keep = !matches!(kind, "signed_in" | "back_in_stock_requested") && at >= newest;
-            newest = newest.max(at);
-            keep
-        })
-        .collect()
-}
-
-/// Minutes from the test epoch to a minute ago: `replay --until` that matches what the
-/// live processor's wall-clock advance fires.
-fn until_now() -> i64 {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
-    (now - common::at(0)) / 60_000 - 1
-}
-
-/// With events flowing, a caught-up processor must not follow the wall clock (the
-/// workload is in the past: it would fire reminders that later events cancel). So these
-/// tests set a grace of ten years and end the stream with one event per partition at
-/// the same late time, which moves every task's clock, and the replay's, to the end.
-const NO_WALL_CLOCK: &str = "grace = \"3650d\"";
-
-fn replay_of(app: &App, lines: &[String], state_dir: Option<&Path>) -> Vec<Decision> {
-    let mut config: Config = app.config.clone();
-    config.state.dir = state_dir.map(Path::to_path_buf);
-    let until = (app.config.kafka.grace.0 < Duration::from_secs(86_400)).then(until_now);
-    common::replay_lines(&config, lines, until).decisions
-}
-
-/// Runs the processor on the app's backlog until `count` decisions are committed, stops
-/// it with SIGTERM (which must exit 0) and returns what it decided.
-fn run_until_decided(app: &App, count: usize) -> Vec<Decision> {
-    let mut child = app.spawn(
-        &app.dir.path().join("state"),
-        &app.dir.path().join("run.log"),
-    );
-    let live = app.wait_for_decisions(count, Duration::from_secs(120));
-    assert_eq!(terminate(&mut child), Some(0), "SIGTERM exits 0");
-    live
-}
-
-fn assert_exactly_once(decisions: &[Decision]) {
-    let mut seen: HashMap<&str, usize> = HashMap::new();
-    for d in decisions {
-        *seen.entry(&d.decision_id).or_default() += 1;
-    }
-    let repeated: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(repeated.is_empty(), "decisions repeated: {repeated:?}");
-}
-
-fn assert_same_decisions(live: &[Decision], replayed: &[Decision]) {
-    assert_exactly_once(live);
-    let live = sorted_lines(live);
-    let replayed = sorted_lines(replayed);
-    if live != replayed {
-        let only_live: Vec<_> = live
-            .iter()
-            .filter(|l| !replayed.contains(l))
-            .take(5)
-            .collect();
-        let only_replay: Vec<_> = replayed
-            .iter()
-            .filter(|l| !live.contains(l))
-            .take(5)
-            .collect();
-        panic!(
-            "live ({}) and replay ({}) differ\nonly live: {only_live:#?}\nonly replay: {only_replay:#?}",
-            live.len(),
-            replayed.len()
-        );
-    }
-}
 
 /// The rule state of a store: shoppers, products and their timers.
 fn rule_state(dir: &Path, config: &Config) -> BTreeMap<(u8, Vec<u8>), Vec<u8>> {

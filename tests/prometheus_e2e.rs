@@ -126,6 +126,7 @@ fn prometheus_scrapes_the_processor_and_counts_what_it_did() {
         start: parse_rfc3339("2026-01-01T00:00:00Z").unwrap(),
         span: 86_400_000,
         products: 30,
+        lateness: 0,
     })
     .map(|e| e.to_json_line())
     .collect();

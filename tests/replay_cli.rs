@@ -267,3 +267,32 @@ fn replay_refuses_a_bad_until() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("--until"), "{}", stderr(&out));
 }
+
+#[test]
+fn events_from_the_future_of_now_are_bad_lines_and_decide_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("future.jsonl");
+    let mut e = Events::new();
+    e.add("c1", 0, "k1", "S1", 1);
+    // Two days after the cart: it would fire both reminders if it moved stream time.
+    e.view("c1", 2 * 24 * 60);
+    write_lines(&input, &e.lines);
+    let input = input.to_str().unwrap();
+    // Judged against an instant ten minutes after the cart: the view is from its future.
+    let now = ts(10);
+    let out = run(&["replay", "--now", &now, input]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "", "no decision may be dated after now");
+    let errors = stderr(&out);
+    assert!(
+        errors.contains(":2: field `occurred_at`") && errors.contains("engine.max_clock_skew"),
+        "{errors}"
+    );
+    // Against the wall clock (months later) it is an ordinary event.
+    let out = run(&["replay", input]);
+    assert_eq!(stderr(&out), "");
+    assert_eq!(stdout(&out).lines().count(), 2, "both reminders");
+    let out = run(&["replay", "--now", "yesterday", input]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--now"), "{}", stderr(&out));
+}

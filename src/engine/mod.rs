@@ -1,30 +1,26 @@
 //! The deterministic core: `(state, event, stream time) → (state changes, decisions,
 //! forwarded messages)`, with no Kafka, files or clocks in it.
 //!
-//! [`Engine`] runs every task of both processors in one thread, as `replay` needs: it
-//! routes each event to its task by Kafka's partitioner, keeps one stream time, fires
-//! timers in due order before the event that moves stream time past them, and delivers
-//! forwarded messages through an in-memory queue right after the input that caused them.
-//! The live runtime drives the same [`task::Task`]s, one per assigned partition.
+//! [`Core`] is the one engine: it holds tasks (one partition of one processor each) and
+//! applies inputs to them, for both drivers. [`Engine`] is the core as `replay` runs
+//! it: every task of both processors in one thread, one shared stream time, state
+//! committed to the store every `engine.commit_every_events`. The live runtime runs the
+//! same core with the tasks assigned to it, each on its own clock.
 
-pub mod dedupe;
-pub mod live;
+pub mod core;
 pub mod partitioner;
 pub mod processor;
 pub mod stats;
 pub mod task;
 
+pub use self::core::{Clock, Core, Delivery, Output, Side, TaskId};
 use crate::config::Config;
 use crate::decision::Decision;
 use crate::event::{Event, RoutingKey};
-use crate::rules::{Ctx, Forward, Note, Outputs};
 use crate::store::{StateChange, Store, StoreError};
 use crate::time::Millis;
-use partitioner::partition_for;
-use processor::{CustomerProcessor, ProductProcessor};
 use stats::Stats;
-use std::collections::VecDeque;
-use task::{Task, TaskError};
+use task::TaskError;
 
 const META_STREAM_TIME: &str = "stream_time";
 const META_PARTITIONS: &str = "partitions";
@@ -53,14 +49,11 @@ pub enum Outcome {
     Duplicate,
 }
 
+/// The core as `replay` runs it: every task of both processors, one stream time.
 pub struct Engine {
     config: Config,
     store: Store,
-    customers: Vec<Task<CustomerProcessor>>,
-    products: Vec<Task<ProductProcessor>>,
-    stream_time: Option<Millis>,
-    queue: VecDeque<Forward>,
-    scratch: Outputs,
+    core: Core,
     stats: Stats,
     events_since_commit: usize,
 }
@@ -78,28 +71,28 @@ impl Engine {
                 });
             }
         }
-        let customers = (0..partitions)
-            .map(|p| Task::open(&store, p))
-            .collect::<Result<_, _>>()?;
-        let products = (0..partitions)
-            .map(|p| Task::open(&store, p))
-            .collect::<Result<_, _>>()?;
-        let stream_time = store.read_meta(META_STREAM_TIME)?;
+        let mut core = Core::new(
+            config.rules.clone(),
+            Clock::Shared,
+            [partitions, partitions],
+        );
+        for side in Side::ALL {
+            for p in 0..partitions {
+                core.open_task(&store, (side, p), None)?;
+            }
+        }
+        core.set_shared_time(store.read_meta(META_STREAM_TIME)?);
         Ok(Engine {
             config,
             store,
-            customers,
-            products,
-            stream_time,
-            queue: VecDeque::new(),
-            scratch: Outputs::default(),
+            core,
             stats: Stats::default(),
             events_since_commit: 0,
         })
     }
 
     pub fn stream_time(&self) -> Option<Millis> {
-        self.stream_time
+        self.core.min_stream_time()
     }
 
     pub fn stats(&self) -> &Stats {
@@ -111,19 +104,10 @@ impl Engine {
     }
 
     pub fn pending_timers(&self) -> usize {
-        self.customers
+        Side::ALL
             .iter()
-            .map(Task::pending_timers)
-            .sum::<usize>()
-            + self
-                .products
-                .iter()
-                .map(Task::pending_timers)
-                .sum::<usize>()
-    }
-
-    fn partition(&self, key: &str) -> usize {
-        usize::from(partition_for(key.as_bytes(), self.config.engine.partitions))
+            .map(|side| self.core.pending_timers(*side))
+            .sum()
     }
 
     /// Applies one event: drops it if its id was seen within the dedupe window, else
@@ -133,45 +117,20 @@ impl Engine {
         event: &Event,
         decisions: &mut Vec<Decision>,
     ) -> Result<Outcome, EngineError> {
-        let now = self
-            .stream_time
-            .map_or(event.occurred_at, |t| t.max(event.occurred_at));
-        let window = self.config.rules.dedupe_window.millis();
-        let key = event.routing_key();
-        let (RoutingKey::Shopper(k) | RoutingKey::Sku(k)) = key;
-        let p = self.partition(k);
-        let duplicate = match key {
-            RoutingKey::Shopper(_) => {
-                self.customers[p].seen_before(&self.store, k, &event.event_id, now, window)?
-            }
-            RoutingKey::Sku(_) => {
-                self.products[p].seen_before(&self.store, k, &event.event_id, now, window)?
-            }
+        let (side, key) = match event.routing_key() {
+            RoutingKey::Shopper(key) => (Side::Customer, key),
+            RoutingKey::Sku(key) => (Side::Product, key),
         };
-        if duplicate {
-            self.stats.duplicates += 1;
-            return Ok(Outcome::Duplicate);
-        }
-        self.advance_to(now, decisions)?;
-        let mut ctx = Ctx {
-            now,
-            rules: &self.config.rules,
-            out: &mut self.scratch,
-        };
-        match key {
-            RoutingKey::Shopper(_) => {
-                self.customers[p].on_event(&self.store, k, event, &mut ctx)?
-            }
-            RoutingKey::Sku(_) => self.products[p].on_event(&self.store, k, event, &mut ctx)?,
-        }
+        let task = self.core.task_for(side, key);
+        let outcome = self.core.process_event(&self.store, task, key, event)?;
         self.collect(decisions);
-        self.deliver_forwards(now, decisions)?;
-        self.stats.count_event(event.body.type_name());
-        self.events_since_commit += 1;
-        if self.events_since_commit >= self.config.engine.commit_every_events {
-            self.commit()?;
+        if outcome == Outcome::Processed {
+            self.events_since_commit += 1;
+            if self.events_since_commit >= self.config.engine.commit_every_events {
+                self.commit()?;
+            }
         }
-        Ok(Outcome::Processed)
+        Ok(outcome)
     }
 
     /// Moves stream time to `until`, firing every timer due at or before it, in due order.
@@ -180,110 +139,27 @@ impl Engine {
         until: Millis,
         decisions: &mut Vec<Decision>,
     ) -> Result<(), EngineError> {
-        loop {
-            // (due, is_product, task index) of the earliest timer of either processor.
-            let next: Option<(Millis, bool, usize)> = {
-                let customer = earliest(self.customers.iter().map(Task::next_timer));
-                let product = earliest(self.products.iter().map(Task::next_timer));
-                match (customer, product) {
-                    (Some((_, ct)), Some((p, pt))) if pt < ct => Some((pt.due, true, p)),
-                    (Some((c, ct)), _) => Some((ct.due, false, c)),
-                    (None, Some((p, pt))) => Some((pt.due, true, p)),
-                    (None, None) => None,
-                }
-            };
-            let Some((fired_due, is_product, index)) = next else {
-                break;
-            };
-            let fired = if is_product {
-                self.fire_product(index, until)?
-            } else {
-                self.fire_customer(index, until)?
-            };
-            if !fired {
-                break;
-            }
-            self.stats.timers_fired += 1;
-            self.collect(decisions);
-            self.deliver_forwards(fired_due, decisions)?;
-        }
-        if self.stream_time.is_none_or(|t| t < until) {
-            self.stream_time = Some(until);
-        }
+        self.core.advance_all(&self.store, until)?;
+        self.collect(decisions);
         Ok(())
-    }
-
-    fn fire_customer(&mut self, index: usize, until: Millis) -> Result<bool, EngineError> {
-        let mut ctx = Ctx {
-            now: until,
-            rules: &self.config.rules,
-            out: &mut self.scratch,
-        };
-        Ok(self.customers[index].fire_next_timer(&self.store, until, &mut ctx)?)
-    }
-
-    fn fire_product(&mut self, index: usize, until: Millis) -> Result<bool, EngineError> {
-        let mut ctx = Ctx {
-            now: until,
-            rules: &self.config.rules,
-            out: &mut self.scratch,
-        };
-        Ok(self.products[index].fire_next_timer(&self.store, until, &mut ctx)?)
     }
 
     fn collect(&mut self, decisions: &mut Vec<Decision>) {
-        for decision in &self.scratch.decisions {
-            self.stats.count_decision(decision.decision_type().name());
-        }
-        decisions.append(&mut self.scratch.decisions);
-        self.queue.extend(self.scratch.forwards.drain(..));
-        for note in self.scratch.notes.drain(..) {
-            match note {
-                Note::SuppressedNoConsent => self.stats.suppressed_no_consent += 1,
-                Note::NotificationDropped => self.stats.notifications_dropped += 1,
-            }
-        }
-    }
-
-    fn deliver_forwards(
-        &mut self,
-        now: Millis,
-        decisions: &mut Vec<Decision>,
-    ) -> Result<(), EngineError> {
-        let partitions = self.config.engine.partitions;
-        while let Some(forward) = self.queue.pop_front() {
-            self.stats.forwards += 1;
-            let mut ctx = Ctx {
-                now,
-                rules: &self.config.rules,
-                out: &mut self.scratch,
-            };
-            match &forward {
-                Forward::ToProduct { sku, at, message } => {
-                    let p = usize::from(partition_for(sku.as_bytes(), partitions));
-                    self.products[p].on_message(&self.store, sku, *at, message, &mut ctx)?;
-                }
-                Forward::ToShopper { key, at, message } => {
-                    let p = usize::from(partition_for(key.as_bytes(), partitions));
-                    self.customers[p].on_message(&self.store, key, *at, message, &mut ctx)?;
-                }
-            }
-            self.collect(decisions);
-        }
-        Ok(())
+        let mut output = self.core.take_output();
+        debug_assert!(output.remote.is_empty(), "replay holds every task");
+        decisions.append(&mut output.decisions);
+        self.stats.add(&output.stats);
     }
 
     /// Writes everything changed since the last commit to the store in one batch, with
     /// the stream time it corresponds to, then trims the write-back caches.
     pub fn commit(&mut self) -> Result<(), EngineError> {
         let mut changes: Vec<StateChange> = Vec::new();
-        for task in &mut self.customers {
-            task.take_changes(&mut changes);
+        let tasks: Vec<TaskId> = self.core.task_ids().collect();
+        for task in tasks {
+            self.core.take_changes(task, &mut changes);
         }
-        for task in &mut self.products {
-            task.take_changes(&mut changes);
-        }
-        if let Some(t) = self.stream_time {
+        if let Some(t) = self.core.min_stream_time() {
             changes.push(Store::meta_change(META_STREAM_TIME, t));
             let window = self.config.rules.dedupe_window.millis();
             self.store.set_dedupe_horizon(t.saturating_sub(window));
@@ -292,41 +168,11 @@ impl Engine {
             META_PARTITIONS,
             i64::from(self.config.engine.partitions),
         ));
-        // Key order lets RocksDB's skiplist reuse its insert position from one key to
-        // the next. Tasks give at most one change per key, so the order among equal
-        // keys cannot matter.
-        changes.sort_unstable_by(|a, b| (a.family, &a.key).cmp(&(b.family, &b.key)));
-        self.store.write(&changes)?;
-        self.trim_caches();
+        self.store.write_sorted(&mut changes)?;
+        self.core.trim_caches(self.config.state.cache_max_entries);
         self.stats.commits += 1;
         self.events_since_commit = 0;
         Ok(())
-    }
-
-    /// Keeps the write-back caches within `state.cache_max_entries` in total, trimming
-    /// each task in proportion to its share, so busy partitions keep more.
-    fn trim_caches(&mut self) {
-        let budget = self.config.state.cache_max_entries;
-        let cached = self
-            .customers
-            .iter()
-            .map(Task::cached_entries)
-            .sum::<usize>()
-            + self
-                .products
-                .iter()
-                .map(Task::cached_entries)
-                .sum::<usize>();
-        if cached <= budget {
-            return;
-        }
-        let share = |entries: usize| (entries as u128 * budget as u128 / cached as u128) as usize;
-        for task in &mut self.customers {
-            task.evict(share(task.cached_entries()));
-        }
-        for task in &mut self.products {
-            task.evict(share(task.cached_entries()));
-        }
     }
 
     /// Commits and flushes, so the state directory can be opened again later.
@@ -335,13 +181,4 @@ impl Engine {
         self.store.flush()?;
         Ok(self.stats)
     }
-}
-
-fn earliest<'a>(
-    timers: impl Iterator<Item = Option<&'a crate::rules::Timer>>,
-) -> Option<(usize, &'a crate::rules::Timer)> {
-    timers
-        .enumerate()
-        .filter_map(|(i, t)| t.map(|t| (i, t)))
-        .min_by(|a, b| a.1.cmp(b.1).then(a.0.cmp(&b.0)))
 }

@@ -1,10 +1,12 @@
 //! The two processors: which state, messages, column families and rules each task uses.
 
 use crate::event::Event;
-use crate::rules::{self, Ctx, Forward, ProductMessage, ShopperMessage, Timer};
+use crate::forward::{Forward, ProductMessage, ShopperMessage};
+use crate::rules::{self, Ctx};
 use crate::state::{ProductState, ShopperState, VersionedState};
 use crate::store::Family;
 use crate::time::Millis;
+use crate::timer::Timer;
 
 pub trait Processor {
     type State: VersionedState;
@@ -25,8 +27,6 @@ pub trait Processor {
     /// The key, time and message of a forward addressed to this processor; the forward
     /// back when it is for the other one.
     fn addressed(forward: Forward) -> Result<(String, Millis, Self::Message), Box<Forward>>;
-    /// A forward to this processor.
-    fn forward(key: String, at: Millis, message: Self::Message) -> Forward;
 }
 
 /// Per shopper: clickstream, cart and customers events.
@@ -61,9 +61,6 @@ impl Processor for CustomerProcessor {
             other => Err(Box::new(other)),
         }
     }
-    fn forward(key: String, at: Millis, message: ShopperMessage) -> Forward {
-        Forward::ToShopper { key, at, message }
-    }
 }
 
 /// Per SKU: stock events and back-in-stock requests.
@@ -97,8 +94,5 @@ impl Processor for ProductProcessor {
             Forward::ToProduct { sku, at, message } => Ok((sku, at, message)),
             other => Err(Box::new(other)),
         }
-    }
-    fn forward(sku: String, at: Millis, message: ProductMessage) -> Forward {
-        Forward::ToProduct { sku, at, message }
     }
 }

@@ -2,14 +2,15 @@
 //! partition's states, its timers in due order, and the event ids it has seen, and turns
 //! everything it changed since the last commit into one list of [`StateChange`]s.
 
-use super::dedupe::{RecentIds, RecentIdsError};
 use super::processor::Processor;
 use crate::event::Event;
-use crate::rules::{Ctx, Timer, TimerOp};
+use crate::rules::Ctx;
 use crate::state::{StateDecodeError, VersionedState};
 use crate::store::keys::{self, entity_key, parse_timer_key, partition_prefix, timer_key};
+use crate::store::recent_ids::{RecentIds, RecentIdsError};
 use crate::store::{StateChange, Store, StoreError};
 use crate::time::Millis;
+use crate::timer::{Timer, TimerOp};
 use rustc_hash::FxHashMap;
 use std::collections::BTreeSet;
 

@@ -6,12 +6,13 @@
 //! makes a step due *earlier* (new contents restarting at step 1) moves the timer.
 
 use super::consent::allows_email;
-use super::{Ctx, Note, Timer, TimerKind};
+use super::{Ctx, Note};
 use crate::config::Dur;
 use crate::decision::{decision_id, CartItem, Decision, DecisionBody};
 use crate::event::{Event, EventBody, Product};
 use crate::state::{Cart, CartLine, ShopperState};
 use crate::time::{format_rfc3339, Millis};
+use crate::timer::{Timer, TimerKind};
 
 /// Applies a cart event's effect on the shopper's carts.
 pub fn on_cart_event(state: &mut ShopperState, event: &Event) {
@@ -224,7 +225,7 @@ mod tests {
     use super::*;
     use crate::config::RulesConfig;
     use crate::rules::testing::{event, minutes, product, run};
-    use crate::rules::TimerOp;
+    use crate::timer::TimerOp;
 
     fn reminder_timer(due: Millis) -> Timer {
         Timer {

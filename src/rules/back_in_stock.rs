@@ -3,11 +3,13 @@
 //! SKU, serves them oldest first on a restock, and expires them after `request_ttl`.
 
 use super::consent::allows_email;
-use super::{Ctx, Forward, Note, ProductMessage, ShopperMessage, Timer, TimerKind};
+use super::{Ctx, Note};
 use crate::decision::{decision_id, Decision, DecisionBody};
 use crate::event::{Event, Product};
+use crate::forward::{Forward, ProductMessage, ShopperMessage};
 use crate::state::{PendingStockRequest, ProductInfo, ProductState, ShopperState, StockRequest};
 use crate::time::{format_rfc3339, Millis};
+use crate::timer::{Timer, TimerKind};
 
 // ---- shopper side -------------------------------------------------------------------
 

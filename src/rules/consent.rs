@@ -1,8 +1,10 @@
 //! Consent and erasure (CONTRACT §3): who may be emailed, and forgetting a shopper.
 
-use super::{Ctx, Forward, ProductMessage, ShopperMessage, Timer, TimerKind};
+use super::Ctx;
 use crate::config::RulesConfig;
+use crate::forward::{Forward, ProductMessage, ShopperMessage};
 use crate::state::ShopperState;
+use crate::timer::{Timer, TimerKind};
 
 /// Whether marketing email (reminders, back-in-stock, offers) may go to this shopper:
 /// their last word if they said one, otherwise given unless `require_consent` is set.

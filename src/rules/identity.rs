@@ -4,8 +4,9 @@
 //! over (`MergeInto`); that task sends its state (`Absorb`) and keeps only a link, so
 //! later events that carry just the anonymous id are rerouted to the customer.
 
-use super::{Ctx, Forward, ShopperMessage};
+use super::Ctx;
 use crate::event::Event;
+use crate::forward::{Forward, ShopperMessage};
 use crate::state::ShopperState;
 
 pub fn on_signed_in(key: &str, state: &mut ShopperState, event: &Event, ctx: &mut Ctx) {

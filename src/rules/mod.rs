@@ -14,94 +14,9 @@ pub mod shopper;
 
 use crate::config::RulesConfig;
 use crate::decision::Decision;
-use crate::event::Event;
-use crate::state::{ProductInfo, ShopperState};
+use crate::forward::Forward;
 use crate::time::Millis;
-use serde::{Deserialize, Serialize};
-
-/// What a timer is for; with the entity key and due time it identifies the timer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum TimerKind {
-    /// The shopper's next abandoned-cart step may be due.
-    CartReminder = 1,
-    /// The SKU's oldest back-in-stock request may have expired.
-    RequestExpiry = 2,
-}
-
-/// A timer: fires once stream time reaches `due`. Ordered by due time first.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct Timer {
-    pub due: Millis,
-    pub kind: TimerKind,
-    /// The shopper key or SKU whose state the timer belongs to.
-    pub key: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TimerOp {
-    Set(Timer),
-    Cancel(Timer),
-}
-
-/// Messages to the product processor, keyed by SKU.
-// Messages are moved through a queue once each; boxing would only add allocations.
-#[allow(clippy::large_enum_variant)]
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum ProductMessage {
-    RegisterRequest {
-        shopper: String,
-        event_id: String,
-        product: ProductInfo,
-    },
-    CancelRequests {
-        shopper: String,
-    },
-}
-
-/// Messages to the customer processor, keyed by shopper.
-#[allow(clippy::large_enum_variant)]
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum ShopperMessage {
-    /// A restock served this shopper's request.
-    BackInStock {
-        sku: String,
-        product: ProductInfo,
-        requested_at: Millis,
-        request_event_id: String,
-        quantity_available: u64,
-        restock_event_id: String,
-    },
-    /// This anonymous shopper signed in as `customer_id`: hand everything over.
-    MergeInto {
-        customer_id: String,
-        event_id: String,
-    },
-    /// The state of anonymous shopper `from`, for the customer it signed in as.
-    Absorb {
-        from: String,
-        state: Box<ShopperState>,
-    },
-    /// An event keyed by an anonymous id that now belongs to a customer.
-    Reroute(Box<Event>),
-    /// The customer this anonymous id belonged to was erased.
-    EraseAlias { customer_id: String },
-}
-
-/// A message from one task to another. `at` is its event time: the time of the event
-/// that caused it, by which the receiving rule judges it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum Forward {
-    ToProduct {
-        sku: String,
-        at: Millis,
-        message: ProductMessage,
-    },
-    ToShopper {
-        key: String,
-        at: Millis,
-        message: ShopperMessage,
-    },
-}
+use crate::timer::{Timer, TimerOp};
 
 /// Things worth counting that are neither decisions nor errors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -151,7 +66,7 @@ impl Ctx<'_> {
 pub(crate) mod testing {
     //! Helpers for rule tests: events built in one line, times in minutes.
     use super::*;
-    use crate::event::{EventBody, Product};
+    use crate::event::{Event, EventBody, Product};
 
     pub const T0: Millis = 1_767_225_600_000; // 2026-01-01T00:00:00Z
 

@@ -1,8 +1,10 @@
 //! The product processor's rules, per SKU.
 
-use super::{back_in_stock, Ctx, ProductMessage, Timer, TimerKind};
+use super::{back_in_stock, Ctx};
 use crate::event::{Event, EventBody};
+use crate::forward::ProductMessage;
 use crate::state::ProductState;
+use crate::timer::{Timer, TimerKind};
 
 pub fn on_event(sku: &str, state: &mut Option<ProductState>, event: &Event, ctx: &mut Ctx) {
     if let EventBody::StockChanged {

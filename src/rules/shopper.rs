@@ -1,11 +1,10 @@
 //! The customer processor's rules, per shopper: which rule sees which input, in order.
 
-use super::{
-    abandoned_cart, back_in_stock, consent, identity, Ctx, Forward, ShopperMessage, Timer,
-    TimerKind,
-};
+use super::{abandoned_cart, back_in_stock, consent, identity, Ctx};
 use crate::event::{Event, EventBody, InputTopic};
+use crate::forward::{Forward, ShopperMessage};
 use crate::state::ShopperState;
+use crate::timer::{Timer, TimerKind};
 
 /// One input event for the shopper keyed `key`. `None` state: nothing known yet; the
 /// rules leave `None` behind to delete the shopper (erasure).

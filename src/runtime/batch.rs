@@ -4,17 +4,57 @@
 
 use super::latency::LatencyHistogram;
 use crate::engine::stats::Stats;
+use crate::engine::{Delivery, Side};
 use crate::telemetry::metrics::Metrics;
 use crate::time::Millis;
 use rustc_hash::FxHashMap;
 
-/// Which input a record came from: the product side or not, and the input's index.
-pub type InputId = (bool, usize);
+/// Which input a record came from: its task's side and the input's index.
+pub type InputId = (Side, usize);
 
-pub const PROCESSED: &str = "processed";
-pub const DUPLICATE: &str = "duplicate";
-pub const INVALID: &str = "invalid";
-pub const UNKNOWN_TYPE: &str = "unknown_type";
+/// What became of an input record (the `outcome` label of `personalizer_events_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    Processed,
+    Duplicate,
+    Invalid,
+    UnknownType,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 4] = [
+        Outcome::Processed,
+        Outcome::Duplicate,
+        Outcome::Invalid,
+        Outcome::UnknownType,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Processed => "processed",
+            Outcome::Duplicate => "duplicate",
+            Outcome::Invalid => "invalid",
+            Outcome::UnknownType => "unknown_type",
+        }
+    }
+}
+
+/// The `to` label of `personalizer_forwarded_messages_total`.
+pub fn side_label(side: Side) -> &'static str {
+    match side {
+        Side::Customer => "shopper",
+        Side::Product => "product",
+    }
+}
+
+/// The `route` label of `personalizer_forwarded_messages_total`.
+pub fn delivery_label(delivery: Delivery) -> &'static str {
+    match delivery {
+        Delivery::InProcess => "in_process",
+        Delivery::Topic => "topic",
+    }
+}
+
 /// The `type` label of records whose type is not one we know.
 const UNKNOWN: &str = "unknown";
 
@@ -22,10 +62,9 @@ const UNKNOWN: &str = "unknown";
 pub struct BatchCounts {
     /// What the tasks reported (decisions by type, forwards, timers).
     pub stats: Stats,
-    events: FxHashMap<(InputId, &'static str, &'static str), u64>,
+    events: FxHashMap<(InputId, &'static str, Outcome), u64>,
     dead_letters: FxHashMap<(InputId, &'static str), u64>,
-    /// Indexed by [to a product task][through the internal topic].
-    forwards: [[u64; 2]; 2],
+    forwards: FxHashMap<(Side, Delivery), u64>,
     /// Event times of the input events, for the latency histogram.
     event_times: Vec<Millis>,
 }
@@ -35,7 +74,7 @@ impl BatchCounts {
         &mut self,
         input: InputId,
         event_type: &'static str,
-        outcome: &'static str,
+        outcome: Outcome,
         occurred_at: Millis,
     ) {
         *self.events.entry((input, event_type, outcome)).or_default() += 1;
@@ -45,17 +84,20 @@ impl BatchCounts {
     pub fn unknown_type(&mut self, input: InputId) {
         *self
             .events
-            .entry((input, UNKNOWN, UNKNOWN_TYPE))
+            .entry((input, UNKNOWN, Outcome::UnknownType))
             .or_default() += 1;
     }
 
     pub fn dead_letter(&mut self, input: InputId, reason: &'static str) {
-        *self.events.entry((input, UNKNOWN, INVALID)).or_default() += 1;
+        *self
+            .events
+            .entry((input, UNKNOWN, Outcome::Invalid))
+            .or_default() += 1;
         *self.dead_letters.entry((input, reason)).or_default() += 1;
     }
 
-    pub fn forward(&mut self, to_product: bool, through_topic: bool) {
-        self.forwards[usize::from(to_product)][usize::from(through_topic)] += 1;
+    pub fn forwarded(&mut self, to: Side, delivery: Delivery, count: u64) {
+        *self.forwards.entry((to, delivery)).or_default() += count;
     }
 
     pub fn dead_letter_count(&self) -> u64 {
@@ -85,7 +127,7 @@ impl BatchCounts {
         for (&(input, event_type, outcome), &n) in &self.events {
             metrics
                 .events
-                .with_label_values(&[topic(input), event_type, outcome])
+                .with_label_values(&[topic(input), event_type, outcome.label()])
                 .inc_by(n);
         }
         for (&(input, reason), &n) in &self.dead_letters {
@@ -97,22 +139,11 @@ impl BatchCounts {
         for (kind, &n) in &self.stats.decisions {
             metrics.decisions.with_label_values(&[kind]).inc_by(n);
         }
-        for (to_product, row) in self.forwards.iter().enumerate() {
-            for (through_topic, &n) in row.iter().enumerate() {
-                if n > 0 {
-                    let to = if to_product == 1 {
-                        "product"
-                    } else {
-                        "shopper"
-                    };
-                    let route = if through_topic == 1 {
-                        "topic"
-                    } else {
-                        "in_process"
-                    };
-                    metrics.forwarded.with_label_values(&[to, route]).inc_by(n);
-                }
-            }
+        for (&(to, delivery), &n) in &self.forwards {
+            metrics
+                .forwarded
+                .with_label_values(&[side_label(to), delivery_label(delivery)])
+                .inc_by(n);
         }
         let local = metrics.event_latency.local();
         for &t in &self.event_times {
@@ -134,19 +165,21 @@ mod tests {
         let metrics = Metrics::new();
         let mut latency = LatencyHistogram::default();
         let mut batch = BatchCounts::default();
-        let topic = |(products, input): InputId| match (products, input) {
-            (false, 1) => "cart",
-            (true, 0) => "stock",
+        let topic = |(side, input): InputId| match (side, input) {
+            (Side::Customer, 1) => "cart",
+            (Side::Product, 0) => "stock",
             _ => "other",
         };
-        batch.event((false, 1), "cart_cleared", PROCESSED, 1_000);
-        batch.dead_letter((true, 0), "syntax");
+        let cart = (Side::Customer, 1);
+        let stock = (Side::Product, 0);
+        batch.event(cart, "cart_cleared", Outcome::Processed, 1_000);
+        batch.dead_letter(stock, "syntax");
         batch.clear();
-        batch.event((false, 1), "cart_cleared", PROCESSED, 1_000);
-        batch.event((false, 1), "cart_cleared", DUPLICATE, 1_100);
-        batch.unknown_type((true, 0));
-        batch.dead_letter((true, 0), "syntax");
-        batch.forward(true, false);
+        batch.event(cart, "cart_cleared", Outcome::Processed, 1_000);
+        batch.event(cart, "cart_cleared", Outcome::Duplicate, 1_100);
+        batch.unknown_type(stock);
+        batch.dead_letter(stock, "syntax");
+        batch.forwarded(Side::Product, Delivery::InProcess, 1);
         batch.stats.count_decision("abandoned_cart");
         batch.publish(&metrics, &mut latency, 1_250, topic);
         let text = metrics.render();

@@ -1,7 +1,9 @@
 //! Turning a consumed record into something a task can process, or a reason why not.
 
-use crate::event::{decode_json, Decoded, Event, InputTopic};
-use crate::rules::Forward;
+use crate::engine::Side;
+use crate::event::{check_not_from_the_future, decode_json, Decoded, Event, InputTopic};
+use crate::forward::Forward;
+use crate::time::Millis;
 
 /// Which of a task's inputs a topic is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,13 +57,24 @@ fn bad(reason: &'static str, error: String, key: Option<&[u8]>, value: Option<&[
     }))
 }
 
-/// Decodes one record read from `source`. `for_products` says which side reads it, so a
-/// forwarded message meant for the other side is refused rather than misapplied.
+/// When a record was read and how far in the future of that its event may be.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadAt {
+    /// The record's timestamp, or the wall clock when it has none.
+    pub at: Millis,
+    /// `engine.max_clock_skew`.
+    pub max_skew: Millis,
+}
+
+/// Decodes one record read from `source` by a task of `side`, so a forwarded message
+/// meant for the other side is refused rather than misapplied; an event from the future
+/// of `read` is refused too.
 pub fn decode(
     source: Source,
-    for_products: bool,
+    side: Side,
     key: Option<&[u8]>,
     value: Option<&[u8]>,
+    read: ReadAt,
 ) -> Item {
     let Some(bytes) = value else {
         return bad("empty", "record has no value".into(), key, value);
@@ -69,7 +82,10 @@ pub fn decode(
     match source {
         Source::Events(topic) => match decode_json(bytes) {
             Ok(Decoded::Event(event)) if event.body.topic() == topic => {
-                Item::Event(Box::new(event))
+                match check_not_from_the_future(&event, read.at, read.max_skew) {
+                    Ok(()) => Item::Event(Box::new(event)),
+                    Err(e) => bad(e.reason_label(), e.to_string(), key, value),
+                }
             }
             Ok(Decoded::Event(event)) => bad(
                 "wrong_topic",
@@ -87,8 +103,7 @@ pub fn decode(
         },
         Source::Forwarded => match serde_json::from_slice::<Forward>(bytes) {
             Ok(forward) => {
-                let to_products = matches!(forward, Forward::ToProduct { .. });
-                if to_products == for_products {
+                if Side::addressee(&forward).0 == side {
                     Item::Message(Box::new(forward))
                 } else {
                     bad(
@@ -107,15 +122,25 @@ pub fn decode(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::ShopperMessage;
+
+    const NOW: Millis = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+
+    fn decode_now(source: Source, side: Side, key: Option<&[u8]>, value: Option<&[u8]>) -> Item {
+        let read = ReadAt {
+            at: NOW,
+            max_skew: 300_000,
+        };
+        decode(source, side, key, value, read)
+    }
+    use crate::forward::ShopperMessage;
 
     const CART: &str = r#"{"event_id":"e1","type":"cart_cleared","occurred_at":"2026-01-01T00:00:00Z","customer_id":"c1","cart_id":"k"}"#;
 
     #[test]
-    fn events_on_their_topic_decode() {
-        let item = decode(
+    fn events_on_their_topic_decode_now() {
+        let item = decode_now(
             Source::Events(InputTopic::Cart),
-            false,
+            Side::Customer,
             Some(b"c1"),
             Some(CART.as_bytes()),
         );
@@ -137,7 +162,7 @@ mod tests {
             (Source::Forwarded, Some(b"[1,2]"), "syntax"),
         ];
         for (source, value, reason) in cases {
-            match decode(*source, false, Some(b"k"), *value) {
+            match decode_now(*source, Side::Customer, Some(b"k"), *value) {
                 Item::Bad(record) => {
                     assert_eq!(record.reason, *reason, "{}", record.error);
                     assert_eq!(record.value.as_deref(), *value);
@@ -150,9 +175,9 @@ mod tests {
 
     #[test]
     fn unknown_types_are_skipped_not_bad() {
-        let item = decode(
+        let item = decode_now(
             Source::Events(InputTopic::Clickstream),
-            false,
+            Side::Customer,
             None,
             Some(br#"{"event_id":"e","type":"hologram_viewed","occurred_at":"2026-01-01T00:00:00Z"}"#),
         );
@@ -169,13 +194,51 @@ mod tests {
             },
         };
         let bytes = serde_json::to_vec(&forward).unwrap();
-        match decode(Source::Forwarded, false, None, Some(&bytes)) {
+        match decode_now(Source::Forwarded, Side::Customer, None, Some(&bytes)) {
             Item::Message(m) => assert_eq!(*m, forward),
             other => panic!("{other:?}"),
         }
         assert!(matches!(
-            decode(Source::Forwarded, true, None, Some(&bytes)),
+            decode_now(Source::Forwarded, Side::Product, None, Some(&bytes)),
             Item::Bad(_)
         ));
+    }
+
+    #[test]
+    fn an_event_from_the_future_of_its_record_is_bad() {
+        let later = |at: &str| {
+            format!(
+                r#"{{"event_id":"e1","type":"cart_cleared","occurred_at":"{at}","customer_id":"c1","cart_id":"k"}}"#
+            )
+        };
+        let within = later("2026-01-01T00:05:00Z");
+        assert!(matches!(
+            decode_now(
+                Source::Events(InputTopic::Cart),
+                Side::Customer,
+                None,
+                Some(within.as_bytes())
+            ),
+            Item::Event(_)
+        ));
+        for at in ["2026-01-01T00:05:00.001Z", "9999-12-31T23:59:59Z"] {
+            let line = later(at);
+            match decode_now(
+                Source::Events(InputTopic::Cart),
+                Side::Customer,
+                None,
+                Some(line.as_bytes()),
+            ) {
+                Item::Bad(record) => {
+                    assert_eq!(record.reason, "from_the_future");
+                    assert!(
+                        record.error.contains("engine.max_clock_skew"),
+                        "{}",
+                        record.error
+                    );
+                }
+                other => panic!("{at}: {other:?}"),
+            }
+        }
     }
 }

@@ -6,6 +6,26 @@
 
 const BUCKETS: usize = 60_000;
 
+/// A latency quantile, printed as milliseconds (`>60000` past the last bucket, `none`
+/// without samples) so a log line never shows a sentinel number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quantile {
+    NoSamples,
+    Millis(i64),
+    /// Past the histogram's last bucket, this many milliseconds.
+    Beyond(i64),
+}
+
+impl std::fmt::Display for Quantile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Quantile::NoSamples => f.write_str("none"),
+            Quantile::Millis(ms) => write!(f, "{ms}"),
+            Quantile::Beyond(ms) => write!(f, ">{ms}"),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct LatencyHistogram {
     counts: Vec<u64>,
@@ -36,21 +56,20 @@ impl LatencyHistogram {
         self.total
     }
 
-    /// The smallest latency (ms) at or below which `q` of the samples fall; `None` when
-    /// empty, `i64::MAX` when the quantile is in the overflow bucket.
-    pub fn quantile(&self, q: f64) -> Option<i64> {
+    /// The smallest latency at or below which `q` of the samples fall.
+    pub fn quantile(&self, q: f64) -> Quantile {
         if self.total == 0 {
-            return None;
+            return Quantile::NoSamples;
         }
         let rank = ((q * self.total as f64).ceil() as u64).max(1);
         let mut seen = 0;
         for (millis, count) in self.counts.iter().enumerate() {
             seen += count;
             if seen >= rank {
-                return Some(millis as i64);
+                return Quantile::Millis(millis as i64);
             }
         }
-        Some(i64::MAX)
+        Quantile::Beyond(BUCKETS as i64)
     }
 
     pub fn add(&mut self, other: &LatencyHistogram) {
@@ -69,17 +88,19 @@ mod tests {
     #[test]
     fn quantiles_of_known_samples() {
         let mut h = LatencyHistogram::default();
-        assert_eq!(h.quantile(0.5), None);
+        assert_eq!(h.quantile(0.5), Quantile::NoSamples);
+        assert_eq!(h.quantile(0.5).to_string(), "none");
         for ms in 1..=100 {
             h.record(ms);
         }
-        assert_eq!(h.quantile(0.5), Some(50));
-        assert_eq!(h.quantile(0.99), Some(99));
-        assert_eq!(h.quantile(1.0), Some(100));
+        assert_eq!(h.quantile(0.5), Quantile::Millis(50));
+        assert_eq!(h.quantile(0.99), Quantile::Millis(99));
+        assert_eq!(h.quantile(1.0), Quantile::Millis(100));
         h.record(-5);
         h.record(10_000_000);
         assert_eq!(h.count(), 102);
-        assert_eq!(h.quantile(1.0), Some(i64::MAX));
-        assert_eq!(h.quantile(0.0), Some(0));
+        assert_eq!(h.quantile(1.0), Quantile::Beyond(60_000));
+        assert_eq!(h.quantile(1.0).to_string(), ">60000");
+        assert_eq!(h.quantile(0.0), Quantile::Millis(0));
     }
 }

@@ -5,9 +5,14 @@
 //! takes the buffered record with the smallest event time across all the partitions of
 //! all its tasks, so a fast topic cannot run a shopper's clock ahead of a slow one, and a
 //! message one task forwards to another reaches it before that task's later events, as
-//! in `replay`. When a partition has nothing buffered but is not known to be caught up,
-//! more may be on its way with earlier times: the thread waits for it, up to
-//! `max_task_idle`, then goes on without it.
+//! in `replay`.
+//!
+//! When a partition has nothing buffered, what happens depends on its [`Lag`]. One that
+//! is known to be behind (the broker holds records beyond what was read) or whose lag is
+//! not known yet is always waited for, however long: going on without it would take
+//! later events first, which is how a backlog fired reminders that its own later events
+//! cancel (as Kafka Streams since KIP-695). One that is caught up may still receive a
+//! record with an earlier time; it is waited for up to `max_task_idle`, then skipped.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -21,10 +26,31 @@ pub struct Pending<T> {
     pub item: T,
 }
 
+/// How far an input partition is behind the broker's end of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lag {
+    /// Not known since the last records arrived (the next refresh tells).
+    Unknown,
+    /// The broker holds records beyond the consumer's position.
+    Behind,
+    /// The consumer's position is the end of the partition.
+    CaughtUp,
+}
+
+/// Why nothing may be taken yet, from the most to the least binding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Wait {
+    None,
+    /// An empty input is caught up: more may come, so wait up to `max_task_idle`.
+    Idle,
+    /// An empty input is behind or not known to be caught up: wait for the fetch.
+    Fetch,
+}
+
 #[derive(Debug)]
 struct Input<T> {
     records: VecDeque<Pending<T>>,
-    caught_up: bool,
+    lag: Lag,
 }
 
 /// The buffered input of one task: one queue per partition it reads.
@@ -39,7 +65,7 @@ impl<T> TaskInputs<T> {
             inputs: (0..partitions)
                 .map(|_| Input {
                     records: VecDeque::new(),
-                    caught_up: false,
+                    lag: Lag::Unknown,
                 })
                 .collect(),
         }
@@ -49,12 +75,11 @@ impl<T> TaskInputs<T> {
         let input = &mut self.inputs[input];
         input.records.push_back(record);
         // More may follow what just arrived; the next refresh decides.
-        input.caught_up = false;
+        input.lag = Lag::Unknown;
     }
 
-    /// Whether `input` has no more records on the broker than it has delivered.
-    pub fn set_caught_up(&mut self, input: usize, caught_up: bool) {
-        self.inputs[input].caught_up = caught_up;
+    pub fn set_lag(&mut self, input: usize, lag: Lag) {
+        self.inputs[input].lag = lag;
     }
 
     pub fn buffered(&self) -> usize {
@@ -69,7 +94,7 @@ impl<T> TaskInputs<T> {
     pub fn fully_caught_up(&self) -> bool {
         self.inputs
             .iter()
-            .all(|i| i.records.is_empty() && i.caught_up)
+            .all(|i| i.records.is_empty() && i.lag == Lag::CaughtUp)
     }
 
     /// The event time of the record this task would process next.
@@ -80,11 +105,17 @@ impl<T> TaskInputs<T> {
             .min()
     }
 
-    /// Whether some input has nothing buffered but may still have records on the way.
-    pub fn waiting(&self) -> bool {
+    /// What an input with nothing buffered makes this task wait for.
+    fn wait(&self) -> Wait {
         self.inputs
             .iter()
-            .any(|i| i.records.is_empty() && !i.caught_up)
+            .filter(|i| i.records.is_empty())
+            .map(|i| match i.lag {
+                Lag::CaughtUp => Wait::Idle,
+                Lag::Behind | Lag::Unknown => Wait::Fetch,
+            })
+            .max()
+            .unwrap_or(Wait::None)
     }
 
     /// Takes the buffered record with the smallest event time (the first input wins ties).
@@ -101,16 +132,16 @@ impl<T> TaskInputs<T> {
 }
 
 /// Chooses what to process next across several tasks: the smallest event time among
-/// their buffered records, waiting (up to `max_idle`) while some input that has nothing
-/// buffered may still deliver an earlier one.
+/// their buffered records, once no input with nothing buffered may still deliver an
+/// earlier one (see the module's comment for how long each kind is waited for).
 #[derive(Debug, Default)]
 pub struct Merger {
-    blocked_since: Option<Instant>,
+    idle_since: Option<Instant>,
 }
 
 impl Merger {
     /// The index of the task to take from now, if any may be taken.
-    /// `now` is asked for only when some input is waiting.
+    /// `now` is asked for only when an idle input is being waited for.
     pub fn choose<'a, T: 'a>(
         &mut self,
         tasks: impl Iterator<Item = &'a TaskInputs<T>>,
@@ -118,30 +149,35 @@ impl Merger {
         max_idle: Duration,
     ) -> Option<usize> {
         let mut best: Option<(usize, i64)> = None;
-        let mut waiting = false;
+        let mut wait = Wait::None;
         for (index, task) in tasks.enumerate() {
             if let Some(time) = task.head_time() {
                 if best.is_none_or(|(_, t)| time < t) {
                     best = Some((index, time));
                 }
             }
-            waiting |= task.waiting();
+            wait = wait.max(task.wait());
         }
         let Some((index, time)) = best else {
-            self.blocked_since = None;
+            self.idle_since = None;
             return None;
         };
         // Records that need no ordering never wait.
-        if waiting && time != i64::MIN {
-            let now = now();
-            let since = *self.blocked_since.get_or_insert(now);
-            if now.duration_since(since) < max_idle {
-                return None;
-            }
-        } else {
-            self.blocked_since = None;
+        if time == i64::MIN {
+            return Some(index);
         }
-        Some(index)
+        match wait {
+            Wait::None => {
+                self.idle_since = None;
+                Some(index)
+            }
+            Wait::Fetch => None,
+            Wait::Idle => {
+                let now = now();
+                let since = *self.idle_since.get_or_insert(now);
+                (now.duration_since(since) >= max_idle).then_some(index)
+            }
+        }
     }
 }
 
@@ -187,7 +223,7 @@ mod tests {
         }
         for (task, inputs) in [(&mut a, 2), (&mut b, 1)] {
             for i in 0..inputs {
-                task.set_caught_up(i, true);
+                task.set_lag(i, Lag::CaughtUp);
             }
         }
         let mut tasks = [a, b];
@@ -212,30 +248,85 @@ mod tests {
         assert!(tasks.iter().all(TaskInputs::fully_caught_up));
     }
 
-    #[test]
-    fn waits_for_an_empty_input_that_is_behind_then_gives_up() {
-        let mut tasks = [TaskInputs::new(2)];
-        tasks[0].push(0, pending(5, 0));
+    /// What `choose` says at each of `offsets_ms` after the first call.
+    fn choices(
+        tasks: &[TaskInputs<&'static str>],
+        idle: Duration,
+        at_ms: &[u64],
+    ) -> Vec<Option<usize>> {
         let mut merger = Merger::default();
         let start = Instant::now();
-        let idle = Duration::from_millis(100);
-        assert_eq!(merger.choose(tasks.iter(), || start, idle), None);
+        at_ms
+            .iter()
+            .map(|ms| merger.choose(tasks.iter(), || start + Duration::from_millis(*ms), idle))
+            .collect()
+    }
+
+    #[test]
+    fn an_empty_input_that_is_behind_or_unknown_is_waited_for_whatever_max_idle_says() {
+        for lag in [Lag::Behind, Lag::Unknown] {
+            let mut tasks = [TaskInputs::new(2)];
+            tasks[0].push(0, pending(5, 0));
+            tasks[0].set_lag(0, Lag::CaughtUp);
+            tasks[0].set_lag(1, lag);
+            assert_eq!(
+                choices(&tasks, Duration::ZERO, &[0, 100, 3_600_000]),
+                vec![None, None, None],
+                "{lag:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_behind_input_of_another_task_holds_back_every_task() {
+        let mut a = TaskInputs::new(1);
+        a.push(0, pending(5, 0));
+        a.set_lag(0, Lag::CaughtUp);
+        let mut b = TaskInputs::new(1);
+        b.set_lag(0, Lag::Behind);
         assert_eq!(
-            merger.choose(tasks.iter(), || start + Duration::from_millis(50), idle),
-            None
-        );
-        assert_eq!(
-            merger.choose(tasks.iter(), || start + Duration::from_millis(100), idle),
-            Some(0)
+            choices(&[a, b], Duration::ZERO, &[0, 60_000]),
+            vec![None, None]
         );
     }
 
     #[test]
-    fn does_not_wait_for_a_caught_up_input() {
+    fn an_empty_input_that_is_caught_up_is_waited_for_up_to_max_idle() {
         let mut tasks = [TaskInputs::new(2)];
         tasks[0].push(0, pending(5, 0));
-        tasks[0].set_caught_up(0, true);
-        tasks[0].set_caught_up(1, true);
+        tasks[0].set_lag(0, Lag::CaughtUp);
+        tasks[0].set_lag(1, Lag::CaughtUp);
+        assert_eq!(
+            choices(&tasks, Duration::from_millis(100), &[0, 50, 100, 150]),
+            vec![None, None, Some(0), Some(0)]
+        );
+    }
+
+    #[test]
+    fn the_idle_wait_starts_again_once_every_input_has_data() {
+        let mut tasks = [TaskInputs::new(2)];
+        tasks[0].push(0, pending(5, 0));
+        tasks[0].set_lag(0, Lag::CaughtUp);
+        tasks[0].set_lag(1, Lag::CaughtUp);
+        let mut merger = Merger::default();
+        let start = Instant::now();
+        let idle = Duration::from_millis(100);
+        let at = |ms| start + Duration::from_millis(ms);
+        assert_eq!(merger.choose(tasks.iter(), || at(0), idle), None);
+        assert_eq!(merger.choose(tasks.iter(), || at(100), idle), Some(0));
+        tasks[0].push(1, pending(6, 0));
+        assert_eq!(merger.choose(tasks.iter(), || at(101), idle), Some(0));
+        tasks[0].pop();
+        tasks[0].set_lag(0, Lag::CaughtUp);
+        assert_eq!(merger.choose(tasks.iter(), || at(150), idle), None);
+        assert_eq!(merger.choose(tasks.iter(), || at(250), idle), Some(0));
+    }
+
+    #[test]
+    fn does_not_wait_for_a_caught_up_input_when_every_input_has_data() {
+        let mut tasks = [TaskInputs::new(2)];
+        tasks[0].push(0, pending(5, 0));
+        tasks[0].push(1, pending(7, 0));
         let chosen = Merger::default().choose(tasks.iter(), Instant::now, Duration::from_secs(60));
         assert_eq!(chosen, Some(0));
     }
@@ -251,9 +342,10 @@ mod tests {
     #[test]
     fn arriving_records_make_an_input_unknown_again() {
         let mut task = TaskInputs::new(1);
-        task.set_caught_up(0, true);
+        task.set_lag(0, Lag::CaughtUp);
         task.push(0, pending(1, 0));
         task.pop();
-        assert!(task.waiting(), "it may have more now");
+        assert!(!task.fully_caught_up(), "it may have more now");
+        assert_eq!(task.wait(), Wait::Fetch);
     }
 }

@@ -1,20 +1,25 @@
 //! The live Kafka runtime: `personalizer run`.
 //!
 //! It checks the topic layout (creating missing internal topics), opens the state
-//! store, and runs the stream thread ([`stream::Stream`]). When the thread has to drop
+//! store, and runs the stream thread ([`stream_thread::StreamThread`]). When the thread has to drop
 //! uncommitted work (an aborted transaction, a broker that went away) it is rebuilt from
 //! the committed state after a backoff; only errors no retry can fix end the process.
 
+pub mod assignment;
 pub mod batch;
 pub mod broker_probe;
 pub mod changelog;
 pub mod clients;
+pub mod events;
+pub mod gauges;
 pub mod input;
 pub mod latency;
 pub mod merge;
+pub mod output;
 pub mod restore;
-pub mod stream;
+pub mod stream_thread;
 pub mod topics;
+pub mod transaction;
 pub mod watermarks;
 
 use crate::config::Config;
@@ -26,7 +31,7 @@ use restore::RestoreError;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use stream::{Stream, StreamError, Totals};
+use stream_thread::{StreamError, StreamThread, Totals};
 use topics::{ClusterTopics, Role, TopicLayout, TopicProblem};
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -208,37 +213,48 @@ fn run_stream(
     health.set_phase(Phase::Starting);
     let dir = config.state.dir.clone().ok_or(RuntimeError::NoStateDir)?;
     let layout = TopicLayout::new(config);
-    let cluster = prepare_topics(
+    let cluster = match prepare_topics(
         config,
         &layout,
         |role| role == Role::Internal,
         shutdown,
         health,
-    )?;
+    ) {
+        Ok(cluster) => cluster,
+        // Asked to stop while still waiting for the brokers: nothing was started, so
+        // this is a clean stop, not a failure.
+        Err(RuntimeError::Client(ClientError::Broker { .. }))
+            if shutdown.load(Ordering::SeqCst) =>
+        {
+            health.set_phase(Phase::Stopping);
+            return Ok(Totals::default());
+        }
+        Err(e) => return Err(e),
+    };
     let partitions_of = |topic: &str| -> u16 {
         cluster
             .topics
             .get(topic)
             .map_or(1, |t| u16::try_from(t.partitions).unwrap_or(u16::MAX))
     };
-    let partitions = (
+    let partitions = [
         partitions_of(&layout.clickstream),
         partitions_of(&layout.stock),
-    );
+    ];
     let store = Store::open(&dir, &config.state)?.keep_writes();
     let transactional_id = format!("{}-{}", config.application_id, instance_id(config, &dir)?);
     tracing::info!(
         application_id = %config.application_id,
         transactional_id,
-        customer_partitions = partitions.0,
-        product_partitions = partitions.1,
+        customer_partitions = partitions[0],
+        product_partitions = partitions[1],
         "starting"
     );
     let mut totals = Totals::default();
     let mut backoff = Duration::from_millis(500);
     while !shutdown.load(Ordering::SeqCst) {
         health.set_phase(Phase::Starting);
-        let stream = Stream::new(
+        let stream = StreamThread::new(
             config,
             &layout,
             &store,
@@ -257,7 +273,7 @@ fn run_stream(
             Err(e) => return Err(RuntimeError::Stream(e)),
         };
         let result = stream.run(shutdown);
-        add_totals(&mut totals, &stream.totals);
+        totals.add(&stream.totals);
         stream.close();
         match result {
             Ok(()) => break,
@@ -282,14 +298,4 @@ fn run_stream(
     health.set_phase(Phase::Stopping);
     store.flush()?;
     Ok(totals)
-}
-
-fn add_totals(total: &mut Totals, add: &Totals) {
-    total.stats.add(&add.stats);
-    total.dead_letters += add.dead_letters;
-    total.commits += add.commits;
-    total.aborts += add.aborts;
-    total.restored_records += add.restored_records;
-    total.latency.add(&add.latency);
-    total.commit_seconds += add.commit_seconds;
 }

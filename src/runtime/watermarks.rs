@@ -8,12 +8,12 @@
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use std::ffi::CString;
 
-/// The high watermark librdkafka last saw for the partition, if it has seen one.
-pub fn cached_high_watermark<C: ConsumerContext>(
+/// The low and high watermarks librdkafka last saw for the partition, if it has seen them.
+pub fn cached_watermarks<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
     topic: &CString,
     partition: i32,
-) -> Option<i64> {
+) -> Option<(i64, i64)> {
     let mut low: i64 = -1;
     let mut high: i64 = -1;
     // SAFETY: the client pointer is valid for the consumer's lifetime, `topic` is a
@@ -28,5 +28,5 @@ pub fn cached_high_watermark<C: ConsumerContext>(
         )
     };
     (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
-        .then_some(high)
+        .then_some((low.max(0), high))
 }

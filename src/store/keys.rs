@@ -6,14 +6,14 @@
 //! | `shoppers`        | partition · shopper key (UTF-8)                  | versioned ShopperState |
 //! | `products`        | partition · SKU (UTF-8)                          | versioned ProductState |
 //! | `*_timers`        | partition · due (i64, sign-flipped, BE) · kind (u8) · key | empty        |
-//! | `*_dedupe`        | partition · XXH3-128 of the entity key           | recent event ids (`engine::dedupe`) |
+//! | `*_dedupe`        | partition · XXH3-128 of the entity key           | recent event ids (`store::recent_ids`) |
 //! | `meta`            | name (UTF-8)                                     | i64 BE                |
 //!
 //! Flipping the sign bit of the due time makes the bytes sort like the numbers, so a
 //! forward scan of a partition's timers visits them in due order.
 
-use crate::rules::{Timer, TimerKind};
 use crate::time::Millis;
+use crate::timer::{Timer, TimerKind};
 
 pub fn partition_prefix(partition: u16) -> [u8; 2] {
     partition.to_be_bytes()

@@ -6,6 +6,7 @@
 //! when they are written: one [`StateChange`] list per commit, applied as one WriteBatch.
 
 pub mod keys;
+pub mod recent_ids;
 
 use crate::config::StateConfig;
 use crate::time::Millis;
@@ -194,7 +195,7 @@ impl Store {
                 cf.optimize_for_point_lookup(config.block_cache_bytes >> 20);
                 let horizon = Arc::clone(&dedupe_horizon);
                 cf.set_compaction_filter("dedupe-expiry", move |_level, _key, value: &[u8]| {
-                    match crate::engine::dedupe::newest_seen(value) {
+                    match recent_ids::newest_seen(value) {
                         Some(seen) if seen < horizon.load(Ordering::Relaxed) => {
                             rocksdb::compaction_filter::Decision::Remove
                         }
@@ -316,6 +317,15 @@ impl Store {
         self.db
             .write_opt(batch, &options)
             .map_err(|e| self.error(e))
+    }
+
+    /// Sorts the changes by family and key, then applies them as [`Store::write`] does:
+    /// in key order RocksDB's skiplist reuses its insert position from one key to the
+    /// next. The changes must hold at most one per key (the order among equal keys is
+    /// not kept), as a commit of the write-back cache gives.
+    pub fn write_sorted(&self, changes: &mut [StateChange]) -> Result<(), StoreError> {
+        changes.sort_unstable_by(|a, b| (a.family, &a.key).cmp(&(b.family, &b.key)));
+        self.write(changes)
     }
 
     /// Drops everything one task holds in `families` (its partition-prefixed range) and
@@ -461,7 +471,7 @@ mod tests {
     fn compaction_drops_dedupe_entries_older_than_the_horizon() {
         let store = Store::open_temporary(&StateConfig::default()).unwrap();
         let seen = |key: &str, at: Millis| {
-            let mut ids = crate::engine::dedupe::RecentIds::default();
+            let mut ids = recent_ids::RecentIds::default();
             ids.seen_before("e", at, 1_000);
             StateChange {
                 family: Family::ShopperDedupe,

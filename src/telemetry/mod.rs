@@ -1,5 +1,5 @@
 //! What the runtime reports about itself: metrics for Prometheus and health for probes.
-//! The runtime writes both; the HTTP server ([`crate::api`]) only reads them.
+//! The runtime writes both; the HTTP server ([`crate::http_port`]) only reads them.
 
 pub mod health;
 pub mod metrics;
@@ -11,12 +11,13 @@ use health::Health;
 use metrics::Metrics;
 
 /// Why a record goes to the dead-letter topic (the `reason` label and header).
-pub const DEAD_LETTER_REASONS: [&str; 6] = [
+pub const DEAD_LETTER_REASONS: [&str; 7] = [
     "empty",
     "syntax",
     "missing_field",
     "invalid_field",
     "avro",
+    "from_the_future",
     "wrong_topic",
 ];
 

@@ -105,7 +105,6 @@ impl App {
              [engine]\npartitions = {partitions}\n\
              [kafka]\nbootstrap_servers = \"{bootstrap}\"\ndefault_partitions = {partitions}\n\
              {commit_interval}\
-             max_task_idle = \"10s\"\n\
              {extra_toml}\n\
              [kafka.topics]\n{topics}"
         );

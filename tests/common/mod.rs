@@ -135,16 +135,19 @@ pub struct Replayed {
     pub errors: String,
 }
 
-/// Replays lines through the library's replay driver, as `personalizer replay` does.
+/// Replays lines through the library's replay driver, as `personalizer replay` does;
+/// panics on a line the replay rejects.
 pub fn replay_lines(config: &Config, lines: &[String], until_minutes: Option<i64>) -> Replayed {
     let mut file = tempfile::NamedTempFile::new().unwrap();
     for line in lines {
         writeln!(file, "{line}").unwrap();
     }
+    // Strict: a test whose input had a rejected line must fail, not pass on less input.
     let options = ReplayOptions {
         inputs: vec![Input::File(file.path().to_path_buf())],
         until: until_minutes.map(at),
-        strict: false,
+        strict: true,
+        now: None,
     };
     let mut output = Vec::new();
     let mut errors = Vec::new();
@@ -190,4 +193,5 @@ pub fn restock_notices(decisions: &[Decision]) -> Vec<(String, String)> {
         })
         .collect()
 }
+pub mod compare;
 pub mod live;

@@ -1,0 +1,573 @@
+//! The task core that both drivers run: `replay` and the live runtime.
+//!
+//! A [`Core`] holds the tasks its driver has (every partition of both processors in
+//! `replay`; the assigned ones live) and does, once for both, what happens to an input:
+//! drop a duplicate, fire the timers its time passes, run the rule, deliver what the rule
+//! forwards (at once and in memory to a task the core holds; back to the driver for a
+//! task elsewhere), and collect the decisions and counts. It also hands out each task's
+//! state changes for the commit and keeps the write-back caches within their budget.
+//!
+//! Stream time is the one thing the drivers choose, with [`Clock`]: `replay` of one file
+//! keeps one clock for every task (CONTRACT §4); live, each task reads its own partitions
+//! at its own pace and keeps its own clock, which the runtime may also move to the wall
+//! clock when the task is quiet.
+
+use super::partitioner::partition_for;
+use super::processor::{CustomerProcessor, Processor, ProductProcessor};
+use super::stats::Stats;
+use super::task::{Task, TaskError};
+use super::Outcome;
+use crate::config::RulesConfig;
+use crate::decision::Decision;
+use crate::event::Event;
+use crate::forward::Forward;
+use crate::rules::{Ctx, Note, Outputs};
+use crate::store::{Family, StateChange, Store};
+use crate::time::Millis;
+use crate::timer::Timer;
+use std::collections::{BTreeMap, VecDeque};
+
+/// The two processors: shoppers (keyed by shopper) and products (keyed by SKU).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Side {
+    Customer,
+    Product,
+}
+
+impl Side {
+    pub const ALL: [Side; 2] = [Side::Customer, Side::Product];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Side::Customer => CustomerProcessor::NAME,
+            Side::Product => ProductProcessor::NAME,
+        }
+    }
+
+    /// The column families that hold this side's tasks' state.
+    pub fn families(self) -> [Family; 3] {
+        match self {
+            Side::Customer => [
+                CustomerProcessor::STATE,
+                CustomerProcessor::TIMERS,
+                CustomerProcessor::DEDUPE,
+            ],
+            Side::Product => [
+                ProductProcessor::STATE,
+                ProductProcessor::TIMERS,
+                ProductProcessor::DEDUPE,
+            ],
+        }
+    }
+
+    /// The side a forwarded message is addressed to, with its key and event time.
+    pub fn addressee(forward: &Forward) -> (Side, &str, Millis) {
+        match forward {
+            Forward::ToShopper { key, at, .. } => (Side::Customer, key, *at),
+            Forward::ToProduct { sku, at, .. } => (Side::Product, sku, *at),
+        }
+    }
+}
+
+/// A task: one partition of one side.
+pub type TaskId = (Side, u16);
+
+/// How stream time moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clock {
+    /// Each task keeps its own stream time: the largest event time it has seen.
+    PerTask,
+    /// One stream time for every task, the largest event time seen by any; before an
+    /// input is applied, every task's timers due by then fire, in due order.
+    Shared,
+}
+
+/// How a forwarded message reached its task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Delivery {
+    /// The receiving task is in this core: applied at once, in memory.
+    InProcess,
+    /// The receiving task is elsewhere: the driver sends it through the internal topic.
+    Topic,
+}
+
+/// What the core produced since the driver last took it.
+#[derive(Debug, Default)]
+pub struct Output {
+    pub decisions: Vec<Decision>,
+    /// Messages for tasks this core does not hold, in the order they were sent.
+    pub remote: Vec<Forward>,
+    pub stats: Stats,
+    /// Forwarded messages by receiving side and delivery.
+    pub forwarded: BTreeMap<(Side, Delivery), u64>,
+}
+
+impl Output {
+    pub fn is_empty(&self) -> bool {
+        self.decisions.is_empty() && self.remote.is_empty()
+    }
+}
+
+/// One task with its clock, whichever side it is on.
+trait SideTask {
+    fn stream_time(&self) -> Option<Millis>;
+    fn set_stream_time(&mut self, t: Millis);
+    fn next_timer(&self) -> Option<&Timer>;
+    fn pending_timers(&self) -> usize;
+    fn seen_before(
+        &mut self,
+        store: &Store,
+        key: &str,
+        event_id: &str,
+        now: Millis,
+        window: Millis,
+    ) -> Result<bool, TaskError>;
+    fn on_event(
+        &mut self,
+        store: &Store,
+        key: &str,
+        event: &Event,
+        ctx: &mut Ctx,
+    ) -> Result<(), TaskError>;
+    /// Applies a message addressed to this side (the core routes by the message's side).
+    fn on_message(
+        &mut self,
+        store: &Store,
+        forward: Forward,
+        ctx: &mut Ctx,
+    ) -> Result<(), TaskError>;
+    fn fire_next_timer(
+        &mut self,
+        store: &Store,
+        until: Millis,
+        ctx: &mut Ctx,
+    ) -> Result<bool, TaskError>;
+    fn take_changes(&mut self, changes: &mut Vec<StateChange>);
+    fn cached_entries(&self) -> usize;
+    fn evict(&mut self, max: usize);
+}
+
+struct Clocked<P: Processor> {
+    task: Task<P>,
+    stream_time: Option<Millis>,
+}
+
+impl<P: Processor> SideTask for Clocked<P> {
+    fn stream_time(&self) -> Option<Millis> {
+        self.stream_time
+    }
+    fn set_stream_time(&mut self, t: Millis) {
+        if self.stream_time.is_none_or(|s| s < t) {
+            self.stream_time = Some(t);
+        }
+    }
+    fn next_timer(&self) -> Option<&Timer> {
+        self.task.next_timer()
+    }
+    fn pending_timers(&self) -> usize {
+        self.task.pending_timers()
+    }
+    fn seen_before(
+        &mut self,
+        store: &Store,
+        key: &str,
+        event_id: &str,
+        now: Millis,
+        window: Millis,
+    ) -> Result<bool, TaskError> {
+        self.task.seen_before(store, key, event_id, now, window)
+    }
+    fn on_event(
+        &mut self,
+        store: &Store,
+        key: &str,
+        event: &Event,
+        ctx: &mut Ctx,
+    ) -> Result<(), TaskError> {
+        self.task.on_event(store, key, event, ctx)
+    }
+    fn on_message(
+        &mut self,
+        store: &Store,
+        forward: Forward,
+        ctx: &mut Ctx,
+    ) -> Result<(), TaskError> {
+        match P::addressed(forward) {
+            Ok((key, at, message)) => self.task.on_message(store, &key, at, &message, ctx),
+            Err(other) => unreachable!("the core routes messages by their side: {other:?}"),
+        }
+    }
+    fn fire_next_timer(
+        &mut self,
+        store: &Store,
+        until: Millis,
+        ctx: &mut Ctx,
+    ) -> Result<bool, TaskError> {
+        self.task.fire_next_timer(store, until, ctx)
+    }
+    fn take_changes(&mut self, changes: &mut Vec<StateChange>) {
+        self.task.take_changes(changes);
+    }
+    fn cached_entries(&self) -> usize {
+        self.task.cached_entries()
+    }
+    fn evict(&mut self, max: usize) {
+        self.task.evict(max);
+    }
+}
+
+/// The `meta` key under which a live task's stream time is kept (and changelogged).
+pub fn stream_time_key(side: Side, partition: u16) -> String {
+    format!("task/{}/{partition}/stream_time", side.name())
+}
+
+pub struct Core {
+    rules: RulesConfig,
+    clock: Clock,
+    /// Partition counts of each side, to find the task of a forwarded message's key.
+    partitions: [u16; 2],
+    tasks: BTreeMap<TaskId, Box<dyn SideTask + Send>>,
+    /// The shared stream time ([`Clock::Shared`]).
+    shared_time: Option<Millis>,
+    /// Messages for tasks of this core, with the time they were sent at.
+    local: VecDeque<(Forward, Millis)>,
+    scratch: Outputs,
+    output: Output,
+}
+
+impl Core {
+    /// A core with no tasks yet. `partitions` are the customer and product sides'.
+    pub fn new(rules: RulesConfig, clock: Clock, partitions: [u16; 2]) -> Core {
+        Core {
+            rules,
+            clock,
+            partitions,
+            tasks: BTreeMap::new(),
+            shared_time: None,
+            local: VecDeque::new(),
+            scratch: Outputs::default(),
+            output: Output::default(),
+        }
+    }
+
+    /// Opens a task on what the store holds for it; `stream_time` is where its clock
+    /// stands (what the store kept for it, or none).
+    pub fn open_task(
+        &mut self,
+        store: &Store,
+        id: TaskId,
+        stream_time: Option<Millis>,
+    ) -> Result<(), TaskError> {
+        let (side, partition) = id;
+        let task: Box<dyn SideTask + Send> = match side {
+            Side::Customer => Box::new(Clocked::<CustomerProcessor> {
+                task: Task::open(store, partition)?,
+                stream_time,
+            }),
+            Side::Product => Box::new(Clocked::<ProductProcessor> {
+                task: Task::open(store, partition)?,
+                stream_time,
+            }),
+        };
+        self.tasks.insert(id, task);
+        Ok(())
+    }
+
+    /// Starts the shared clock at `t` ([`Clock::Shared`], resuming a replay).
+    pub fn set_shared_time(&mut self, t: Option<Millis>) {
+        self.shared_time = t;
+    }
+
+    /// Drops every task and whatever they did since their last changes were taken.
+    pub fn close_tasks(&mut self) {
+        self.tasks.clear();
+        self.local.clear();
+        self.output = Output::default();
+    }
+
+    pub fn task_ids(&self) -> impl Iterator<Item = TaskId> + '_ {
+        self.tasks.keys().copied()
+    }
+
+    pub fn has_task(&self, id: TaskId) -> bool {
+        self.tasks.contains_key(&id)
+    }
+
+    pub fn stream_time(&self, id: TaskId) -> Option<Millis> {
+        match self.clock {
+            Clock::Shared => self.shared_time,
+            Clock::PerTask => self.tasks.get(&id).and_then(|t| t.stream_time()),
+        }
+    }
+
+    /// The shared stream time, or the earliest of the tasks' clocks.
+    pub fn min_stream_time(&self) -> Option<Millis> {
+        match self.clock {
+            Clock::Shared => self.shared_time,
+            Clock::PerTask => self.tasks.values().filter_map(|t| t.stream_time()).min(),
+        }
+    }
+
+    /// When the task's earliest pending timer falls due.
+    pub fn next_due(&self, id: TaskId) -> Option<Millis> {
+        self.tasks
+            .get(&id)
+            .and_then(|t| t.next_timer())
+            .map(|t| t.due)
+    }
+
+    pub fn pending_timers(&self, side: Side) -> usize {
+        self.tasks
+            .iter()
+            .filter(|((s, _), _)| *s == side)
+            .map(|(_, t)| t.pending_timers())
+            .sum()
+    }
+
+    /// Takes what the core produced since the last call.
+    pub fn take_output(&mut self) -> Output {
+        std::mem::take(&mut self.output)
+    }
+
+    pub fn output_mut(&mut self) -> &mut Output {
+        &mut self.output
+    }
+
+    /// The task that owns `key` on `side`, by Kafka's partitioner.
+    pub fn task_for(&self, side: Side, key: &str) -> TaskId {
+        let partitions = self.partitions[side as usize];
+        (side, partition_for(key.as_bytes(), partitions))
+    }
+
+    /// Applies one input event keyed by `key` to task `id`: skipped if its id was seen
+    /// within the dedupe window, else the timers its time passes fire first.
+    pub fn process_event(
+        &mut self,
+        store: &Store,
+        id: TaskId,
+        key: &str,
+        event: &Event,
+    ) -> Result<Outcome, TaskError> {
+        let clock = self.clock_of(id);
+        let now = clock.map_or(event.occurred_at, |t| t.max(event.occurred_at));
+        let window = self.rules.dedupe_window.millis();
+        let task = self
+            .tasks
+            .get_mut(&id)
+            .expect("the driver routes to its own tasks");
+        if task.seen_before(store, key, &event.event_id, now, window)? {
+            self.output.stats.duplicates += 1;
+            return Ok(Outcome::Duplicate);
+        }
+        self.advance(store, id, now)?;
+        let task = self.tasks.get_mut(&id).expect("opened");
+        let mut ctx = Ctx {
+            now,
+            rules: &self.rules,
+            out: &mut self.scratch,
+        };
+        task.on_event(store, key, event, &mut ctx)?;
+        self.collect(now);
+        self.deliver_local(store)?;
+        self.output.stats.count_event(event.body.type_name());
+        Ok(Outcome::Processed)
+    }
+
+    /// Applies a message that reached task `id` through the internal topic. The rules
+    /// judge it by its own event time, though it may arrive after this task's clock has
+    /// moved past it.
+    pub fn process_message(
+        &mut self,
+        store: &Store,
+        id: TaskId,
+        forward: Forward,
+    ) -> Result<(), TaskError> {
+        let (_, _, at) = Side::addressee(&forward);
+        self.apply_message(store, id, forward, at)?;
+        self.deliver_local(store)
+    }
+
+    /// Moves stream time to `until` (never back): task `id`'s clock ([`Clock::PerTask`])
+    /// or the shared one, firing every timer due by then, in due order.
+    pub fn advance(&mut self, store: &Store, id: TaskId, until: Millis) -> Result<(), TaskError> {
+        match self.clock {
+            Clock::PerTask => self.fire_due(store, Some(id), until)?,
+            Clock::Shared => self.fire_due(store, None, until)?,
+        }
+        Ok(())
+    }
+
+    /// Moves every task's clock to `until`, firing what falls due (`replay --until`).
+    pub fn advance_all(&mut self, store: &Store, until: Millis) -> Result<(), TaskError> {
+        match self.clock {
+            Clock::Shared => self.fire_due(store, None, until),
+            Clock::PerTask => {
+                let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
+                for id in ids {
+                    self.fire_due(store, Some(id), until)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Takes the state changes of task `id` since the last call, its clock included
+    /// when each task keeps its own.
+    pub fn take_changes(&mut self, id: TaskId, changes: &mut Vec<StateChange>) {
+        let Some(task) = self.tasks.get_mut(&id) else {
+            return;
+        };
+        task.take_changes(changes);
+        if let (Clock::PerTask, Some(t)) = (self.clock, task.stream_time()) {
+            changes.push(Store::meta_change(&stream_time_key(id.0, id.1), t));
+        }
+    }
+
+    /// Keeps the write-back caches within `budget` entries in total, trimming each task
+    /// in proportion to its share, so busy partitions keep more. Call once every task's
+    /// changes are taken (only clean entries are dropped).
+    pub fn trim_caches(&mut self, budget: usize) {
+        let cached: usize = self.tasks.values().map(|t| t.cached_entries()).sum();
+        if cached <= budget {
+            return;
+        }
+        for task in self.tasks.values_mut() {
+            let share = task.cached_entries() as u128 * budget as u128 / cached as u128;
+            task.evict(share as usize);
+        }
+    }
+
+    fn clock_of(&self, id: TaskId) -> Option<Millis> {
+        match self.clock {
+            Clock::Shared => self.shared_time,
+            Clock::PerTask => self.tasks.get(&id).and_then(|t| t.stream_time()),
+        }
+    }
+
+    /// Fires, in due order, the timers due by `until` of task `only` (or of every task),
+    /// delivering what each forwards at its due time, then moves the clock(s) to `until`.
+    fn fire_due(
+        &mut self,
+        store: &Store,
+        only: Option<TaskId>,
+        until: Millis,
+    ) -> Result<(), TaskError> {
+        loop {
+            let next = match only {
+                Some(id) => self
+                    .tasks
+                    .get(&id)
+                    .and_then(|t| t.next_timer())
+                    .map(|timer| (timer.due, id)),
+                None => self
+                    .tasks
+                    .iter()
+                    .filter_map(|(id, t)| t.next_timer().map(|timer| (timer, *id)))
+                    .min()
+                    .map(|(timer, id)| (timer.due, id)),
+            };
+            let Some((due, id)) = next.filter(|(due, _)| *due <= until) else {
+                break;
+            };
+            let task = self.tasks.get_mut(&id).expect("found above");
+            let mut ctx = Ctx {
+                now: until,
+                rules: &self.rules,
+                out: &mut self.scratch,
+            };
+            task.fire_next_timer(store, until, &mut ctx)?;
+            self.output.stats.timers_fired += 1;
+            self.collect(due);
+            self.deliver_local(store)?;
+        }
+        match only {
+            Some(id) => {
+                if let Some(task) = self.tasks.get_mut(&id) {
+                    task.set_stream_time(until);
+                }
+            }
+            None => {
+                if self.shared_time.is_none_or(|t| t < until) {
+                    self.shared_time = Some(until);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies a forwarded message to task `id` at `sent_at` (the sender's stream time,
+    /// or the message's own time when it came through a topic): the receiver's clock
+    /// first moves to that time, firing what falls due, as the sender's would have.
+    fn apply_message(
+        &mut self,
+        store: &Store,
+        id: TaskId,
+        forward: Forward,
+        sent_at: Millis,
+    ) -> Result<(), TaskError> {
+        let (_, _, at) = Side::addressee(&forward);
+        let now = sent_at
+            .max(at)
+            .max(self.clock_of(id).unwrap_or(Millis::MIN));
+        self.advance(store, id, now)?;
+        let task = self
+            .tasks
+            .get_mut(&id)
+            .expect("the driver routes to its own tasks");
+        let mut ctx = Ctx {
+            now,
+            rules: &self.rules,
+            out: &mut self.scratch,
+        };
+        task.on_message(store, forward, &mut ctx)?;
+        self.collect(now);
+        Ok(())
+    }
+
+    /// Delivers the queued messages: at once to a task of this core, else to the driver.
+    fn deliver_local(&mut self, store: &Store) -> Result<(), TaskError> {
+        while let Some((forward, sent_at)) = self.local.pop_front() {
+            let (side, key, _) = Side::addressee(&forward);
+            let id = self.task_for(side, key);
+            self.output.stats.forwards += 1;
+            if self.tasks.contains_key(&id) {
+                *self
+                    .output
+                    .forwarded
+                    .entry((side, Delivery::InProcess))
+                    .or_default() += 1;
+                self.apply_message(store, id, forward, sent_at)?;
+            } else {
+                *self
+                    .output
+                    .forwarded
+                    .entry((side, Delivery::Topic))
+                    .or_default() += 1;
+                self.output.remote.push(forward);
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves what the last rule produced into the output; its forwards are sent at `now`.
+    fn collect(&mut self, now: Millis) {
+        for decision in &self.scratch.decisions {
+            self.output
+                .stats
+                .count_decision(decision.decision_type().name());
+        }
+        self.output.decisions.append(&mut self.scratch.decisions);
+        self.local
+            .extend(self.scratch.forwards.drain(..).map(|f| (f, now)));
+        for note in self.scratch.notes.drain(..) {
+            match note {
+                Note::SuppressedNoConsent => self.output.stats.suppressed_no_consent += 1,
+                Note::NotificationDropped => self.output.stats.notifications_dropped += 1,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "core_tests.rs"]
+mod tests;

@@ -1,0 +1,177 @@
+//! Unit tests of the task core: clocks, duplicates, forwarding, changes.
+
+use super::*;
+use crate::config::{Config, StateConfig};
+use crate::decision::DecisionBody;
+use crate::event::{decode_json, Decoded};
+
+const T0: &str = "2026-01-01T00:";
+const PARTITIONS: u16 = 4;
+
+fn event(json: &str) -> Event {
+    match decode_json(json.as_bytes()) {
+        Ok(Decoded::Event(event)) => event,
+        other => panic!("test event does not decode: {other:?}"),
+    }
+}
+
+fn add_to_cart(id: &str, customer: &str, minute: u32) -> Event {
+    event(&format!(
+        r#"{{"event_id":"{id}","type":"cart_item_added","occurred_at":"{T0}{minute:02}:00Z","customer_id":"{customer}","cart_id":"k-{customer}","product":{{"sku":"S1"}},"quantity":1}}"#
+    ))
+}
+
+fn view(id: &str, customer: &str, hour: u32) -> Event {
+    event(&format!(
+        r#"{{"event_id":"{id}","type":"page_viewed","occurred_at":"2026-01-01T{hour:02}:00:00Z","customer_id":"{customer}","page_type":"home"}}"#
+    ))
+}
+
+/// Two customers whose tasks differ.
+fn customers_on_two_tasks(core: &Core) -> (String, String) {
+    let first = "c-0".to_string();
+    let other = (1..)
+        .map(|i| format!("c-{i}"))
+        .find(|c| core.task_for(Side::Customer, c) != core.task_for(Side::Customer, &first))
+        .expect("keys spread over partitions");
+    (first, other)
+}
+
+fn core_with_every_task(store: &Store, clock: Clock) -> Core {
+    let mut core = Core::new(Config::default().rules, clock, [PARTITIONS, PARTITIONS]);
+    for side in Side::ALL {
+        for p in 0..PARTITIONS {
+            core.open_task(store, (side, p), None).unwrap();
+        }
+    }
+    core
+}
+
+fn apply(core: &mut Core, store: &Store, event: &Event) -> Outcome {
+    let key = event
+        .customer_id
+        .as_deref()
+        .expect("test events name a customer");
+    let id = core.task_for(Side::Customer, key);
+    core.process_event(store, id, key, event).unwrap()
+}
+
+fn reminders(output: &Output) -> Vec<(String, u32)> {
+    output
+        .decisions
+        .iter()
+        .filter_map(|d| match d.body {
+            DecisionBody::AbandonedCart { step, .. } => Some((d.customer_id.clone(), step)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn with_a_shared_clock_any_event_fires_every_task_s_due_timers() {
+    let store = Store::open_temporary(&StateConfig::default()).unwrap();
+    let mut core = core_with_every_task(&store, Clock::Shared);
+    let (a, b) = customers_on_two_tasks(&core);
+    apply(&mut core, &store, &add_to_cart("e1", &a, 0));
+    apply(&mut core, &store, &view("e2", &b, 2));
+    let output = core.take_output();
+    assert_eq!(reminders(&output), vec![(a, 1)]);
+    assert_eq!(output.stats.timers_fired, 1);
+}
+
+#[test]
+fn with_a_clock_per_task_only_the_task_s_own_inputs_move_it() {
+    let store = Store::open_temporary(&StateConfig::default()).unwrap();
+    let mut core = core_with_every_task(&store, Clock::PerTask);
+    let (a, b) = customers_on_two_tasks(&core);
+    apply(&mut core, &store, &add_to_cart("e1", &a, 0));
+    apply(&mut core, &store, &view("e2", &b, 2));
+    assert!(reminders(&core.take_output()).is_empty());
+    let task_a = core.task_for(Side::Customer, &a);
+    assert_eq!(
+        core.next_due(task_a),
+        Some(add_to_cart("x", &a, 0).occurred_at + 3_600_000)
+    );
+    apply(&mut core, &store, &view("e3", &a, 2));
+    assert_eq!(reminders(&core.take_output()), vec![(a, 1)]);
+}
+
+#[test]
+fn a_duplicate_is_counted_and_moves_no_clock() {
+    let store = Store::open_temporary(&StateConfig::default()).unwrap();
+    let mut core = core_with_every_task(&store, Clock::PerTask);
+    let first = add_to_cart("e1", "c1", 0);
+    assert_eq!(apply(&mut core, &store, &first), Outcome::Processed);
+    let mut late_copy = view("e1", "c1", 3);
+    late_copy.event_id = "e1".into();
+    assert_eq!(apply(&mut core, &store, &late_copy), Outcome::Duplicate);
+    let output = core.take_output();
+    assert_eq!(output.stats.duplicates, 1);
+    assert!(
+        reminders(&output).is_empty(),
+        "the duplicate's time fired nothing"
+    );
+    assert_eq!(
+        core.stream_time(core.task_for(Side::Customer, "c1")),
+        Some(first.occurred_at)
+    );
+}
+
+fn notify_me(customer: &str) -> Event {
+    event(&format!(
+        r#"{{"event_id":"n-{customer}","type":"back_in_stock_requested","occurred_at":"{T0}05:00Z","customer_id":"{customer}","product":{{"sku":"S9"}}}}"#
+    ))
+}
+
+#[test]
+fn a_message_to_a_task_it_holds_is_applied_at_once_and_others_go_to_the_driver() {
+    let store = Store::open_temporary(&StateConfig::default()).unwrap();
+    let mut core = core_with_every_task(&store, Clock::PerTask);
+    apply(&mut core, &store, &notify_me("c1"));
+    let output = core.take_output();
+    assert!(output.remote.is_empty());
+    assert_eq!(
+        output.forwarded.get(&(Side::Product, Delivery::InProcess)),
+        Some(&1)
+    );
+    let sku_task = core.task_for(Side::Product, "S9");
+    assert_eq!(
+        core.stream_time(sku_task),
+        Some(notify_me("c1").occurred_at)
+    );
+
+    // Without the SKU's task, the same request is handed back for the topic.
+    let store = Store::open_temporary(&StateConfig::default()).unwrap();
+    let mut core = Core::new(
+        Config::default().rules,
+        Clock::PerTask,
+        [PARTITIONS, PARTITIONS],
+    );
+    let shopper_task = core.task_for(Side::Customer, "c1");
+    core.open_task(&store, shopper_task, None).unwrap();
+    apply(&mut core, &store, &notify_me("c1"));
+    let output = core.take_output();
+    assert_eq!(output.remote.len(), 1);
+    assert_eq!(Side::addressee(&output.remote[0]).1, "S9");
+    assert_eq!(
+        output.forwarded.get(&(Side::Product, Delivery::Topic)),
+        Some(&1)
+    );
+}
+
+#[test]
+fn only_per_task_clocks_are_part_of_a_task_s_changes() {
+    for (clock, kept) in [(Clock::PerTask, true), (Clock::Shared, false)] {
+        let store = Store::open_temporary(&StateConfig::default()).unwrap();
+        let mut core = core_with_every_task(&store, clock);
+        apply(&mut core, &store, &add_to_cart("e1", "c1", 0));
+        let mut changes = Vec::new();
+        core.take_changes(core.task_for(Side::Customer, "c1"), &mut changes);
+        let time_key = stream_time_key(Side::Customer, core.task_for(Side::Customer, "c1").1);
+        let has_clock = changes
+            .iter()
+            .any(|c| c == &Store::meta_change(&time_key, add_to_cart("x", "c1", 0).occurred_at));
+        assert_eq!(has_clock, kept, "{clock:?}");
+        assert!(changes.len() >= 2, "the cart and its timer: {changes:?}");
+    }
+}

@@ -1,0 +1,552 @@
+//! The stream thread: one consumer in the application's group, one producer, and the
+//! engine's [`Core`] holding a task per assigned partition of each side.
+//!
+//! Per commit interval it reads records, hands them to the core in event-time order
+//! (see [`super::merge`]), produces decisions and messages for tasks elsewhere as they
+//! happen, then produces every state change to the changelogs and commits: with
+//! exactly-once, one transaction holding outputs, changelog records and the consumed
+//! offsets. Only after that succeeds is the same batch written to RocksDB, with the
+//! changelog offsets it reaches. Anything that goes wrong before the commit is undone by
+//! dropping the in-memory work: the thread is rebuilt from RocksDB and the committed
+//! offsets.
+
+use super::assignment::{Assignment, Topics, PAUSE_AT};
+use super::batch::{BatchCounts, Outcome as Counted};
+use super::clients::{self, ClientError};
+use super::events::RecordDeadLettered;
+use super::gauges;
+use super::input::{self, BadRecord, Item, ReadAt};
+use super::latency::LatencyHistogram;
+use super::merge::{Merger, Pending};
+use super::output::Output;
+use super::restore::RestoreError;
+use super::topics::TopicLayout;
+use crate::config::Config;
+use crate::engine::stats::Stats;
+use crate::engine::task::TaskError;
+use crate::engine::{Clock, Core, Outcome, Side, TaskId};
+use crate::event::RoutingKey;
+use crate::store::{Store, StoreError};
+use crate::telemetry::health::Phase;
+use crate::telemetry::Telemetry;
+use crate::time::Millis;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::ClientContext;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+mod commit;
+mod rebalance;
+
+const POLL_BATCH: usize = 2_000;
+/// How often lag, task and RocksDB gauges are refreshed.
+const GAUGE_INTERVAL: Duration = Duration::from_secs(1);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error(transparent)]
+    Restore(#[from] RestoreError),
+    #[error(transparent)]
+    Task(#[from] TaskError),
+    /// A task failed on one record: where, so the log names it.
+    #[error(
+        "task {processor}/{task}: record at `{topic}` partition {task} offset {offset}: {source}"
+    )]
+    Record {
+        processor: &'static str,
+        task: u16,
+        topic: String,
+        offset: i64,
+        source: Box<TaskError>,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Work since the last commit was dropped; rebuild from committed state.
+    #[error("{0}; the uncommitted work is dropped and the thread restarts from the last commit")]
+    Rewind(String),
+}
+
+/// Records rebalances for the loop to act on after `poll` returns.
+#[derive(Default)]
+pub struct GroupContext {
+    rebalanced: AtomicBool,
+}
+
+impl ClientContext for GroupContext {}
+
+impl ConsumerContext for GroupContext {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            tracing::info!(partitions = tpl.count(), "partitions revoked");
+        }
+        self.rebalanced.store(true, Ordering::SeqCst);
+    }
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            tracing::info!(partitions = tpl.count(), "partitions assigned");
+        }
+        self.rebalanced.store(true, Ordering::SeqCst);
+    }
+}
+
+/// What one `poll` gave, detached from the consumer's borrow.
+enum Polled {
+    Nothing,
+    Skip,
+    Error(KafkaError),
+    Record(super::assignment::Route, u16, Pending<Item>),
+}
+
+/// Totals since the process started, for logs and the run summary.
+#[derive(Debug, Clone, Default)]
+pub struct Totals {
+    pub stats: Stats,
+    pub dead_letters: u64,
+    pub commits: u64,
+    pub aborts: u64,
+    pub restored_records: u64,
+    /// From event time to the commit that made the event's outcome visible.
+    pub latency: LatencyHistogram,
+    /// Time spent committing (flush, offsets, end of transaction).
+    pub commit_seconds: f64,
+}
+
+impl Totals {
+    pub fn add(&mut self, other: &Totals) {
+        self.stats.add(&other.stats);
+        self.dead_letters += other.dead_letters;
+        self.commits += other.commits;
+        self.aborts += other.aborts;
+        self.restored_records += other.restored_records;
+        self.latency.add(&other.latency);
+        self.commit_seconds += other.commit_seconds;
+    }
+}
+
+pub struct StreamThread<'a> {
+    config: &'a Config,
+    layout: &'a TopicLayout,
+    store: &'a Store,
+    consumer: BaseConsumer<GroupContext>,
+    output: Output,
+    topics: Topics,
+    core: Core,
+    assignment: Assignment,
+    merger: Merger,
+    /// When the open batch started; `None` when there is none.
+    batch_started: Option<Instant>,
+    /// What the open batch did, published when it commits.
+    batch: BatchCounts,
+    telemetry: &'a Telemetry,
+    last_gauges: Instant,
+    /// When the first record since the last catch-up was processed.
+    behind_since: Option<Instant>,
+    events_at_behind: u64,
+    pub totals: Totals,
+}
+
+fn wall_clock_millis() -> Millis {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as Millis)
+}
+
+impl<'a> StreamThread<'a> {
+    /// Creates the clients and joins the group. `transactional_id` names the producer;
+    /// `partitions` are the customer and product sides' partition counts.
+    pub fn new(
+        config: &'a Config,
+        layout: &'a TopicLayout,
+        store: &'a Store,
+        transactional_id: &str,
+        partitions: [u16; 2],
+        telemetry: &'a Telemetry,
+    ) -> Result<StreamThread<'a>, StreamError> {
+        let mut consumer_config = clients::base(config);
+        consumer_config
+            .set("group.id", &config.application_id)
+            .set("partition.assignment.strategy", "range")
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("isolation.level", "read_committed");
+        let consumer = clients::consumer_with(&consumer_config, GroupContext::default())?;
+        let output = Output::new(config, transactional_id)?;
+        output
+            .init()
+            .map_err(|e| ClientError::broker(config, "start the transactional producer", e))?;
+        let topics = Topics::new(config, layout);
+        consumer
+            .subscribe(&topics.subscription())
+            .map_err(|e| ClientError::broker(config, "subscribe", e))?;
+        Ok(StreamThread {
+            config,
+            layout,
+            store,
+            consumer,
+            output,
+            topics,
+            core: Core::new(config.rules.clone(), Clock::PerTask, partitions),
+            assignment: Assignment::default(),
+            merger: Merger::default(),
+            batch_started: None,
+            batch: BatchCounts::default(),
+            telemetry,
+            last_gauges: Instant::now(),
+            behind_since: None,
+            events_at_behind: 0,
+            totals: Totals::default(),
+        })
+    }
+
+    /// Runs until `shutdown` is set (then commits and returns) or an error.
+    pub fn run(&mut self, shutdown: &AtomicBool) -> Result<(), StreamError> {
+        let mut last_log = Instant::now();
+        loop {
+            self.telemetry.health.beat();
+            if shutdown.load(Ordering::SeqCst) {
+                self.telemetry.health.set_phase(Phase::Stopping);
+                self.commit()?;
+                return Ok(());
+            }
+            self.poll_records()?;
+            self.process_ready()?;
+            self.advance_quiet_tasks()?;
+            if self
+                .batch_started
+                .is_some_and(|t| t.elapsed() >= self.config.kafka.commit_interval.0)
+            {
+                self.commit()?;
+            }
+            self.note_catch_up();
+            if self.last_gauges.elapsed() >= GAUGE_INTERVAL {
+                self.last_gauges = Instant::now();
+                self.refresh_gauges();
+            }
+            if last_log.elapsed() >= Duration::from_secs(10) {
+                last_log = Instant::now();
+                tracing::info!(
+                    latency_p50_ms = %self.totals.latency.quantile(0.5),
+                    latency_p99_ms = %self.totals.latency.quantile(0.99),
+                    events = self.totals.stats.events_processed(),
+                    decisions = self.totals.stats.decisions_made(),
+                    dead_letters = self.totals.dead_letters,
+                    commits = self.totals.commits,
+                    commit_ms_mean = (self.totals.commit_seconds * 1000.0
+                        / self.totals.commits.max(1) as f64)
+                        .round(),
+                    tasks = self.assignment.tasks.len(),
+                    "progress"
+                );
+            }
+        }
+    }
+
+    /// Logs when a backlog has been worked off: how many events, how fast.
+    fn note_catch_up(&mut self) {
+        let Some(since) = self.behind_since else {
+            return;
+        };
+        if self.batch_started.is_some() || !self.assignment.all_caught_up() {
+            return;
+        }
+        let events = self.totals.stats.events_processed() + self.totals.stats.duplicates
+            - self.events_at_behind;
+        self.behind_since = None;
+        if events == 0 {
+            return;
+        }
+        let seconds = since.elapsed().as_secs_f64();
+        let rate = (events as f64 / seconds).round();
+        // Live traffic catches up every commit; only a real backlog is worth a line.
+        if seconds >= 1.0 {
+            tracing::info!(events, seconds, events_per_second = rate, "caught up");
+        } else {
+            tracing::debug!(events, seconds, events_per_second = rate, "caught up");
+        }
+    }
+
+    fn poll_records(&mut self) -> Result<(), StreamError> {
+        self.assignment
+            .resume_drained(&self.topics, &self.consumer)
+            .map_err(|e| ClientError::broker(self.config, "resume a partition", e))?;
+        let busy = self.assignment.max_buffered() > 0;
+        let mut timeout = if busy {
+            Duration::ZERO
+        } else {
+            Duration::from_millis(20)
+        };
+        let max_skew = self.config.engine.max_clock_skew.millis();
+        let wall_clock = wall_clock_millis();
+        for _ in 0..POLL_BATCH {
+            let polled = match self.consumer.poll(timeout) {
+                None => Polled::Nothing,
+                Some(Ok(message)) => match (
+                    self.topics.route(message.topic()),
+                    u16::try_from(message.partition()),
+                ) {
+                    (Some(route), Ok(partition)) => {
+                        let read = ReadAt {
+                            at: message.timestamp().to_millis().unwrap_or(wall_clock),
+                            max_skew,
+                        };
+                        let item = input::decode(
+                            route.source,
+                            route.side,
+                            message.key(),
+                            message.payload(),
+                            read,
+                        );
+                        Polled::Record(
+                            route,
+                            partition,
+                            Pending {
+                                time: item.time(),
+                                offset: message.offset(),
+                                item,
+                            },
+                        )
+                    }
+                    _ => Polled::Skip,
+                },
+                Some(Err(KafkaError::PartitionEOF(_))) => Polled::Skip,
+                Some(Err(e)) => Polled::Error(e),
+            };
+            timeout = Duration::ZERO;
+            // A rebalance runs inside `poll`, before the record it returns.
+            if self
+                .consumer
+                .context()
+                .rebalanced
+                .swap(false, Ordering::SeqCst)
+            {
+                self.on_rebalance()?;
+            }
+            match polled {
+                Polled::Nothing => break,
+                Polled::Skip => {}
+                Polled::Error(e) => {
+                    tracing::warn!(error = %e, "consumer error; retrying");
+                    break;
+                }
+                Polled::Record(route, partition, pending) => {
+                    let buffered = self.assignment.push(route, partition, pending);
+                    if buffered.is_some_and(|n| n >= PAUSE_AT) {
+                        let topic = &self.topics.inputs(route.side)[route.input];
+                        self.assignment
+                            .pause(&self.consumer, topic, partition)
+                            .map_err(|e| {
+                                ClientError::broker(self.config, "pause a full partition", e)
+                            })?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn refresh_gauges(&self) {
+        gauges::refresh(
+            &self.telemetry.metrics,
+            &self.consumer,
+            &self.topics,
+            &self.assignment,
+            &self.core,
+            self.store,
+            wall_clock_millis(),
+        );
+    }
+
+    fn process_ready(&mut self) -> Result<(), StreamError> {
+        self.assignment.refresh_lags(&self.topics, &self.consumer);
+        let max_idle = self.config.kafka.max_task_idle.0;
+        loop {
+            let chosen = {
+                let inputs = self.assignment.tasks.values().map(|t| &t.records);
+                self.merger.choose(inputs, Instant::now, max_idle)
+            };
+            let Some(index) = chosen else {
+                return self
+                    .assignment
+                    .resume_drained(&self.topics, &self.consumer)
+                    .map_err(|e| ClientError::broker(self.config, "resume a partition", e).into());
+            };
+            let id = *self
+                .assignment
+                .tasks
+                .keys()
+                .nth(index)
+                .expect("the merger chose among these tasks");
+            self.begin()?;
+            self.apply_next(id)?;
+            self.flush_output()?;
+        }
+    }
+
+    /// Takes task `id`'s next record in event-time order and applies it, counting it in
+    /// the batch; a bad record goes to the dead-letter topic.
+    fn apply_next(&mut self, id: TaskId) -> Result<(), StreamError> {
+        let (side, partition) = id;
+        let task = self
+            .assignment
+            .tasks
+            .get_mut(&id)
+            .expect("chosen task exists");
+        let (input, record) = task.records.pop().expect("chosen task has a record");
+        task.consumed[input] = Some(record.offset + 1);
+        let counted_as = (side, input);
+        let failed = |topics: &Topics, source: TaskError| StreamError::Record {
+            processor: side.name(),
+            task: partition,
+            topic: topics.inputs(side)[input].clone(),
+            offset: record.offset,
+            source: Box::new(source),
+        };
+        match record.item {
+            Item::Event(event) => {
+                let (RoutingKey::Shopper(key) | RoutingKey::Sku(key)) = event.routing_key();
+                let outcome = self
+                    .core
+                    .process_event(self.store, id, key, &event)
+                    .map_err(|e| failed(&self.topics, e))?;
+                let counted = match outcome {
+                    Outcome::Processed => Counted::Processed,
+                    Outcome::Duplicate => Counted::Duplicate,
+                };
+                self.batch.event(
+                    counted_as,
+                    event.body.type_name(),
+                    counted,
+                    event.occurred_at,
+                );
+            }
+            Item::Message(forward) => {
+                self.core
+                    .process_message(self.store, id, *forward)
+                    .map_err(|e| failed(&self.topics, e))?;
+            }
+            Item::UnknownType => {
+                self.batch.stats.unknown_types += 1;
+                self.batch.unknown_type(counted_as);
+            }
+            Item::Bad(bad) => {
+                let topic = self.topics.inputs(side)[input].clone();
+                RecordDeadLettered {
+                    input: counted_as,
+                    topic: &topic,
+                    partition,
+                    offset: record.offset,
+                    reason: bad.reason,
+                    error: &bad.error,
+                }
+                .emit(&mut self.batch);
+                self.dead_letter(&topic, partition, record.offset, &bad)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Produces what the core decided and what it forwarded to tasks elsewhere.
+    fn flush_output(&mut self) -> Result<(), StreamError> {
+        let output = self.core.take_output();
+        for decision in &output.decisions {
+            let topic = self
+                .config
+                .kafka
+                .topics
+                .for_decision(decision.decision_type());
+            if let Err(abort) = self.output.decision(topic, decision) {
+                return Err(self.rewind(abort));
+            }
+        }
+        for forward in &output.remote {
+            let (side, key, _) = Side::addressee(forward);
+            let (_, partition) = self.core.task_for(side, key);
+            let topic = self.topics.internal(side);
+            if let Err(abort) = self.output.forward(topic, partition, key, forward) {
+                return Err(self.rewind(abort));
+            }
+        }
+        for (&(side, delivery), &n) in &output.forwarded {
+            self.batch.forwarded(side, delivery, n);
+        }
+        self.batch.stats.add(&output.stats);
+        Ok(())
+    }
+
+    /// Quiet tasks follow the wall clock minus the grace, so reminders fall due while no
+    /// events arrive; but only once every task of this thread has read all there is.
+    ///
+    /// A task that is behind never follows the wall clock, and neither may one whose
+    /// senders are behind: a forwarded message moves its receiver's clock to the
+    /// sender's, so a product task that followed the wall clock while the shopper tasks
+    /// were still working off a backlog months old moved them to today when it served a
+    /// restock, and fired every pending reminder of their partitions (both steps), for
+    /// carts that later events in the backlog emptied or bought.
+    /// The clock is only moved when a timer falls due: moving it costs a changelog
+    /// record and a commit, and nothing but timers reads it between events.
+    fn advance_quiet_tasks(&mut self) -> Result<(), StreamError> {
+        if !self.assignment.all_caught_up() {
+            return Ok(());
+        }
+        let until = wall_clock_millis() - self.config.kafka.grace.millis();
+        let due: Vec<TaskId> = self
+            .assignment
+            .tasks
+            .keys()
+            .copied()
+            .filter(|id| self.core.next_due(*id).is_some_and(|due| due <= until))
+            .collect();
+        if due.is_empty() {
+            return Ok(());
+        }
+        self.begin()?;
+        for id in due {
+            self.core.advance(self.store, id, until)?;
+        }
+        self.flush_output()
+    }
+
+    /// Starts the commit interval (and, exactly-once, a transaction) if not started.
+    fn begin(&mut self) -> Result<(), StreamError> {
+        if self.behind_since.is_none() {
+            self.behind_since = Some(Instant::now());
+            self.events_at_behind =
+                self.totals.stats.events_processed() + self.totals.stats.duplicates;
+        }
+        if self.batch_started.is_none() {
+            self.batch_started = Some(Instant::now());
+        }
+        self.output
+            .begin()
+            .map_err(|abort| StreamError::Rewind(abort.problem))
+    }
+
+    fn dead_letter(
+        &mut self,
+        topic: &str,
+        partition: u16,
+        offset: i64,
+        bad: &BadRecord,
+    ) -> Result<(), StreamError> {
+        let dlq = self.layout.dead_letter.clone();
+        if let Err(abort) = self
+            .output
+            .dead_letter(&dlq, (topic, partition, offset), bad)
+        {
+            return Err(self.rewind(abort));
+        }
+        Ok(())
+    }
+
+    /// Leaves the group now, so the partitions move without waiting for a timeout.
+    pub fn close(self) {
+        self.consumer.unsubscribe();
+        drop(self.consumer);
+        self.output.flush(Duration::from_secs(5));
+    }
+}

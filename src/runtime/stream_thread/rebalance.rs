@@ -1,0 +1,99 @@
+//! A new assignment: the open batch dropped, the assigned tasks restored from their
+//! changelogs and opened in the core.
+
+use super::{StreamError, StreamThread};
+use crate::engine::core::stream_time_key;
+use crate::engine::{Side, TaskId};
+use crate::runtime::assignment::Assignment;
+use crate::runtime::clients::ClientError;
+use crate::runtime::events::{AbortReason, BatchAborted, Rebalanced, TaskRestored};
+use crate::runtime::restore;
+use crate::runtime::transaction::TRANSACTION_TIMEOUT;
+use crate::telemetry::health::Phase;
+use rdkafka::consumer::Consumer;
+use std::time::Instant;
+
+impl StreamThread<'_> {
+    /// A rebalance happened inside `poll`: drop uncommitted work (the group's offsets
+    /// may have moved to another member), then open and restore the assigned tasks.
+    pub(super) fn on_rebalance(&mut self) -> Result<(), StreamError> {
+        let metrics = &self.telemetry.metrics;
+        if self.output.in_transaction {
+            self.totals.aborts += 1;
+            BatchAborted {
+                reason: AbortReason::Rebalance,
+                problem: "the group rebalanced while a batch was open",
+            }
+            .emit(metrics);
+            self.output.abort();
+        }
+        self.batch_started = None;
+        self.batch.clear();
+        self.core.close_tasks();
+        self.assignment = Assignment::default();
+        metrics.consumer_lag.reset();
+        self.telemetry.health.set_phase(Phase::Restoring);
+        let assigned = self
+            .consumer
+            .assignment()
+            .map_err(|e| ClientError::broker(self.config, "read the assignment", e))?;
+        let committed = self
+            .consumer
+            .committed_offsets(assigned.clone(), TRANSACTION_TIMEOUT)
+            .map_err(|e| ClientError::broker(self.config, "read the committed offsets", e))?;
+        let assignment = Assignment::new(&self.topics, &assigned, &committed);
+        let count = |side| assignment.tasks.keys().filter(|(s, _)| *s == side).count();
+        Rebalanced {
+            tasks: [count(Side::Customer), count(Side::Product)],
+        }
+        .emit(metrics);
+        let ids: Vec<TaskId> = assignment.tasks.keys().copied().collect();
+        for id in ids {
+            self.open_task(id)?;
+        }
+        self.assignment = assignment;
+        self.refresh_gauges();
+        self.telemetry.health.set_phase(Phase::Running);
+        Ok(())
+    }
+
+    /// Restores a task from its changelog and opens it in the core.
+    fn open_task(&mut self, id: TaskId) -> Result<(), StreamError> {
+        let (side, partition) = id;
+        let started = Instant::now();
+        let telemetry = self.telemetry;
+        let restored_records = telemetry
+            .metrics
+            .restored_records
+            .with_label_values(&[side.name()]);
+        let time_key = stream_time_key(side, partition);
+        let restored = restore::restore(
+            self.config,
+            self.store,
+            self.topics.changelog(side),
+            partition,
+            &side.families(),
+            std::slice::from_ref(&time_key),
+            &mut |records| {
+                restored_records.inc_by(records);
+                telemetry.health.beat();
+            },
+        )?;
+        self.totals.restored_records += restored.records;
+        TaskRestored {
+            side,
+            partition,
+            records: restored.records,
+            from_offset: restored.from,
+            wiped: restored.wiped,
+            checkpoint: restored.checkpoint,
+            changelog_low: restored.low,
+            changelog_high: restored.high,
+            seconds: started.elapsed().as_secs_f64(),
+        }
+        .emit(&telemetry.metrics);
+        let stream_time = self.store.read_meta(&time_key)?;
+        self.core.open_task(self.store, id, stream_time)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,212 @@
+//! Clocks on the real broker: a live processor working off a backlog decides exactly
+//! what `replay` decides, whatever its settings, and a quiet task follows the wall
+//! clock only when it and every task that feeds it have read all there is.
+
+mod common;
+
+use common::compare::{assert_same_decisions, replay_of, run_until_decided, workload, PARTITIONS};
+use common::live::{http_get, metric_sum, terminate, wait_for_status, App};
+use personalizer::config::Config;
+use personalizer::decision::DecisionBody;
+use personalizer::engine::partitioner::partition_for;
+use personalizer::load::now_millis;
+use personalizer::time::format_rfc3339;
+use std::time::{Duration, Instant};
+
+/// A backlog many fetches long, spread over every input topic, loaded before the
+/// processor starts, with the default `max_task_idle` and `grace`. The processor must
+/// never take a later event of one partition while another is known to be behind, and
+/// no task may follow the wall clock (months after these events) while any task that
+/// sends it messages is still catching up: either would fire reminders that later
+/// events in the backlog cancel.
+#[test]
+fn a_backlog_of_many_fetches_decides_exactly_as_replay_with_default_settings() {
+    let app = App::new("big-backlog", PARTITIONS, "");
+    let defaults = Config::default();
+    assert_eq!(app.config.kafka.max_task_idle, defaults.kafka.max_task_idle);
+    assert_eq!(app.config.kafka.grace, defaults.kafka.grace);
+    let lines = workload(200_000, 1);
+    app.produce(&app.producer(), &lines);
+    let expected = replay_of(&app, &lines, None);
+    let steps = |step: u32| {
+        expected
+            .iter()
+            .filter(|d| matches!(d.body, DecisionBody::AbandonedCart { step: s, .. } if s == step))
+            .count()
+    };
+    assert!(
+        steps(1) > 1_000 && steps(2) > 100,
+        "the workload should remind many carts: {} first, {} second reminders",
+        steps(1),
+        steps(2)
+    );
+    assert!(
+        expected
+            .iter()
+            .any(|d| matches!(d.body, DecisionBody::BackInStock { .. })),
+        "the workload should serve back-in-stock requests"
+    );
+    let live = run_until_decided(&app, expected.len());
+    assert_same_decisions(&live, &expected);
+}
+
+/// One key per partition, for events that must land on every partition of a topic.
+fn key_per_partition(prefix: &str) -> Vec<String> {
+    let mut keys = vec![None; PARTITIONS as usize];
+    for i in 0.. {
+        let key = format!("{prefix}-{i}");
+        let p = usize::from(partition_for(key.as_bytes(), PARTITIONS as u16));
+        keys[p].get_or_insert(key);
+        if keys.iter().all(Option::is_some) {
+            break;
+        }
+    }
+    keys.into_iter().map(Option::unwrap).collect()
+}
+
+/// Waits until the processor serving `http` has processed `count` events.
+fn wait_for_events(http: &str, count: usize, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let (_, text) = http_get(http, "/metrics");
+        let processed = metric_sum(
+            &text,
+            "personalizer_events_total",
+            &["outcome=\"processed\""],
+        );
+        if processed >= count as f64 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{processed} of {count} events processed after {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// After a restart, a partition whose committed offset is its end is caught up, though
+/// the processor has read nothing from it since: quiet tasks follow the wall clock at
+/// once, and a reminder falls due without waiting for every partition to see an event.
+#[test]
+fn after_a_restart_quiet_partitions_are_caught_up_and_reminders_fall_due() {
+    let app = App::new("restart-quiet", PARTITIONS, "");
+    let hours_ago = |h: i64| format_rfc3339(now_millis() - h * 3_600_000);
+    let mut lines = Vec::new();
+    for (i, key) in key_per_partition("quiet").iter().enumerate() {
+        let at = hours_ago(2);
+        lines.push(format!(
+            r#"{{"event_id":"view-{i}","type":"page_viewed","occurred_at":"{at}","anonymous_id":"{key}","page_type":"home"}}"#
+        ));
+        lines.push(format!(
+            r#"{{"event_id":"clear-{i}","type":"cart_cleared","occurred_at":"{at}","customer_id":"{key}","cart_id":"none"}}"#
+        ));
+        lines.push(format!(
+            r#"{{"event_id":"consent-{i}","type":"consent_changed","occurred_at":"{at}","customer_id":"{key}","email_marketing":true}}"#
+        ));
+        lines.push(format!(
+            r#"{{"event_id":"stock-{i}","type":"stock_changed","occurred_at":"{at}","sku":"{key}","quantity":3}}"#
+        ));
+    }
+    app.produce(&app.producer(), &lines);
+    let state = app.dir.path().join("state");
+    let first_log = app.dir.path().join("first.log");
+    let mut first = app.spawn(&state, &first_log);
+    let http = App::http_address(&first_log, Duration::from_secs(60));
+    wait_for_events(&http, lines.len(), Duration::from_secs(60));
+    assert_eq!(terminate(&mut first), Some(0), "SIGTERM exits 0");
+
+    let second_log = app.dir.path().join("second.log");
+    let mut second = app.spawn(&state, &second_log);
+    let http = App::http_address(&second_log, Duration::from_secs(60));
+    wait_for_status(&http, "/readyz", 200, Duration::from_secs(60));
+    // Carts last touched 61 minutes ago: the first reminder (60 min) is a minute overdue.
+    let added = format_rfc3339(now_millis() - 61 * 60_000);
+    let carts: Vec<String> = ["late-1", "late-2"]
+        .iter()
+        .map(|who| {
+            format!(
+                r#"{{"event_id":"add-{who}","type":"cart_item_added","occurred_at":"{added}","customer_id":"{who}","cart_id":"cart-{who}","product":{{"sku":"S1"}},"quantity":1}}"#
+            )
+        })
+        .collect();
+    app.produce(&app.producer(), &carts);
+    let decided = app.wait_for_decisions(2, Duration::from_secs(60));
+    assert_eq!(terminate(&mut second), Some(0), "SIGTERM exits 0");
+    let mut reminded: Vec<(String, u32)> = decided
+        .iter()
+        .filter_map(|d| match d.body {
+            DecisionBody::AbandonedCart { step, .. } => Some((d.customer_id.clone(), step)),
+            _ => None,
+        })
+        .collect();
+    reminded.sort();
+    assert_eq!(
+        reminded,
+        vec![("late-1".to_string(), 1), ("late-2".to_string(), 1)]
+    );
+}
+
+/// A `page_viewed` stamped in the year 9999 would move its task's clock there and fire
+/// every pending reminder of its partition at once, for good (the clock is kept in the
+/// changelog). It goes to the dead-letter topic as `from_the_future` instead, and the
+/// cart added before it waits for its hour.
+#[test]
+fn an_event_from_the_future_is_dead_lettered_and_moves_no_clock() {
+    let app = App::new("future", PARTITIONS, "");
+    let now = format_rfc3339(now_millis());
+    let lines = vec![
+        format!(
+            r#"{{"event_id":"add-1","type":"cart_item_added","occurred_at":"{now}","customer_id":"c-future","cart_id":"k1","product":{{"sku":"S1"}},"quantity":1}}"#
+        ),
+        r#"{"event_id":"view-9999","type":"page_viewed","occurred_at":"9999-12-31T23:59:59Z","customer_id":"c-future","page_type":"home"}"#.to_string(),
+    ];
+    app.produce(&app.producer(), &lines);
+    let state = app.dir.path().join("state");
+    let log = app.dir.path().join("run.log");
+    let mut child = app.spawn(&state, &log);
+    let http = App::http_address(&log, Duration::from_secs(60));
+    // Counts are published when their batch commits: once both show, so would any
+    // decision the future event caused.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, text) = http_get(&http, "/metrics");
+        let processed = metric_sum(
+            &text,
+            "personalizer_events_total",
+            &["outcome=\"processed\""],
+        );
+        let future = metric_sum(
+            &text,
+            "personalizer_dead_letters_total",
+            &["reason=\"from_the_future\""],
+        );
+        if processed >= 1.0 && future >= 1.0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not processed in time:\n{text}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(terminate(&mut child), Some(0), "SIGTERM exits 0");
+    let decided = app.decisions();
+    assert!(decided.is_empty(), "nothing is due yet: {decided:?}");
+    let dead = app.read_all(&[&app.config.kafka.topics.dead_letter], "read_committed");
+    assert_eq!(dead.len(), 1);
+    let header = |name: &str| {
+        use rdkafka::message::{Headers, Message};
+        dead[0]
+            .headers()
+            .and_then(|h| {
+                h.iter()
+                    .find(|x| x.key == name)
+                    .and_then(|x| x.value.map(|v| String::from_utf8_lossy(v).to_string()))
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(header("error_reason"), "from_the_future");
+    assert!(
+        header("error").contains("9999-12-31"),
+        "{}",
+        header("error")
+    );
+}
