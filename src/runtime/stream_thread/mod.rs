@@ -41,6 +41,8 @@ mod commit;
 mod rebalance;
 
 const POLL_BATCH: usize = 2_000;
+/// How long the first poll of a round may wait for a record.
+const POLL_WAIT: Duration = Duration::from_millis(10);
 /// How often lag, task and RocksDB gauges are refreshed.
 const GAUGE_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -274,12 +276,10 @@ impl<'a> StreamThread<'a> {
         self.assignment
             .resume_drained(&self.topics, &self.consumer)
             .map_err(|e| ClientError::broker(self.config, "resume a partition", e))?;
-        let busy = self.assignment.max_buffered() > 0;
-        let mut timeout = if busy {
-            Duration::ZERO
-        } else {
-            Duration::from_millis(20)
-        };
+        // Whatever is buffered now waits for more input (the last `process_ready`
+        // stopped because nothing could go), so block until a record arrives rather
+        // than spin: a spinning thread takes the cores librdkafka fetches with.
+        let mut timeout = POLL_WAIT;
         let max_skew = self.config.engine.max_clock_skew.millis();
         let wall_clock = wall_clock_millis();
         for _ in 0..POLL_BATCH {
