@@ -71,8 +71,9 @@ fn the_processor_rides_out_a_broker_restart() {
     app.produce_while_paused(&[&child], second);
     wait_for_status(&http, "/readyz", 200, Duration::from_secs(90));
 
-    let live = app.wait_for_decisions(expected.len(), Duration::from_secs(180));
+    app.wait_for_decisions(expected.len(), Duration::from_secs(180));
     assert_eq!(terminate(&mut child), Some(0));
+    let live = app.decisions();
     let mut ids: Vec<&str> = live.iter().map(|d| d.decision_id.as_str()).collect();
     ids.sort_unstable();
     let before = ids.len();

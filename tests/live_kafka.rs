@@ -46,9 +46,9 @@ fn a_backlog_gives_the_same_decisions_live_as_in_replay() {
     let state = app.dir.path().join("state");
     let log = app.dir.path().join("run.log");
     let mut child = app.spawn(&state, &log);
-    let live = app.wait_for_decisions(expected.len(), Duration::from_secs(120));
+    app.wait_for_decisions(expected.len(), Duration::from_secs(120));
     assert_eq!(terminate(&mut child), Some(0), "SIGTERM exits 0");
-    assert_same_decisions(&live, &expected);
+    assert_same_decisions(&app.decisions(), &expected);
     assert_eq!(
         rule_state(&state, &app.config),
         rule_state(replay_state.path(), &app.config),
@@ -126,9 +126,10 @@ fn the_contract_scenarios_decide_the_same_live_as_in_replay() {
 
 #[test]
 fn kill_9_while_events_flow_loses_and_repeats_nothing() {
-    // A slice takes the processor about 100 ms; with one commit a second, a kill in
-    // the first 400 ms after its tasks are restored lands in an open transaction that
-    // already holds decisions, which is the case to prove.
+    // A slice takes the processor about 100 ms; with one commit a second, its decisions
+    // wait most of that second in an open transaction: the kill waits for one (an
+    // output partition whose high watermark is above its last stable offset), which
+    // is the case to prove.
     let config = format!("{NO_WALL_CLOCK}\ncommit_interval = \"1s\"");
     let app = App::new("kill9", PARTITIONS, &config);
     let lines = with_sentinels(workload(40_000, 11), PARTITIONS);
@@ -151,15 +152,19 @@ fn kill_9_while_events_flow_loses_and_repeats_nothing() {
             assert!(Instant::now() < deadline, "tasks not restored in time");
             std::thread::sleep(Duration::from_millis(20));
         }
-        std::thread::sleep(Duration::from_millis(rand::random::<u64>() % 400));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !app.output_transaction_open() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         child.kill().unwrap(); // SIGKILL: no commit, no flush, no goodbye
         child.wait().unwrap();
         kills += 1;
     }
     let mut child = app.spawn(&state, &log);
-    let live = app.wait_for_decisions(expected.len(), Duration::from_secs(180));
+    app.wait_for_decisions(expected.len(), Duration::from_secs(180));
     assert_eq!(terminate(&mut child), Some(0));
     assert!(kills >= 5);
+    let live = app.decisions();
     assert_same_decisions(&live, &expected);
 
     // The kills left transactions open with decisions in them; the broker aborted them
@@ -295,6 +300,33 @@ fn restores(log: &Path) -> Vec<(String, u16, u64, bool)> {
         .collect()
 }
 
+/// Waits until the processors logging to `logs` have seen (processed or skipped as
+/// duplicates) `count` events between them, by their `/metrics`.
+fn wait_for_events_seen(logs: &[&Path], count: usize) {
+    let addresses: Vec<String> = logs
+        .iter()
+        .map(|log| App::http_address(log, Duration::from_secs(30)))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let seen: f64 = addresses
+            .iter()
+            .map(|a| {
+                let (_, text) = common::live::http_get(a, "/metrics");
+                common::live::metric_sum(&text, "personalizer_events_total", &[])
+            })
+            .sum();
+        if seen >= count as f64 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{seen} of {count} events seen after 90 s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// Waits until the log shows at least `count` task restores after the first `before`.
 fn wait_for_restores(log: &Path, before: usize, count: usize) {
     let deadline = Instant::now() + Duration::from_secs(90);
@@ -323,9 +355,11 @@ fn a_second_instance_takes_over_and_a_returning_one_restores_only_the_gap() {
     wait_for_restores(&a_log, 0, 2 * PARTITIONS as usize);
     app.produce_while_paused(&[&a], &lines[..quarter]);
     let mut b = app.spawn(&b_state, &b_log);
-    std::thread::sleep(Duration::from_secs(3));
+    // B has joined once it has restored the tasks the group gave it.
+    wait_for_restores(&b_log, 0, 1);
     app.produce_while_paused(&[&a, &b], &lines[quarter..2 * quarter]);
-    std::thread::sleep(Duration::from_secs(3));
+    // Both have worked off the second quarter before A dies.
+    wait_for_events_seen(&[&a_log, &b_log], 2 * quarter);
 
     // A dies; B takes every partition, restoring A's tasks from the changelogs.
     a.kill().unwrap();
@@ -346,10 +380,10 @@ fn a_second_instance_takes_over_and_a_returning_one_restores_only_the_gap() {
     let mut a = app.spawn(&a_state, &a_log);
     wait_for_restores(&a_log, before, 1);
     app.produce_while_paused(&[&a, &b], &lines[3 * quarter..]);
-    let live = app.wait_for_decisions(expected.len(), Duration::from_secs(180));
+    app.wait_for_decisions(expected.len(), Duration::from_secs(180));
     assert_eq!(terminate(&mut a), Some(0));
     assert_eq!(terminate(&mut b), Some(0));
-    assert_same_decisions(&live, &expected);
+    assert_same_decisions(&app.decisions(), &expected);
 
     let returned: Vec<_> = restores(&a_log).into_iter().skip(before).collect();
     assert!(!returned.is_empty(), "A restored its tasks on return");

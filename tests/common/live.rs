@@ -241,8 +241,53 @@ impl App {
     pub fn produce_while_paused(&self, running: &[&Child], lines: &[String]) {
         let _paused = Paused::new(running);
         self.produce_atomically(lines);
-        // Markers are written within milliseconds of the commit.
-        std::thread::sleep(Duration::from_secs(1));
+        self.wait_until_committed_everywhere();
+    }
+
+    /// Whether some output partition holds records of a transaction still open: its
+    /// high watermark is above its last stable offset.
+    pub fn output_transaction_open(&self) -> bool {
+        let committed = self.reader("read_committed");
+        let uncommitted = self.reader("read_uncommitted");
+        let timeout = Duration::from_secs(10);
+        self.output_topics().iter().any(|topic| {
+            (0..self.partitions).any(|p| {
+                let stable = committed.fetch_watermarks(topic, p, timeout).map(|w| w.1);
+                let high = uncommitted.fetch_watermarks(topic, p, timeout).map(|w| w.1);
+                matches!((stable, high), (Ok(s), Ok(h)) if h > s)
+            })
+        })
+    }
+
+    /// Waits until every input partition's last stable offset (what a `read_committed`
+    /// consumer can reach) is its high watermark: the commit markers are written.
+    fn wait_until_committed_everywhere(&self) {
+        let committed = self.reader("read_committed");
+        let uncommitted = self.reader("read_uncommitted");
+        let timeout = Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for kind in [
+            InputTopic::Clickstream,
+            InputTopic::Cart,
+            InputTopic::Stock,
+            InputTopic::Customers,
+        ] {
+            let topic = self.topic(kind);
+            for p in 0..self.partitions {
+                loop {
+                    let (_, stable) = committed.fetch_watermarks(topic, p, timeout).unwrap();
+                    let (_, high) = uncommitted.fetch_watermarks(topic, p, timeout).unwrap();
+                    if stable >= high {
+                        break;
+                    }
+                    assert!(
+                        Instant::now() < deadline,
+                        "{topic} partition {p}: the transaction's records are not readable"
+                    );
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        }
     }
 
     pub fn send(&self, producer: &BaseProducer, topic: &str, key: Option<&[u8]>, value: &[u8]) {
@@ -331,15 +376,15 @@ impl App {
             .collect()
     }
 
-    /// Waits until at least `count` decisions are committed, then a little longer to
-    /// catch any extra ones, and returns them.
+    /// Waits until at least `count` decisions are committed and returns them. To see
+    /// any made after those, stop the processors (SIGTERM commits) and read again
+    /// with [`App::decisions`]: that reads to the committed end of the output topics.
     pub fn wait_for_decisions(&self, count: usize, timeout: Duration) -> Vec<Decision> {
         let deadline = Instant::now() + timeout;
         loop {
             let decisions = self.decisions();
             if decisions.len() >= count {
-                std::thread::sleep(Duration::from_secs(2));
-                return self.decisions();
+                return decisions;
             }
             assert!(
                 Instant::now() < deadline,
