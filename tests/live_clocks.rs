@@ -5,13 +5,12 @@
 mod common;
 
 use common::compare::{assert_same_decisions, replay_of, run_until_decided, workload, PARTITIONS};
-use common::live::{http_get, metric_sum, terminate, wait_for_status, App};
+use common::live::{key_per_partition, terminate, wait_for_metric, wait_for_status, App};
 use personalizer::config::Config;
 use personalizer::decision::DecisionBody;
-use personalizer::engine::partitioner::partition_for;
 use personalizer::load::now_millis;
 use personalizer::time::format_rfc3339;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A backlog many fetches long, spread over every input topic, loaded before the
 /// processor starts, with the default `max_task_idle` and `grace`. The processor must
@@ -50,41 +49,6 @@ fn a_backlog_of_many_fetches_decides_exactly_as_replay_with_default_settings() {
     assert_same_decisions(&live, &expected);
 }
 
-/// One key per partition, for events that must land on every partition of a topic.
-fn key_per_partition(prefix: &str) -> Vec<String> {
-    let mut keys = vec![None; PARTITIONS as usize];
-    for i in 0.. {
-        let key = format!("{prefix}-{i}");
-        let p = usize::from(partition_for(key.as_bytes(), PARTITIONS as u16));
-        keys[p].get_or_insert(key);
-        if keys.iter().all(Option::is_some) {
-            break;
-        }
-    }
-    keys.into_iter().map(Option::unwrap).collect()
-}
-
-/// Waits until the processor serving `http` has processed `count` events.
-fn wait_for_events(http: &str, count: usize, within: Duration) {
-    let deadline = Instant::now() + within;
-    loop {
-        let (_, text) = http_get(http, "/metrics");
-        let processed = metric_sum(
-            &text,
-            "personalizer_events_total",
-            &["outcome=\"processed\""],
-        );
-        if processed >= count as f64 {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{processed} of {count} events processed after {within:?}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 /// After a restart, a partition whose committed offset is its end is caught up, though
 /// the processor has read nothing from it since: quiet tasks follow the wall clock at
 /// once, and a reminder falls due without waiting for every partition to see an event.
@@ -93,7 +57,7 @@ fn after_a_restart_quiet_partitions_are_caught_up_and_reminders_fall_due() {
     let app = App::new("restart-quiet", PARTITIONS, "");
     let hours_ago = |h: i64| format_rfc3339(now_millis() - h * 3_600_000);
     let mut lines = Vec::new();
-    for (i, key) in key_per_partition("quiet").iter().enumerate() {
+    for (i, key) in key_per_partition("quiet", PARTITIONS).iter().enumerate() {
         let at = hours_ago(2);
         lines.push(format!(
             r#"{{"event_id":"view-{i}","type":"page_viewed","occurred_at":"{at}","anonymous_id":"{key}","page_type":"home"}}"#
@@ -113,7 +77,14 @@ fn after_a_restart_quiet_partitions_are_caught_up_and_reminders_fall_due() {
     let first_log = app.dir.path().join("first.log");
     let mut first = app.spawn(&state, &first_log);
     let http = App::http_address(&first_log, Duration::from_secs(60));
-    wait_for_events(&http, lines.len(), Duration::from_secs(60));
+    let processed = ["outcome=\"processed\""];
+    wait_for_metric(
+        &[http],
+        "personalizer_events_total",
+        &processed,
+        lines.len() as f64,
+        Duration::from_secs(60),
+    );
     assert_eq!(terminate(&mut first), Some(0), "SIGTERM exits 0");
 
     let second_log = app.dir.path().join("second.log");
@@ -168,25 +139,18 @@ fn an_event_from_the_future_is_dead_lettered_and_moves_no_clock() {
     let http = App::http_address(&log, Duration::from_secs(60));
     // Counts are published when their batch commits: once both show, so would any
     // decision the future event caused.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (_, text) = http_get(&http, "/metrics");
-        let processed = metric_sum(
-            &text,
-            "personalizer_events_total",
-            &["outcome=\"processed\""],
-        );
-        let future = metric_sum(
-            &text,
-            "personalizer_dead_letters_total",
-            &["reason=\"from_the_future\""],
-        );
-        if processed >= 1.0 && future >= 1.0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "not processed in time:\n{text}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let http = [http];
+    let within = Duration::from_secs(60);
+    let processed = ["outcome=\"processed\""];
+    wait_for_metric(&http, "personalizer_events_total", &processed, 1.0, within);
+    let future = ["reason=\"from_the_future\""];
+    wait_for_metric(
+        &http,
+        "personalizer_dead_letters_total",
+        &future,
+        1.0,
+        within,
+    );
     assert_eq!(terminate(&mut child), Some(0), "SIGTERM exits 0");
     let decided = app.decisions();
     assert!(decided.is_empty(), "nothing is due yet: {decided:?}");

@@ -8,7 +8,7 @@ use common::compare::{
     assert_same_decisions, replay_of, run_until_decided, single_task_workload, workload,
     NO_WALL_CLOCK, PARTITIONS,
 };
-use common::live::{terminate, with_sentinels, App};
+use common::live::{terminate, wait_for_metric, with_sentinels, App};
 use personalizer::config::Config;
 use personalizer::store::{Family, Store};
 use personalizer::time::parse_rfc3339;
@@ -300,33 +300,6 @@ fn restores(log: &Path) -> Vec<(String, u16, u64, bool)> {
         .collect()
 }
 
-/// Waits until the processors logging to `logs` have seen (processed or skipped as
-/// duplicates) `count` events between them, by their `/metrics`.
-fn wait_for_events_seen(logs: &[&Path], count: usize) {
-    let addresses: Vec<String> = logs
-        .iter()
-        .map(|log| App::http_address(log, Duration::from_secs(30)))
-        .collect();
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let seen: f64 = addresses
-            .iter()
-            .map(|a| {
-                let (_, text) = common::live::http_get(a, "/metrics");
-                common::live::metric_sum(&text, "personalizer_events_total", &[])
-            })
-            .sum();
-        if seen >= count as f64 {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{seen} of {count} events seen after 90 s"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 /// Waits until the log shows at least `count` task restores after the first `before`.
 fn wait_for_restores(log: &Path, before: usize, count: usize) {
     let deadline = Instant::now() + Duration::from_secs(90);
@@ -359,7 +332,18 @@ fn a_second_instance_takes_over_and_a_returning_one_restores_only_the_gap() {
     wait_for_restores(&b_log, 0, 1);
     app.produce_while_paused(&[&a, &b], &lines[quarter..2 * quarter]);
     // Both have worked off the second quarter before A dies.
-    wait_for_events_seen(&[&a_log, &b_log], 2 * quarter);
+    let addresses: Vec<String> = [&a_log, &b_log]
+        .iter()
+        .map(|log| App::http_address(log, Duration::from_secs(30)))
+        .collect();
+    let seen = 2 * quarter;
+    wait_for_metric(
+        &addresses,
+        "personalizer_events_total",
+        &[],
+        seen as f64,
+        Duration::from_secs(90),
+    );
 
     // A dies; B takes every partition, restoring A's tasks from the changelogs.
     a.kill().unwrap();

@@ -494,22 +494,56 @@ pub fn sorted_lines(decisions: &[Decision]) -> Vec<String> {
     lines
 }
 
-/// Ends a workload with one event per partition of each side at the same late time,
-/// which moves every task's clock (and a replay's) to the end of the stream.
-pub fn with_sentinels(mut lines: Vec<String>, partitions: i32) -> Vec<String> {
+/// One key per partition (`{prefix}-{n}`), in partition order, for events that must
+/// land on every partition of a topic.
+pub fn key_per_partition(prefix: &str, partitions: i32) -> Vec<String> {
     use personalizer::engine::partitioner::partition_for;
-    let end = "2026-01-10T00:00:00Z";
-    let mut shoppers = vec![None; partitions as usize];
+    let mut keys = vec![None; partitions as usize];
     for i in 0.. {
-        let key = format!("sentinel-{i}");
+        let key = format!("{prefix}-{i}");
         let p = usize::from(partition_for(key.as_bytes(), partitions as u16));
-        shoppers[p].get_or_insert(key);
-        if shoppers.iter().all(Option::is_some) {
+        keys[p].get_or_insert(key);
+        if keys.iter().all(Option::is_some) {
             break;
         }
     }
-    for (p, key) in shoppers.into_iter().enumerate() {
-        let key = key.unwrap();
+    keys.into_iter().map(Option::unwrap).collect()
+}
+
+/// Waits until `name` (summed over the series with all of `labels`, and over the
+/// processors at `addresses`) reaches `at_least`, for at most `within`.
+pub fn wait_for_metric(
+    addresses: &[String],
+    name: &str,
+    labels: &[&str],
+    at_least: f64,
+    within: Duration,
+) {
+    let deadline = Instant::now() + within;
+    loop {
+        let value: f64 = addresses
+            .iter()
+            .map(|a| metric_sum(&http_get(a, "/metrics").1, name, labels))
+            .sum();
+        if value >= at_least {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name}{labels:?} is {value}, not {at_least}, after {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Ends a workload with one event per partition of each side at the same late time,
+/// which moves every task's clock (and a replay's) to the end of the stream.
+pub fn with_sentinels(mut lines: Vec<String>, partitions: i32) -> Vec<String> {
+    let end = "2026-01-10T00:00:00Z";
+    for (p, key) in key_per_partition("sentinel", partitions)
+        .into_iter()
+        .enumerate()
+    {
         lines.push(format!(
             r#"{{"event_id":"end-view-{p}","type":"page_viewed","occurred_at":"{end}","anonymous_id":"{key}","page_type":"home"}}"#
         ));
