@@ -102,12 +102,6 @@ pub struct Output {
     pub forwarded: BTreeMap<(Side, Delivery), u64>,
 }
 
-impl Output {
-    pub fn is_empty(&self) -> bool {
-        self.decisions.is_empty() && self.remote.is_empty()
-    }
-}
-
 /// One task with its clock, whichever side it is on.
 trait SideTask {
     fn stream_time(&self) -> Option<Millis>;
@@ -289,10 +283,7 @@ impl Core {
         self.tasks.keys().copied()
     }
 
-    pub fn has_task(&self, id: TaskId) -> bool {
-        self.tasks.contains_key(&id)
-    }
-
+    /// Where task `id`'s clock stands: its own, or the shared one.
     pub fn stream_time(&self, id: TaskId) -> Option<Millis> {
         match self.clock {
             Clock::Shared => self.shared_time,
@@ -329,10 +320,6 @@ impl Core {
         std::mem::take(&mut self.output)
     }
 
-    pub fn output_mut(&mut self) -> &mut Output {
-        &mut self.output
-    }
-
     /// The task that owns `key` on `side`, by Kafka's partitioner.
     pub fn task_for(&self, side: Side, key: &str) -> TaskId {
         let partitions = self.partitions[side as usize];
@@ -348,7 +335,7 @@ impl Core {
         key: &str,
         event: &Event,
     ) -> Result<Outcome, TaskError> {
-        let clock = self.clock_of(id);
+        let clock = self.stream_time(id);
         let now = clock.map_or(event.occurred_at, |t| t.max(event.occurred_at));
         let window = self.rules.dedupe_window.millis();
         let task = self
@@ -437,13 +424,6 @@ impl Core {
         }
     }
 
-    fn clock_of(&self, id: TaskId) -> Option<Millis> {
-        match self.clock {
-            Clock::Shared => self.shared_time,
-            Clock::PerTask => self.tasks.get(&id).and_then(|t| t.stream_time()),
-        }
-    }
-
     /// Fires, in due order, the timers due by `until` of task `only` (or of every task),
     /// delivering what each forwards at its due time, then moves the clock(s) to `until`.
     fn fire_due(
@@ -508,7 +488,7 @@ impl Core {
         let (_, _, at) = Side::addressee(&forward);
         let now = sent_at
             .max(at)
-            .max(self.clock_of(id).unwrap_or(Millis::MIN));
+            .max(self.stream_time(id).unwrap_or(Millis::MIN));
         self.advance(store, id, now)?;
         let task = self
             .tasks
