@@ -29,12 +29,15 @@ pub struct Config {
 pub struct HttpConfig {
     /// Address of the HTTP port (`/metrics`, `/healthz`, `/readyz`); port 0 picks a free one.
     pub listen: String,
+    /// `/healthz` fails when input has waited this long with no commit succeeding.
+    pub commit_stall_limit: Dur,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: "0.0.0.0:8080".into(),
+            commit_stall_limit: Dur(crate::telemetry::health::DEFAULT_COMMIT_STALL_LIMIT),
         }
     }
 }
@@ -88,7 +91,38 @@ pub struct RulesConfig {
     pub require_consent: bool,
     pub abandoned_cart: AbandonedCartConfig,
     pub back_in_stock: BackInStockConfig,
+    pub limits: LimitsConfig,
 }
+
+/// Bounds on what one record and one entity's state may hold, so that no state record
+/// outgrows what the changelog topic accepts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// A record larger than this (bytes) goes to the dead-letter topic as `too_large`;
+    /// it bounds every text field of an event at once.
+    pub max_event_bytes: usize,
+    /// An item added to a cart that already has this many lines goes to the dead-letter
+    /// topic as `limit_exceeded`.
+    pub max_cart_lines: usize,
+    /// An event that would make a shopper's or a SKU's stored state larger than this
+    /// (bytes) goes to the dead-letter topic as `limit_exceeded`, and changes nothing.
+    pub max_state_bytes: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_event_bytes: 64 * 1024,
+            max_cart_lines: 100,
+            max_state_bytes: 256 * 1024,
+        }
+    }
+}
+
+/// The largest `rules.limits.max_state_bytes`: a state record must fit the broker's
+/// default `max.message.bytes` (1 MiB) with room for its key and the batch framing.
+pub const MAX_STATE_BYTES_CEILING: usize = 900 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -236,6 +270,7 @@ impl Default for RulesConfig {
             require_consent: false,
             abandoned_cart: AbandonedCartConfig::default(),
             back_in_stock: BackInStockConfig::default(),
+            limits: LimitsConfig::default(),
         }
     }
 }
@@ -434,6 +469,7 @@ impl Config {
         if self.state.block_cache_bytes < 1 << 20 {
             return Err(invalid("state.block_cache_bytes", "must be at least 1 MiB"));
         }
+        self.validate_limits()?;
         self.validate_kafka()?;
         if self.http.listen.parse::<std::net::SocketAddr>().is_err() {
             return Err(invalid(
@@ -442,6 +478,12 @@ impl Config {
                     "`{}` is not an address to listen on; write e.g. \"0.0.0.0:8080\"",
                     self.http.listen
                 ),
+            ));
+        }
+        if self.http.commit_stall_limit.0 <= self.kafka.commit_interval.0 {
+            return Err(invalid(
+                "http.commit_stall_limit",
+                "must be longer than `kafka.commit_interval`",
             ));
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.filter) {
@@ -467,6 +509,29 @@ impl Config {
                     ));
                 }
             }
+        }
+        Ok(())
+    }
+
+    fn validate_limits(&self) -> Result<(), ConfigError> {
+        let limits = &self.rules.limits;
+        if limits.max_cart_lines < 1 {
+            return Err(invalid("rules.limits.max_cart_lines", "must be at least 1"));
+        }
+        if limits.max_state_bytes > MAX_STATE_BYTES_CEILING {
+            return Err(invalid(
+                "rules.limits.max_state_bytes",
+                format!(
+                    "must be at most {MAX_STATE_BYTES_CEILING}: a state record must fit the \
+                     changelog topic's max.message.bytes (1 MiB by default)"
+                ),
+            ));
+        }
+        if limits.max_event_bytes < 1024 || limits.max_event_bytes * 2 > limits.max_state_bytes {
+            return Err(invalid(
+                "rules.limits.max_event_bytes",
+                "must be at least 1024 and at most half of `rules.limits.max_state_bytes`",
+            ));
         }
         Ok(())
     }

@@ -260,3 +260,36 @@ fn printed_config_reads_back_equal() {
     let text = c.to_toml();
     assert_eq!(load(&text, &[]).unwrap(), c);
 }
+
+#[test]
+fn bad_limits_are_named() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "[rules.limits]\nmax_state_bytes = 2000000\n",
+            "`rules.limits.max_state_bytes`",
+        ),
+        (
+            "[rules.limits]\nmax_event_bytes = 10\n",
+            "`rules.limits.max_event_bytes`",
+        ),
+        (
+            "[rules.limits]\nmax_event_bytes = 200000\n",
+            "`rules.limits.max_event_bytes`",
+        ),
+        (
+            "[rules.limits]\nmax_cart_lines = 0\n",
+            "`rules.limits.max_cart_lines`",
+        ),
+        (
+            "[http]\ncommit_stall_limit = \"100ms\"\n",
+            "`http.commit_stall_limit`",
+        ),
+    ];
+    for (text, expected) in cases {
+        let err = error(text, &[]);
+        assert!(
+            err.contains(expected),
+            "config {text:?}: `{err}` lacks {expected}"
+        );
+    }
+}

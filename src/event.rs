@@ -374,6 +374,8 @@ pub enum DecodeError {
         occurred_at: Millis,
         read_at: Millis,
     },
+    #[error("the record is {bytes} bytes, more than `rules.limits.max_event_bytes` ({limit})")]
+    TooLarge { bytes: usize, limit: usize },
 }
 
 impl DecodeError {
@@ -392,8 +394,21 @@ impl DecodeError {
             DecodeError::Invalid { .. } => "invalid_field",
             DecodeError::Avro(_) => "avro",
             DecodeError::FromTheFuture { .. } => "from_the_future",
+            DecodeError::TooLarge { .. } => "too_large",
         }
     }
+}
+
+/// Refuses a record larger than `limit` bytes before decoding it: every text field it
+/// carries into state is bounded by it.
+pub fn check_record_size(bytes: &[u8], limit: usize) -> Result<(), DecodeError> {
+    if bytes.len() > limit {
+        return Err(DecodeError::TooLarge {
+            bytes: bytes.len(),
+            limit,
+        });
+    }
+    Ok(())
 }
 
 /// Refuses an event stamped more than `max_skew` after `read_at`, the moment it was read

@@ -7,8 +7,8 @@
 use crate::config::Config;
 use crate::decision::Decision;
 use crate::engine::stats::Stats;
-use crate::engine::{Engine, EngineError};
-use crate::event::{check_not_from_the_future, decode_json, Decoded};
+use crate::engine::{Engine, EngineError, Outcome};
+use crate::event::{check_not_from_the_future, check_record_size, decode_json, Decoded};
 use crate::store::{Store, StoreError};
 use crate::time::Millis;
 use std::io::{BufRead, Write};
@@ -103,6 +103,7 @@ pub fn run(
     let mut text = Vec::with_capacity(1024);
     let now = options.now.unwrap_or_else(crate::load::now_millis);
     let max_skew = config.engine.max_clock_skew.millis();
+    let max_event_bytes = config.rules.limits.max_event_bytes;
     for input in &options.inputs {
         let name = input.name();
         let read_error = |source| ReplayError::Input {
@@ -127,15 +128,24 @@ pub fn run(
                 continue;
             }
             lines += 1;
-            let decoded = decode_json(&buffer).and_then(|decoded| match decoded {
-                Decoded::Event(event) => {
-                    check_not_from_the_future(&event, now, max_skew).map(|()| Decoded::Event(event))
-                }
-                unknown => Ok(unknown),
-            });
+            let decoded = check_record_size(&buffer, max_event_bytes)
+                .and_then(|()| decode_json(&buffer))
+                .and_then(|decoded| match decoded {
+                    Decoded::Event(event) => check_not_from_the_future(&event, now, max_skew)
+                        .map(|()| Decoded::Event(event)),
+                    unknown => Ok(unknown),
+                });
             match decoded {
                 Ok(Decoded::Event(event)) => {
-                    engine.process(&event, &mut decisions)?;
+                    if let Outcome::Refused(refusal) = engine.process(&event, &mut decisions)? {
+                        engine.stats_mut().refused += 1;
+                        writeln!(
+                            errors,
+                            "{name}:{line_number}: {} ({refusal})",
+                            refusal.reason_label()
+                        )
+                        .map_err(ReplayError::Output)?;
+                    }
                 }
                 Ok(Decoded::UnknownType(_)) => engine.stats_mut().unknown_types += 1,
                 Err(e) => {

@@ -452,3 +452,96 @@ fn run_refuses_topics_that_are_not_co_partitioned_and_names_them() {
     );
     assert!(stderr.contains("3 partitions but must have 4"), "{stderr}");
 }
+
+/// Valid events that would make a state too big for its changelog record: two items
+/// with a 600 KB product name (once a state the broker refused, which stalled every
+/// partition for good while health stayed green) and an item beyond the cart's line
+/// limit. Each goes to the dead-letter topic with its reason; everything else is
+/// decided exactly as `replay` decides it.
+#[test]
+fn events_past_the_limits_are_dead_lettered_and_the_rest_flows() {
+    let app = App::new(
+        "limits",
+        PARTITIONS,
+        "[rules.limits]\nmax_cart_lines = 20\n",
+    );
+    let lines = workload(1_500, 4);
+    let producer = app.producer();
+    let (first, second) = lines.split_at(lines.len() / 2);
+    app.produce(&producer, first);
+    // In event-time order with the stream: as late as the last event before them.
+    let last: serde_json::Value = serde_json::from_str(first.last().unwrap()).unwrap();
+    let at = last["occurred_at"].as_str().unwrap().to_string();
+    let huge_name = "n".repeat(600_000);
+    for id in ["big-1", "big-2"] {
+        let huge = format!(
+            r#"{{"event_id":"{id}","type":"cart_item_added","occurred_at":"{at}","customer_id":"c-big","cart_id":"k-big","product":{{"sku":"{id}","name":"{huge_name}"}},"quantity":1}}"#
+        );
+        app.send(
+            &producer,
+            &app.config.kafka.topics.cart,
+            Some(b"c-big"),
+            huge.as_bytes(),
+        );
+    }
+    // One line more than the cart may hold: the last one is refused.
+    let full: Vec<String> = (0..21)
+        .map(|i| {
+            format!(
+                r#"{{"event_id":"full-{i}","type":"cart_item_added","occurred_at":"{at}","customer_id":"c-full","cart_id":"k-full","product":{{"sku":"F{i}"}},"quantity":1}}"#
+            )
+        })
+        .collect();
+    app.produce(&producer, &full);
+    app.produce(&producer, second);
+    let replayed: Vec<String> = first.iter().chain(&full).chain(second).cloned().collect();
+    let expected = replay_of(&app, &replayed, None);
+    assert!(
+        expected.iter().any(|d| d.customer_id == "c-full"),
+        "the cart within its limit is reminded"
+    );
+
+    let live = run_until_decided(&app, expected.len());
+    assert_same_decisions(&live, &expected);
+
+    let dead = app.read_all(
+        &[app.config.kafka.topics.dead_letter.as_str()],
+        "read_committed",
+    );
+    let mut reasons: Vec<(String, String)> = dead
+        .iter()
+        .map(|record| {
+            let header = |name: &str| {
+                record
+                    .headers()
+                    .expect("dead letters carry headers")
+                    .iter()
+                    .find(|h| h.key == name)
+                    .map(|h| String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned())
+                    .unwrap_or_default()
+            };
+            (
+                header("error_reason"),
+                String::from_utf8_lossy(record.key().unwrap_or_default()).into_owned(),
+            )
+        })
+        .collect();
+    reasons.sort();
+    assert_eq!(
+        reasons,
+        [
+            ("limit_exceeded".to_string(), "c-full".to_string()),
+            ("too_large".to_string(), "c-big".to_string()),
+            ("too_large".to_string(), "c-big".to_string()),
+        ]
+    );
+    let refused = dead
+        .iter()
+        .find(|r| r.key() == Some(&b"c-full"[..]))
+        .expect("the refused item");
+    let value = String::from_utf8_lossy(refused.payload().unwrap_or_default());
+    assert!(
+        value.contains(r#""event_id":"full-20""#),
+        "the refused event itself: {value}"
+    );
+}

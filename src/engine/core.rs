@@ -354,6 +354,9 @@ impl Core {
             out: &mut self.scratch,
         };
         task.on_event(store, key, event, &mut ctx)?;
+        if let Some(refusal) = self.scratch.refused.take() {
+            return Ok(Outcome::Refused(refusal));
+        }
         self.collect(now);
         self.deliver_local(store)?;
         self.output.stats.count_event(event.body.type_name());
@@ -500,6 +503,10 @@ impl Core {
             out: &mut self.scratch,
         };
         task.on_message(store, forward, &mut ctx)?;
+        if self.scratch.refused.take().is_some() {
+            // A message has no record to dead-letter: it is dropped and counted.
+            self.output.stats.messages_refused += 1;
+        }
         self.collect(now);
         Ok(())
     }

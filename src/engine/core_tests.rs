@@ -175,3 +175,110 @@ fn only_per_task_clocks_are_part_of_a_task_s_changes() {
         assert!(changes.len() >= 2, "the cart and its timer: {changes:?}");
     }
 }
+
+fn add_named(id: &str, customer: &str, sku: &str, name_bytes: usize) -> Event {
+    let name = "n".repeat(name_bytes);
+    event(&format!(
+        r#"{{"event_id":"{id}","type":"cart_item_added","occurred_at":"{T0}01:00Z","customer_id":"{customer}","cart_id":"k-{customer}","product":{{"sku":"{sku}","name":"{name}"}},"quantity":1}}"#
+    ))
+}
+
+fn core_with_limits(store: &Store, limits: crate::config::LimitsConfig) -> Core {
+    let mut rules = Config::default().rules;
+    rules.limits = limits;
+    let mut core = Core::new(rules, Clock::PerTask, [PARTITIONS, PARTITIONS]);
+    for p in 0..PARTITIONS {
+        core.open_task(store, (Side::Customer, p), None).unwrap();
+    }
+    core
+}
+
+fn cart_lines(core: &mut Core, store: &Store, customer: &str) -> usize {
+    let id = core.task_for(Side::Customer, customer);
+    let mut changes = Vec::new();
+    core.take_changes(id, &mut changes);
+    store.write(&changes).unwrap();
+    let bytes = store
+        .get(
+            crate::store::Family::Shoppers,
+            &crate::store::keys::entity_key(id.1, customer),
+        )
+        .unwrap()
+        .expect("the shopper is stored");
+    let state =
+        <crate::state::ShopperState as crate::state::VersionedState>::decode(&bytes).unwrap();
+    state.carts.iter().map(|c| c.lines.len()).sum()
+}
+
+#[test]
+fn an_item_beyond_the_cart_line_limit_is_refused_and_changes_nothing() {
+    let store = Store::open_temporary(&StateConfig::default()).unwrap();
+    let limits = crate::config::LimitsConfig {
+        max_cart_lines: 2,
+        ..Default::default()
+    };
+    let mut core = core_with_limits(&store, limits);
+    assert_eq!(
+        apply(&mut core, &store, &add_named("e1", "c1", "A", 3)),
+        Outcome::Processed
+    );
+    assert_eq!(
+        apply(&mut core, &store, &add_named("e2", "c1", "B", 3)),
+        Outcome::Processed
+    );
+    let third = apply(&mut core, &store, &add_named("e3", "c1", "C", 3));
+    assert_eq!(
+        third,
+        Outcome::Refused(crate::rules::Refusal::CartFull {
+            cart_id: "k-c1".into(),
+            limit: 2
+        })
+    );
+    // More of a line the cart has is no new line.
+    assert_eq!(
+        apply(&mut core, &store, &add_named("e4", "c1", "A", 3)),
+        Outcome::Processed
+    );
+    assert_eq!(cart_lines(&mut core, &store, "c1"), 2);
+}
+
+#[test]
+fn an_event_that_would_outgrow_the_state_limit_is_refused_and_the_state_kept() {
+    let store = Store::open_temporary(&StateConfig::default()).unwrap();
+    let limits = crate::config::LimitsConfig {
+        max_event_bytes: 2_048,
+        max_cart_lines: 100,
+        max_state_bytes: 8_192,
+    };
+    let mut core = core_with_limits(&store, limits);
+    let mut accepted = 0;
+    let mut refused = None;
+    for i in 0..20 {
+        match apply(
+            &mut core,
+            &store,
+            &add_named(&format!("e{i}"), "c1", &format!("S{i}"), 1_500),
+        ) {
+            Outcome::Processed => accepted += 1,
+            Outcome::Refused(refusal) => {
+                refused = Some(refusal);
+                break;
+            }
+            Outcome::Duplicate => panic!("no duplicates here"),
+        }
+    }
+    let refusal = refused.expect("the state limit is reached within 20 lines of 1.5 KB");
+    assert!(
+        matches!(refusal, crate::rules::Refusal::StateTooLarge { limit: 8_192, bytes, .. } if bytes > 8_192),
+        "{refusal:?}"
+    );
+    assert!((4..=5).contains(&accepted), "{accepted} lines fit in 8 KiB");
+    // The refused event left nothing behind, and what is stored fits the limit.
+    assert_eq!(cart_lines(&mut core, &store, "c1"), accepted);
+    // A state at its limit can still shrink.
+    let clear = event(
+        r#"{"event_id":"clr","type":"cart_cleared","occurred_at":"2026-01-01T00:02:00Z","customer_id":"c1","cart_id":"k-c1"}"#,
+    );
+    assert_eq!(apply(&mut core, &store, &clear), Outcome::Processed);
+    assert_eq!(cart_lines(&mut core, &store, "c1"), 0);
+}

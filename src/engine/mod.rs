@@ -43,10 +43,13 @@ pub enum EngineError {
 }
 
 /// What became of one input event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Processed,
     Duplicate,
+    /// Applying it would break a bound of `rules.limits`: it changed nothing and goes
+    /// to the dead-letter topic (`replay`: to standard error).
+    Refused(crate::rules::Refusal),
 }
 
 /// The core as `replay` runs it: every task of both processors, one stream time.

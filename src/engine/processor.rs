@@ -9,8 +9,8 @@ use crate::time::Millis;
 use crate::timer::Timer;
 
 pub trait Processor {
-    type State: VersionedState;
-    type Message;
+    type State: VersionedState + Clone;
+    type Message: serde::Serialize;
     const NAME: &'static str;
     const STATE: Family;
     const TIMERS: Family;

@@ -18,6 +18,10 @@ pub struct Stats {
     pub timers_fired: u64,
     pub suppressed_no_consent: u64,
     pub notifications_dropped: u64,
+    /// Events refused by `rules.limits` (dead-lettered, or reported by `replay`).
+    pub refused: u64,
+    /// Messages between tasks dropped because they would break `rules.limits`.
+    pub messages_refused: u64,
     pub commits: u64,
 }
 
@@ -49,6 +53,8 @@ impl Stats {
         self.timers_fired += other.timers_fired;
         self.suppressed_no_consent += other.suppressed_no_consent;
         self.notifications_dropped += other.notifications_dropped;
+        self.refused += other.refused;
+        self.messages_refused += other.messages_refused;
         self.commits += other.commits;
     }
 

@@ -4,7 +4,7 @@
 
 use super::processor::Processor;
 use crate::event::Event;
-use crate::rules::Ctx;
+use crate::rules::{Ctx, Refusal};
 use crate::state::{StateDecodeError, VersionedState};
 use crate::store::keys::{self, entity_key, parse_timer_key, partition_prefix, timer_key};
 use crate::store::recent_ids::{RecentIds, RecentIdsError};
@@ -40,8 +40,18 @@ pub enum TaskError {
     },
 }
 
+/// The size of `value`'s postcard encoding (a stored state adds one version byte).
+fn encoded_len<T: serde::Serialize>(value: &T) -> usize {
+    1 + postcard::serialize_with_flavor(value, postcard::ser_flavors::Size::default())
+        .expect("measuring an encoding cannot fail")
+}
+
 struct Slot<S> {
     value: Option<S>,
+    /// At least the encoded size of `value`: exact when it was last read, written or
+    /// measured, plus the size of each input applied since (no input adds more to a
+    /// state than its own encoding holds).
+    bytes: usize,
     dirty: bool,
     /// Event ids this entity saw within the dedupe window.
     seen: RecentIds,
@@ -110,8 +120,10 @@ impl<P: Processor> Task<P> {
         self.clock += 1;
         let clock = self.clock;
         if !self.cache.contains_key(key) {
+            let stored = store.get(P::STATE, &entity_key(self.partition, key))?;
+            let bytes = stored.as_ref().map_or(0, Vec::len);
             let value =
-                match store.get(P::STATE, &entity_key(self.partition, key))? {
+                match stored {
                     Some(bytes) => Some(P::State::decode(&bytes).map_err(|source| {
                         TaskError::CorruptState {
                             processor: P::NAME,
@@ -137,6 +149,7 @@ impl<P: Processor> Task<P> {
                 key.to_string(),
                 Slot {
                     value,
+                    bytes,
                     dirty: false,
                     seen,
                     seen_dirty: false,
@@ -150,15 +163,43 @@ impl<P: Processor> Task<P> {
     }
 
     /// Runs `rule` on the state of `key`, then applies the timer changes it asked for.
+    ///
+    /// `incoming` bounds what the input can add to the state (its own encoded size). When
+    /// the state might then outgrow `rules.limits.max_state_bytes`, it is kept aside
+    /// first and measured after: if it did outgrow the limit, the input is refused and
+    /// the state is put back as it was. States far from the limit are never copied.
     fn with_state(
         &mut self,
         store: &Store,
         key: &str,
         ctx: &mut Ctx,
+        incoming: usize,
         rule: impl FnOnce(&mut Option<P::State>, &mut Ctx),
     ) -> Result<(), TaskError> {
+        let limit = ctx.rules.limits.max_state_bytes;
         let slot = self.slot(store, key)?;
+        let near_limit = incoming > 0 && slot.bytes.saturating_add(incoming) > limit;
+        let kept = near_limit.then(|| slot.value.clone());
         rule(&mut slot.value, ctx);
+        match kept {
+            Some(before) => {
+                let bytes = slot.value.as_ref().map_or(0, encoded_len);
+                // Only growth is refused: a state already past the limit (stored before
+                // the limit was lowered) may still shrink.
+                let grew = bytes > before.as_ref().map_or(0, encoded_len);
+                if bytes > limit && grew {
+                    slot.value = before;
+                    ctx.out.refuse(Refusal::StateTooLarge {
+                        key: key.to_string(),
+                        bytes,
+                        limit,
+                    });
+                    return Ok(());
+                }
+                slot.bytes = bytes;
+            }
+            None => slot.bytes += incoming,
+        }
         // Rules mutate in place, so any visit may have changed the state.
         slot.dirty = true;
         for op in ctx.out.timers.drain(..) {
@@ -183,7 +224,7 @@ impl<P: Processor> Task<P> {
         event: &Event,
         ctx: &mut Ctx,
     ) -> Result<(), TaskError> {
-        self.with_state(store, key, ctx, |state, ctx| {
+        self.with_state(store, key, ctx, encoded_len(event), |state, ctx| {
             P::on_event(key, state, event, ctx)
         })
     }
@@ -197,7 +238,7 @@ impl<P: Processor> Task<P> {
         message: &P::Message,
         ctx: &mut Ctx,
     ) -> Result<(), TaskError> {
-        self.with_state(store, key, ctx, |state, ctx| {
+        self.with_state(store, key, ctx, encoded_len(message), |state, ctx| {
             P::on_message(key, state, at, message, ctx)
         })
     }
@@ -217,7 +258,8 @@ impl<P: Processor> Task<P> {
         self.timer_changes.insert(timer.clone(), false);
         ctx.now = timer.due;
         let key = timer.key.clone();
-        self.with_state(store, &key, ctx, |state, ctx| {
+        // A timer only moves a reminder's step: nothing that grows the state.
+        self.with_state(store, &key, ctx, 0, |state, ctx| {
             P::on_timer(&key, state, &timer, ctx)
         })?;
         Ok(true)
@@ -229,10 +271,12 @@ impl<P: Processor> Task<P> {
         for (key, slot) in self.cache.iter_mut() {
             if slot.dirty {
                 slot.dirty = false;
+                let value = slot.value.as_ref().map(VersionedState::encode);
+                slot.bytes = value.as_ref().map_or(0, Vec::len);
                 out.push(StateChange {
                     family: P::STATE,
                     key: entity_key(self.partition, key),
-                    value: slot.value.as_ref().map(VersionedState::encode),
+                    value,
                 });
             }
             if slot.seen_dirty {

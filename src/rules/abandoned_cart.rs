@@ -37,6 +37,20 @@ pub fn on_cart_event(state: &mut ShopperState, event: &Event) {
     }
 }
 
+/// Whether adding `sku` to `cart_id` would give the cart a line more than `limit`.
+pub fn would_overfill(
+    state: Option<&ShopperState>,
+    cart_id: &str,
+    sku: &str,
+    limit: usize,
+) -> bool {
+    state
+        .and_then(|s| s.carts.iter().find(|c| c.cart_id == cart_id))
+        .is_some_and(|cart| {
+            cart.lines.len() >= limit && !cart.lines.iter().any(|l| l.product.sku == sku)
+        })
+}
+
 fn mark_changed(cart: &mut Cart, event: &Event) {
     cart.changed_by = event.event_id.clone();
     cart.changed_at = event.occurred_at;

@@ -67,7 +67,9 @@ fn has_history(state: &ShopperState) -> bool {
 /// What the customer already has wins over the anonymous copy of the same thing, and a
 /// cart last changed before the customer's latest order is left behind: whoever bought
 /// since is not reminded of it.
-pub fn on_absorb(state: &mut ShopperState, from: &str, incoming: &ShopperState) {
+/// Merges the anonymous shopper's carts into the customer's; a merged cart keeps at
+/// most `max_lines` lines (`rules.limits.max_cart_lines`), the customer's first.
+pub fn on_absorb(state: &mut ShopperState, from: &str, incoming: &ShopperState, max_lines: usize) {
     let ordered_at = state.last_order_at;
     for cart in incoming
         .carts
@@ -78,6 +80,9 @@ pub fn on_absorb(state: &mut ShopperState, from: &str, incoming: &ShopperState) 
             Some(existing) => {
                 let before = existing.lines.len();
                 for line in &cart.lines {
+                    if existing.lines.len() >= max_lines {
+                        break;
+                    }
                     if !existing
                         .lines
                         .iter()
@@ -185,7 +190,7 @@ mod tests {
             last_activity_at: Some(7),
             ..ShopperState::default()
         };
-        on_absorb(&mut customer, "a1", &anon);
+        on_absorb(&mut customer, "a1", &anon, 100);
         assert_eq!(customer.carts.len(), 2);
         assert_eq!(
             customer.carts[0].changed_by, "anon-change",
@@ -194,6 +199,30 @@ mod tests {
         assert_eq!(customer.carts[0].lines.len(), 2);
         assert_eq!(customer.last_activity_at, Some(7));
         assert_eq!(customer.aliases, vec!["a1".to_string()]);
+    }
+
+    #[test]
+    fn a_merged_cart_keeps_at_most_the_line_limit() {
+        let mut customer = ShopperState {
+            customer_id: Some("c1".into()),
+            carts: vec![cart("k1", &["A", "B"])],
+            ..ShopperState::default()
+        };
+        let anon = ShopperState {
+            carts: vec![cart("k1", &["C", "D", "E"])],
+            ..ShopperState::default()
+        };
+        on_absorb(&mut customer, "a1", &anon, 3);
+        let skus: Vec<&str> = customer.carts[0]
+            .lines
+            .iter()
+            .map(|l| l.product.sku.as_str())
+            .collect();
+        assert_eq!(
+            skus,
+            ["A", "B", "C"],
+            "the customer's lines first, then up to the limit"
+        );
     }
 
     #[test]
@@ -211,7 +240,7 @@ mod tests {
             carts: vec![stale, fresh],
             ..ShopperState::default()
         };
-        on_absorb(&mut customer, "a1", &anon);
+        on_absorb(&mut customer, "a1", &anon, 100);
         let ids: Vec<&str> = customer.carts.iter().map(|c| c.cart_id.as_str()).collect();
         assert_eq!(ids, vec!["k2"]);
     }

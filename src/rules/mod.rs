@@ -27,6 +27,30 @@ pub enum Note {
     NotificationDropped,
 }
 
+/// Why an input was refused: applying it would break a bound of `rules.limits`. A
+/// refused input changes nothing; the driver sends an event to the dead-letter topic.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("cart `{cart_id}` already has {limit} lines (`rules.limits.max_cart_lines`)")]
+    CartFull { cart_id: String, limit: usize },
+    #[error(
+        "the state of `{key}` would grow to {bytes} bytes, more than \
+         `rules.limits.max_state_bytes` ({limit})"
+    )]
+    StateTooLarge {
+        key: String,
+        bytes: usize,
+        limit: usize,
+    },
+}
+
+impl Refusal {
+    /// The dead-letter reason.
+    pub fn reason_label(&self) -> &'static str {
+        "limit_exceeded"
+    }
+}
+
 /// Everything a rule produced for one input.
 #[derive(Debug, Default)]
 pub struct Outputs {
@@ -34,6 +58,19 @@ pub struct Outputs {
     pub forwards: Vec<Forward>,
     pub timers: Vec<TimerOp>,
     pub notes: Vec<Note>,
+    /// Set when the input was refused; then nothing else was produced.
+    pub refused: Option<Refusal>,
+}
+
+impl Outputs {
+    /// Drops everything produced for the input and records why it was refused.
+    pub fn refuse(&mut self, refusal: Refusal) {
+        self.decisions.clear();
+        self.forwards.clear();
+        self.timers.clear();
+        self.notes.clear();
+        self.refused = Some(refusal);
+    }
 }
 
 /// What a rule may use and do: the stream time, the settings, and its outputs.

@@ -33,6 +33,19 @@ fn apply(
         consent::erase(key, state, ctx);
         return;
     }
+    if let EventBody::CartItemAdded {
+        cart_id, product, ..
+    } = &event.body
+    {
+        let limit = ctx.rules.limits.max_cart_lines;
+        if abandoned_cart::would_overfill(state.as_ref(), cart_id, &product.sku, limit) {
+            ctx.out.refuse(super::Refusal::CartFull {
+                cart_id: cart_id.clone(),
+                limit,
+            });
+            return;
+        }
+    }
     let shopper = state.get_or_insert_with(ShopperState::default);
     if identified && shopper.customer_id.is_none() {
         shopper.customer_id = Some(key.to_string());
@@ -79,7 +92,7 @@ pub fn on_message(
         } => {
             let shopper = state.get_or_insert_with(ShopperState::default);
             shopper.customer_id.get_or_insert_with(|| key.to_string());
-            identity::on_absorb(shopper, from, incoming);
+            identity::on_absorb(shopper, from, incoming, ctx.rules.limits.max_cart_lines);
             abandoned_cart::rearm(key, shopper, ctx);
         }
         ShopperMessage::BackInStock {

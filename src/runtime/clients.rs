@@ -51,13 +51,25 @@ pub fn base(config: &Config) -> ClientConfig {
 
 /// A consumer with no group, for metadata and reading changelogs.
 pub fn plain_consumer<C: FromClientConfig>(config: &Config) -> Result<C, ClientError> {
+    plain_config(config).create().map_err(ClientError::create)
+}
+
+/// [`plain_consumer`] with a context of its own.
+pub fn plain_consumer_with<Ctx: ConsumerContext>(
+    config: &Config,
+    context: Ctx,
+) -> Result<BaseConsumer<Ctx>, ClientError> {
+    consumer_with(&plain_config(config), context)
+}
+
+fn plain_config(config: &Config) -> ClientConfig {
     let mut client = base(config);
     client
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
         .set("enable.partition.eof", "true")
         .set("group.id", format!("{}-restore", config.application_id));
-    client.create().map_err(ClientError::create)
+    client
 }
 
 pub fn consumer_with<Ctx: ConsumerContext>(

@@ -1,7 +1,9 @@
 //! Turning a consumed record into something a task can process, or a reason why not.
 
 use crate::engine::Side;
-use crate::event::{check_not_from_the_future, decode_json, Decoded, Event, InputTopic};
+use crate::event::{
+    check_not_from_the_future, check_record_size, decode_json, Decoded, Event, InputTopic,
+};
 use crate::forward::Forward;
 use crate::time::Millis;
 
@@ -35,6 +37,20 @@ pub struct BadRecord {
     pub value: Option<Vec<u8>>,
 }
 
+impl BadRecord {
+    /// An event the engine refused (it would break a bound of `rules.limits`). Its
+    /// record's bytes are no longer at hand, so the value is the event in the contract's
+    /// JSON form, which decodes to the same event.
+    pub fn refused(key: &str, event: &Event, refusal: &crate::rules::Refusal) -> BadRecord {
+        BadRecord {
+            reason: refusal.reason_label(),
+            error: refusal.to_string(),
+            key: Some(key.as_bytes().to_vec()),
+            value: Some(event.to_json_line().into_bytes()),
+        }
+    }
+}
+
 impl Item {
     /// Its event time, or `i64::MIN` for items that need no ordering.
     pub fn time(&self) -> i64 {
@@ -64,6 +80,8 @@ pub struct ReadAt {
     pub at: Millis,
     /// `engine.max_clock_skew`.
     pub max_skew: Millis,
+    /// `rules.limits.max_event_bytes`.
+    pub max_bytes: usize,
 }
 
 /// Decodes one record read from `source` by a task of `side`, so a forwarded message
@@ -79,6 +97,9 @@ pub fn decode(
     let Some(bytes) = value else {
         return bad("empty", "record has no value".into(), key, value);
     };
+    if let Err(e) = check_record_size(bytes, read.max_bytes) {
+        return bad(e.reason_label(), e.to_string(), key, value);
+    }
     match source {
         Source::Events(topic) => match decode_json(bytes) {
             Ok(Decoded::Event(event)) if event.body.topic() == topic => {
@@ -129,6 +150,7 @@ mod tests {
         let read = ReadAt {
             at: NOW,
             max_skew: 300_000,
+            max_bytes: 64 * 1024,
         };
         decode(source, side, key, value, read)
     }
@@ -170,6 +192,30 @@ mod tests {
                 }
                 other => panic!("{value:?} decoded as {other:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn a_record_past_the_size_limit_is_too_large_before_it_is_parsed() {
+        // A valid event whose cart id alone is 600 KB (too big for any state).
+        let huge = CART.replacen(
+            r#""cart_id":"k""#,
+            &format!(r#""cart_id":"k{}""#, "x".repeat(600_000)),
+            1,
+        );
+        assert!(huge.len() > 600_000);
+        match decode_now(
+            Source::Events(InputTopic::Cart),
+            Side::Customer,
+            Some(b"c1"),
+            Some(huge.as_bytes()),
+        ) {
+            Item::Bad(record) => {
+                assert_eq!(record.reason, "too_large", "{}", record.error);
+                assert!(record.error.contains("max_event_bytes"), "{}", record.error);
+                assert_eq!(record.value.as_deref(), Some(huge.as_bytes()));
+            }
+            other => panic!("decoded as {other:?}"),
         }
     }
 

@@ -5,6 +5,7 @@
 use super::clients::{self, ClientError};
 use super::events::AbortReason;
 use super::input::BadRecord;
+use super::transaction::{Committer, CommitterBusy, Delivered};
 use crate::config::{Config, ProcessingGuarantee};
 use crate::decision::Decision;
 use crate::forward::Forward;
@@ -14,7 +15,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, Prod
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientContext;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// How long the broker keeps a dead instance's transaction open before aborting it,
@@ -85,17 +86,53 @@ impl ProducerContext for DeliveryContext {
     }
 }
 
+impl DeliveryContext {
+    /// The changelog offsets the records delivered since the last call reached; an
+    /// error if any of them was not delivered.
+    pub fn take_deliveries(&self) -> Result<Delivered, Abort> {
+        let mut deliveries = self.state.lock().expect("delivery state is never poisoned");
+        if deliveries.failures == 0 {
+            return Ok(std::mem::take(&mut deliveries.changelog_offsets));
+        }
+        deliveries.failures = 0;
+        deliveries.changelog_offsets.clear();
+        let failure = deliveries.last_failure.take().unwrap_or_default();
+        Err(Abort::new(
+            AbortReason::DeliveryFailed,
+            format!("records were not delivered: {failure}"),
+        ))
+    }
+}
+
+/// A record produced while a commit is under way, sent when it has ended.
+pub(super) struct HeldRecord {
+    topic: String,
+    partition: Option<i32>,
+    key: Option<Vec<u8>>,
+    payload: Option<Vec<u8>>,
+    headers: Option<OwnedHeaders>,
+    kind: usize,
+}
+
 /// The stream thread's producer.
 pub struct Output {
-    pub(super) producer: BaseProducer<DeliveryContext>,
+    pub(super) producer: Arc<BaseProducer<DeliveryContext>>,
     pub(super) exactly_once: bool,
     pub(super) in_transaction: bool,
+    /// `Some` from the start of a commit until the records it holds are released.
+    pub(super) held: Option<Vec<HeldRecord>>,
+    pub(super) committer: Committer,
 }
 
 impl Output {
     /// Creates the producer; with exactly-once, a transactional one named
-    /// `transactional_id` (see [`Output::init`]).
-    pub fn new(config: &Config, transactional_id: &str) -> Result<Output, ClientError> {
+    /// `transactional_id` (see [`Output::init`]). `busy` tells whether its committer
+    /// is working on a commit.
+    pub fn new(
+        config: &Config,
+        transactional_id: &str,
+        busy: Arc<CommitterBusy>,
+    ) -> Result<Output, ClientError> {
         let exactly_once = config.kafka.processing_guarantee == ProcessingGuarantee::ExactlyOnce;
         let mut producer_config = clients::base(config);
         producer_config
@@ -113,13 +150,17 @@ impl Output {
                     TRANSACTION_LIFETIME.as_millis().to_string(),
                 );
         }
-        let producer: BaseProducer<DeliveryContext> = producer_config
-            .create_with_context(DeliveryContext::default())
-            .map_err(ClientError::create)?;
+        let producer: Arc<BaseProducer<DeliveryContext>> = Arc::new(
+            producer_config
+                .create_with_context(DeliveryContext::default())
+                .map_err(ClientError::create)?,
+        );
         Ok(Output {
+            committer: Committer::start(Arc::clone(&producer), exactly_once, busy),
             producer,
             exactly_once,
             in_transaction: false,
+            held: None,
         })
     }
 
@@ -209,12 +250,66 @@ impl Output {
         self.send(record)
     }
 
-    /// Queues a record, waiting for room when the producer's queue is full.
+    /// Whether a commit is under way (or its held records are not yet released).
+    pub fn is_committing(&self) -> bool {
+        self.held.is_some()
+    }
+
+    /// Drops what was held for the next transaction (its batch is being dropped).
+    pub fn discard_held(&mut self) {
+        if let Some(held) = &mut self.held {
+            held.clear();
+        }
+    }
+
+    /// Opens the next transaction and produces what was held while the last commit was
+    /// under way.
+    pub fn release_held(&mut self) -> Result<(), Abort> {
+        let Some(held) = self.held.take() else {
+            return Ok(());
+        };
+        if held.is_empty() {
+            return Ok(());
+        }
+        self.begin()?;
+        for record in held {
+            let mut base =
+                BaseRecord::<'_, [u8], [u8], usize>::with_opaque_to(&record.topic, record.kind);
+            if let Some(partition) = record.partition {
+                base = base.partition(partition);
+            }
+            if let Some(key) = &record.key {
+                base = base.key(key.as_slice());
+            }
+            if let Some(payload) = &record.payload {
+                base = base.payload(payload.as_slice());
+            }
+            if let Some(headers) = record.headers {
+                base = base.headers(headers);
+            }
+            self.send(base)?;
+        }
+        Ok(())
+    }
+
+    /// Queues a record, waiting for room when the producer's queue is full; holds it
+    /// while a commit is under way.
     fn send<K, V>(&mut self, mut record: BaseRecord<'_, K, V, usize>) -> Result<(), Abort>
     where
         K: ToBytes + ?Sized,
         V: ToBytes + ?Sized,
     {
+        if let Some(held) = &mut self.held {
+            held.push(HeldRecord {
+                topic: record.topic.to_string(),
+                partition: record.partition,
+                key: record.key.map(|k| k.to_bytes().to_vec()),
+                payload: record.payload.map(|p| p.to_bytes().to_vec()),
+                headers: record.headers.take(),
+                kind: record.delivery_opaque,
+            });
+            return Ok(());
+        }
         loop {
             match self.producer.send(record) {
                 Ok(()) => return Ok(()),
@@ -230,27 +325,6 @@ impl Output {
                 }
             }
         }
-    }
-
-    /// The changelog offsets this batch's records reached; an error if any record of the
-    /// batch was not delivered.
-    pub fn take_deliveries(&mut self) -> Result<HashMap<(String, i32), i64>, Abort> {
-        let mut deliveries = self
-            .producer
-            .context()
-            .state
-            .lock()
-            .expect("delivery state is never poisoned");
-        if deliveries.failures == 0 {
-            return Ok(std::mem::take(&mut deliveries.changelog_offsets));
-        }
-        deliveries.failures = 0;
-        deliveries.changelog_offsets.clear();
-        let failure = deliveries.last_failure.take().unwrap_or_default();
-        Err(Abort::new(
-            AbortReason::DeliveryFailed,
-            format!("records were not delivered: {failure}"),
-        ))
     }
 
     /// Sends what is queued, for at most `timeout` (on close).

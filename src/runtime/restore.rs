@@ -10,9 +10,11 @@ use super::changelog;
 use super::clients::{self, ClientError};
 use crate::config::Config;
 use crate::store::{Family, StateChange, Store, StoreError};
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::ClientContext;
 use rdkafka::{Offset, TopicPartitionList};
 use std::time::{Duration, Instant};
 
@@ -80,7 +82,8 @@ pub fn restore(
     task_meta: &[String],
     on_progress: &mut dyn FnMut(u64),
 ) -> Result<Restored, RestoreError> {
-    let consumer: BaseConsumer = clients::plain_consumer(config)?;
+    let consumer: BaseConsumer<RestoreContext> =
+        clients::plain_consumer_with(config, RestoreContext)?;
     let p = i32::from(partition);
     let (low, high) = consumer
         .fetch_watermarks(topic, p, WATERMARK_TIMEOUT)
@@ -119,7 +122,7 @@ pub fn restore(
     let mut last_progress = Instant::now();
     let mut last_error = String::from("none");
     loop {
-        match consumer.poll(Duration::from_millis(500)) {
+        match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(message)) => {
                 let change =
                     changelog::decode(message.key().unwrap_or_default(), message.payload())
@@ -142,7 +145,14 @@ pub fn restore(
             }
             Some(Err(KafkaError::PartitionEOF(_))) => break,
             Some(Err(e)) => last_error = e.to_string(),
-            None => on_progress(0),
+            None => {
+                on_progress(0);
+                // Past the end, though no end-of-partition came (the last offsets may
+                // be transaction markers, which are never handed out as records).
+                if position_of(&consumer, topic, p).is_some_and(|at| at >= high) {
+                    break;
+                }
+            }
         }
         if last_progress.elapsed() > STALL_LIMIT {
             return Err(RestoreError::Stalled {
@@ -155,11 +165,7 @@ pub fn restore(
         }
     }
     // The position is past any transaction markers that follow the last record.
-    let end = consumer
-        .position()
-        .ok()
-        .and_then(|tpl| tpl.find_partition(topic, p).map(|e| e.offset()))
-        .and_then(|o| o.to_raw())
+    let end = position_of(&consumer, topic, p)
         .filter(|&o| o >= next)
         .unwrap_or(next);
     on_progress(batch.len() as u64);
@@ -167,3 +173,33 @@ pub fn restore(
     store.write(&batch)?;
     Ok(restored)
 }
+
+fn position_of<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    partition: i32,
+) -> Option<i64> {
+    consumer
+        .position()
+        .ok()
+        .and_then(|tpl| tpl.find_partition(topic, partition).map(|e| e.offset()))
+        .and_then(|o| o.to_raw())
+}
+
+/// The restore consumer's context: reaching the end of the changelog is how a restore
+/// ends, not an error, so librdkafka's end-of-partition report is logged at debug.
+pub struct RestoreContext;
+
+impl ClientContext for RestoreContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if matches!(error, KafkaError::PartitionEOF(_))
+            || error.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF)
+        {
+            tracing::debug!(%reason, "restore reached the end of the changelog");
+        } else {
+            tracing::error!(error = %error, %reason, "librdkafka error while restoring");
+        }
+    }
+}
+
+impl ConsumerContext for RestoreContext {}

@@ -200,6 +200,13 @@ pub const READY: Spec = spec(
     &[],
     "1 when /readyz answers ready: broker reachable and every assigned task restored.",
 );
+pub const COMMIT_STALL: Spec = spec(
+    "personalizer_commit_stall_seconds",
+    Kind::Gauge,
+    &[],
+    "How long input has waited with no commit succeeding (0 when everything read is \
+     committed); /healthz fails past http.commit_stall_limit.",
+);
 pub const BROKER_REACHABLE: Spec = spec(
     "personalizer_broker_reachable",
     Kind::Gauge,
@@ -233,6 +240,7 @@ pub const CATALOG: &[Spec] = &[
     ROCKSDB_PENDING_COMPACTION,
     REBALANCES,
     READY,
+    COMMIT_STALL,
     BROKER_REACHABLE,
 ];
 
@@ -290,6 +298,7 @@ pub struct Metrics {
     pub rocksdb_pending_compaction: IntGaugeVec,
     pub rebalances: IntCounter,
     pub ready: Gauge,
+    pub commit_stall: Gauge,
     pub broker_reachable: Gauge,
 }
 
@@ -339,6 +348,7 @@ impl Metrics {
             .expect("valid"),
             rebalances: IntCounter::with_opts(opts(&REBALANCES)).expect("valid"),
             ready: Gauge::with_opts(opts(&READY)).expect("valid"),
+            commit_stall: Gauge::with_opts(opts(&COMMIT_STALL)).expect("valid"),
             broker_reachable: Gauge::with_opts(opts(&BROKER_REACHABLE)).expect("valid"),
             registry,
         };
@@ -372,6 +382,7 @@ impl Metrics {
             Box::new(metrics.rocksdb_pending_compaction.clone()),
             Box::new(metrics.rebalances.clone()),
             Box::new(metrics.ready.clone()),
+            Box::new(metrics.commit_stall.clone()),
             Box::new(metrics.broker_reachable.clone()),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ];

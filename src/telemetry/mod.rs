@@ -11,7 +11,7 @@ use health::Health;
 use metrics::Metrics;
 
 /// Why a record goes to the dead-letter topic (the `reason` label and header).
-pub const DEAD_LETTER_REASONS: [&str; 7] = [
+pub const DEAD_LETTER_REASONS: [&str; 9] = [
     "empty",
     "syntax",
     "missing_field",
@@ -19,9 +19,10 @@ pub const DEAD_LETTER_REASONS: [&str; 7] = [
     "avro",
     "from_the_future",
     "wrong_topic",
+    "too_large",
+    "limit_exceeded",
 ];
 
-#[derive(Default)]
 pub struct Telemetry {
     pub metrics: Metrics,
     pub health: Health,
@@ -30,7 +31,10 @@ pub struct Telemetry {
 impl Telemetry {
     /// Metrics with every series whose labels the configuration fixes created at zero.
     pub fn new(config: &Config) -> Telemetry {
-        let telemetry = Telemetry::default();
+        let telemetry = Telemetry {
+            metrics: Metrics::default(),
+            health: Health::new(config.http.commit_stall_limit.0),
+        };
         let topics = &config.kafka.topics;
         let types_of = |topic: InputTopic| -> Vec<&'static str> {
             EVENT_TYPES
@@ -65,6 +69,9 @@ impl Telemetry {
     pub fn render_metrics(&self) -> String {
         let ready = self.health.readiness().ok;
         self.metrics.ready.set(if ready { 1.0 } else { 0.0 });
+        self.metrics
+            .commit_stall
+            .set(self.health.commit_stalled_for().as_secs_f64());
         self.metrics.render()
     }
 }

@@ -290,6 +290,68 @@ impl App {
         }
     }
 
+    /// Waits until the processor's group has committed every input partition to its end:
+    /// everything there is was processed.
+    pub fn wait_until_input_processed(&self, within: Duration) {
+        let group: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .set("group.id", &self.name)
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        let timeout = Duration::from_secs(10);
+        let mut ends = TopicPartitionList::new();
+        for kind in [
+            InputTopic::Clickstream,
+            InputTopic::Cart,
+            InputTopic::Stock,
+            InputTopic::Customers,
+        ] {
+            let topic = self.topic(kind);
+            for p in 0..self.partitions {
+                let (_, high) = group.fetch_watermarks(topic, p, timeout).unwrap();
+                ends.add_partition_offset(topic, p, Offset::Offset(high))
+                    .unwrap();
+            }
+        }
+        let deadline = Instant::now() + within;
+        loop {
+            let committed = group.committed_offsets(ends.clone(), timeout).unwrap();
+            let behind: Vec<String> = ends
+                .elements()
+                .iter()
+                .filter_map(|end| {
+                    let at = committed
+                        .find_partition(end.topic(), end.partition())
+                        .map(|e| e.offset());
+                    let reached = match (at, end.offset()) {
+                        // Nothing ever written: nothing to process.
+                        (_, Offset::Offset(0)) => true,
+                        (Some(Offset::Offset(a)), Offset::Offset(h)) => a >= h,
+                        _ => false,
+                    };
+                    (!reached).then(|| {
+                        format!(
+                            "{}[{}] at {:?} of {:?}",
+                            end.topic(),
+                            end.partition(),
+                            at,
+                            end.offset()
+                        )
+                    })
+                })
+                .collect();
+            if behind.is_empty() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "input not processed after {within:?}: {behind:?}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     pub fn send(&self, producer: &BaseProducer, topic: &str, key: Option<&[u8]>, value: &[u8]) {
         let mut record = BaseRecord::<[u8], [u8]>::to(topic).payload(value);
         if let Some(key) = key {

@@ -1,25 +1,45 @@
 //! The end of a batch: state changes to the changelogs, the commit at the broker, then
 //! the same changes (with the changelog offsets reached) to RocksDB; or, when anything
 //! fails before the commit, the batch dropped.
+//!
+//! The commit at the broker runs on the committer thread (see
+//! [`crate::runtime::transaction`]) while this thread processes the next batch. Its state
+//! changes wait in memory until it has ended: the core's write-back caches still hold
+//! them (they are only trimmed after the write), so the next batch reads what the
+//! committing one wrote.
 
 use super::{wall_clock_millis, StreamError, StreamThread};
 use crate::engine::TaskId;
+use crate::runtime::batch::BatchCounts;
 use crate::runtime::changelog;
 use crate::runtime::events::BatchAborted;
 use crate::runtime::output::Abort;
 use crate::runtime::restore::checkpoint_change;
+use crate::runtime::transaction::InFlightCommit;
 use crate::store::StateChange;
 use rdkafka::{Offset, TopicPartitionList};
 use std::time::Instant;
 
+/// A batch whose commit is under way.
+pub(super) struct Committing {
+    commit: Option<InFlightCommit>,
+    /// Each task's state changes, written to RocksDB once the commit has succeeded.
+    changes: Vec<(TaskId, Vec<StateChange>)>,
+    counts: BatchCounts,
+    batch_started: Instant,
+    commit_started: Instant,
+}
+
 impl StreamThread<'_> {
-    /// Produces the state changes to the changelogs, commits (the transaction with the
-    /// consumed offsets, or offsets after a flush), then writes the same changes to
-    /// RocksDB with the changelog offsets they reach.
+    /// Ends the open batch: waits for the commit under way (if any), then produces the
+    /// batch's state changes to the changelogs and starts its commit (the transaction with
+    /// the consumed offsets, or offsets after a flush). The changes reach RocksDB when
+    /// the commit has succeeded, see [`StreamThread::collect_commit`].
     pub fn commit(&mut self) -> Result<(), StreamError> {
-        if self.batch_started.is_none() {
+        self.collect_commit(true)?;
+        let Some(batch_started) = self.batch_started else {
             return Ok(());
-        }
+        };
         self.begin()?;
         let mut offsets = TopicPartitionList::new();
         let mut produced: Vec<(TaskId, Vec<StateChange>)> = Vec::new();
@@ -46,15 +66,45 @@ impl StreamThread<'_> {
                 }
             }
         }
-        let committing = Instant::now();
-        let delivered = match self.output.commit(&self.consumer, &offsets) {
+        let commit = match self.output.start_commit(&self.consumer, offsets) {
+            Ok(commit) => commit,
+            Err(abort) => return Err(self.rewind(abort)),
+        };
+        self.committing = Some(Committing {
+            commit: Some(commit),
+            changes: produced,
+            counts: std::mem::take(&mut self.batch),
+            batch_started,
+            commit_started: Instant::now(),
+        });
+        self.batch_started = None;
+        Ok(())
+    }
+
+    /// Collects the commit under way, waiting for it if `wait`: on success its changes
+    /// go to RocksDB with the changelog offsets reached, its counts to the metrics, and
+    /// what the next batch produced meanwhile to the producer. Returns whether no
+    /// commit is under way any more.
+    pub(super) fn collect_commit(&mut self, wait: bool) -> Result<bool, StreamError> {
+        let Some(committing) = &mut self.committing else {
+            return Ok(true);
+        };
+        let result = match self
+            .output
+            .finish_commit(&self.consumer, &mut committing.commit, wait)
+        {
+            None => return Ok(false),
+            Some(result) => result,
+        };
+        let committing = self.committing.take().expect("checked above");
+        let delivered = match result {
             Ok(delivered) => delivered,
             Err(abort) => return Err(self.rewind(abort)),
         };
-        let commit_seconds = committing.elapsed().as_secs_f64();
+        let commit_seconds = committing.commit_started.elapsed().as_secs_f64();
         self.totals.commit_seconds += commit_seconds;
         let mut changes: Vec<StateChange> = Vec::new();
-        for ((side, p), task_changes) in produced {
+        for ((side, p), task_changes) in committing.changes {
             changes.extend(task_changes);
             let topic = self.topics.changelog(side);
             if let Some(last) = delivered.get(&(topic.to_string(), i32::from(p))) {
@@ -67,27 +117,29 @@ impl StreamThread<'_> {
             );
         }
         self.store.write_sorted(&mut changes)?;
-        self.publish_batch(commit_seconds);
+        self.publish_batch(committing.counts, committing.batch_started, commit_seconds);
+        let more_waiting = self.batch_started.is_some() || !self.assignment.all_caught_up();
+        self.telemetry.health.committed(more_waiting);
         self.core.trim_caches(self.config.state.cache_max_entries);
-        self.batch_started = None;
-        Ok(())
+        if let Err(abort) = self.output.release_held() {
+            return Err(self.rewind(abort));
+        }
+        Ok(true)
     }
 
     /// The batch is committed: its counts go to the totals and the metrics.
-    fn publish_batch(&mut self, commit_seconds: f64) {
+    fn publish_batch(&mut self, mut counts: BatchCounts, started: Instant, commit_seconds: f64) {
         let metrics = &self.telemetry.metrics;
         metrics.commits.inc();
         metrics.commit_duration.observe(commit_seconds);
-        if let Some(started) = self.batch_started {
-            metrics
-                .batch_duration
-                .observe(started.elapsed().as_secs_f64());
-        }
+        metrics
+            .batch_duration
+            .observe(started.elapsed().as_secs_f64());
         self.totals.commits += 1;
-        self.totals.stats.add(&self.batch.stats);
-        self.totals.dead_letters += self.batch.dead_letter_count();
+        self.totals.stats.add(&counts.stats);
+        self.totals.dead_letters += counts.dead_letter_count();
         let topics = &self.topics;
-        self.batch.publish(
+        counts.publish(
             metrics,
             &mut self.totals.latency,
             wall_clock_millis(),
@@ -95,7 +147,8 @@ impl StreamThread<'_> {
         );
     }
 
-    /// Drops the open batch: counts it as aborted and says what to rebuild.
+    /// Drops the open batch (and a commit under way's): counts it as aborted and says
+    /// what to rebuild.
     pub(super) fn rewind(&mut self, abort: Abort) -> StreamError {
         self.totals.aborts += 1;
         BatchAborted {
@@ -105,6 +158,7 @@ impl StreamThread<'_> {
         .emit(&self.telemetry.metrics);
         self.output.abort();
         self.batch.clear();
+        self.committing = None;
         StreamError::Rewind(abort.problem)
     }
 }

@@ -21,6 +21,7 @@ use super::merge::{Merger, Pending};
 use super::output::Output;
 use super::restore::RestoreError;
 use super::topics::TopicLayout;
+use super::transaction::CommitterBusy;
 use crate::config::Config;
 use crate::engine::stats::Stats;
 use crate::engine::task::TaskError;
@@ -35,6 +36,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::ClientContext;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 mod commit;
@@ -76,6 +78,7 @@ pub enum StreamError {
 #[derive(Default)]
 pub struct GroupContext {
     rebalanced: AtomicBool,
+    committer: Arc<CommitterBusy>,
 }
 
 impl ClientContext for GroupContext {}
@@ -84,6 +87,7 @@ impl ConsumerContext for GroupContext {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
             tracing::info!(partitions = tpl.count(), "partitions revoked");
+            self.committer.wait_until_idle();
         }
         self.rebalanced.store(true, Ordering::SeqCst);
     }
@@ -143,6 +147,8 @@ pub struct StreamThread<'a> {
     batch_started: Option<Instant>,
     /// What the open batch did, published when it commits.
     batch: BatchCounts,
+    /// The previous batch, while its commit is under way.
+    committing: Option<commit::Committing>,
     telemetry: &'a Telemetry,
     last_gauges: Instant,
     /// When the first record since the last catch-up was processed.
@@ -176,8 +182,13 @@ impl<'a> StreamThread<'a> {
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("isolation.level", "read_committed");
-        let consumer = clients::consumer_with(&consumer_config, GroupContext::default())?;
-        let output = Output::new(config, transactional_id)?;
+        let committer = Arc::new(CommitterBusy::default());
+        let context = GroupContext {
+            rebalanced: AtomicBool::new(false),
+            committer: Arc::clone(&committer),
+        };
+        let consumer = clients::consumer_with(&consumer_config, context)?;
+        let output = Output::new(config, transactional_id, committer)?;
         output
             .init()
             .map_err(|e| ClientError::broker(config, "start the transactional producer", e))?;
@@ -197,6 +208,7 @@ impl<'a> StreamThread<'a> {
             merger: Merger::default(),
             batch_started: None,
             batch: BatchCounts::default(),
+            committing: None,
             telemetry,
             last_gauges: Instant::now(),
             behind_since: None,
@@ -213,8 +225,10 @@ impl<'a> StreamThread<'a> {
             if shutdown.load(Ordering::SeqCst) {
                 self.telemetry.health.set_phase(Phase::Stopping);
                 self.commit()?;
+                self.collect_commit(true)?;
                 return Ok(());
             }
+            self.collect_commit(false)?;
             self.poll_records()?;
             self.process_ready()?;
             self.advance_quiet_tasks()?;
@@ -224,7 +238,7 @@ impl<'a> StreamThread<'a> {
             {
                 self.commit()?;
             }
-            self.note_catch_up();
+            self.note_progress();
             if self.last_gauges.elapsed() >= GAUGE_INTERVAL {
                 self.last_gauges = Instant::now();
                 self.refresh_gauges();
@@ -248,17 +262,23 @@ impl<'a> StreamThread<'a> {
         }
     }
 
-    /// Logs when a backlog has been worked off: how many events, how fast.
-    fn note_catch_up(&mut self) {
-        let Some(since) = self.behind_since else {
-            return;
-        };
-        if self.batch_started.is_some() || !self.assignment.all_caught_up() {
+    /// Tells health whether input is waiting to be committed, and logs when a backlog
+    /// has been worked off: how many events, how fast.
+    fn note_progress(&mut self) {
+        let health = &self.telemetry.health;
+        if self.batch_started.is_some()
+            || self.committing.is_some()
+            || !self.assignment.all_caught_up()
+        {
+            health.input_waiting();
             return;
         }
+        health.caught_up();
+        let Some(since) = self.behind_since.take() else {
+            return;
+        };
         let events = self.totals.stats.events_processed() + self.totals.stats.duplicates
             - self.events_at_behind;
-        self.behind_since = None;
         if events == 0 {
             return;
         }
@@ -281,6 +301,7 @@ impl<'a> StreamThread<'a> {
         // than spin: a spinning thread takes the cores librdkafka fetches with.
         let mut timeout = POLL_WAIT;
         let max_skew = self.config.engine.max_clock_skew.millis();
+        let max_bytes = self.config.rules.limits.max_event_bytes;
         let wall_clock = wall_clock_millis();
         for _ in 0..POLL_BATCH {
             let polled = match self.consumer.poll(timeout) {
@@ -293,6 +314,7 @@ impl<'a> StreamThread<'a> {
                         let read = ReadAt {
                             at: message.timestamp().to_millis().unwrap_or(wall_clock),
                             max_skew,
+                            max_bytes,
                         };
                         let item = input::decode(
                             route.source,
@@ -384,6 +406,7 @@ impl<'a> StreamThread<'a> {
             self.begin()?;
             self.apply_next(id)?;
             self.flush_output()?;
+            self.collect_commit(false)?;
         }
     }
 
@@ -416,6 +439,17 @@ impl<'a> StreamThread<'a> {
                 let counted = match outcome {
                     Outcome::Processed => Counted::Processed,
                     Outcome::Duplicate => Counted::Duplicate,
+                    Outcome::Refused(refusal) => {
+                        self.batch.stats.refused += 1;
+                        let bad = BadRecord::refused(key, &event, &refusal);
+                        return self.dead_letter_record(
+                            side,
+                            input,
+                            partition,
+                            record.offset,
+                            &bad,
+                        );
+                    }
                 };
                 self.batch.event(
                     counted_as,
@@ -434,20 +468,32 @@ impl<'a> StreamThread<'a> {
                 self.batch.unknown_type(counted_as);
             }
             Item::Bad(bad) => {
-                let topic = self.topics.inputs(side)[input].clone();
-                RecordDeadLettered {
-                    input: counted_as,
-                    topic: &topic,
-                    partition,
-                    offset: record.offset,
-                    reason: bad.reason,
-                    error: &bad.error,
-                }
-                .emit(&mut self.batch);
-                self.dead_letter(&topic, partition, record.offset, &bad)?;
+                self.dead_letter_record(side, input, partition, record.offset, &bad)?;
             }
         }
         Ok(())
+    }
+
+    /// Sends a record of input `input` that cannot be applied to the dead-letter topic.
+    fn dead_letter_record(
+        &mut self,
+        side: Side,
+        input: usize,
+        partition: u16,
+        offset: i64,
+        bad: &BadRecord,
+    ) -> Result<(), StreamError> {
+        let topic = self.topics.inputs(side)[input].clone();
+        RecordDeadLettered {
+            input: (side, input),
+            topic: &topic,
+            partition,
+            offset,
+            reason: bad.reason,
+            error: &bad.error,
+        }
+        .emit(&mut self.batch);
+        self.dead_letter(&topic, partition, offset, bad)
     }
 
     /// Produces what the core decided and what it forwarded to tasks elsewhere.

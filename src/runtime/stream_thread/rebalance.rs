@@ -17,6 +17,14 @@ impl StreamThread<'_> {
     /// A rebalance happened inside `poll`: drop uncommitted work (the group's offsets
     /// may have moved to another member), then open and restore the assigned tasks.
     pub(super) fn on_rebalance(&mut self) -> Result<(), StreamError> {
+        // The commit under way is of work done before the rebalance: collect it (what
+        // the next batch produced meanwhile is dropped below). If it failed, the tasks
+        // are restored from what was committed anyway.
+        self.output.discard_held();
+        match self.collect_commit(true) {
+            Ok(_) | Err(StreamError::Rewind(_)) => {}
+            Err(e) => return Err(e),
+        }
         let metrics = &self.telemetry.metrics;
         if self.output.in_transaction {
             self.totals.aborts += 1;
@@ -37,10 +45,24 @@ impl StreamThread<'_> {
             .consumer
             .assignment()
             .map_err(|e| ClientError::broker(self.config, "read the assignment", e))?;
-        let committed = self
-            .consumer
-            .committed_offsets(assigned.clone(), TRANSACTION_TIMEOUT)
-            .map_err(|e| ClientError::broker(self.config, "read the committed offsets", e))?;
+        // Asked for no partitions (all revoked, the new assignment still to come), the
+        // coordinator would not answer and the call would wait out its whole timeout.
+        let committed = if assigned.count() == 0 {
+            assigned.clone()
+        } else {
+            self.consumer
+                .committed_offsets(assigned.clone(), TRANSACTION_TIMEOUT)
+                .map_err(|e| ClientError::broker(self.config, "read the committed offsets", e))?
+        };
+        // librdkafka keeps a partition paused across a reassignment; this assignment
+        // starts with nothing buffered, so a partition paused under the last one (its
+        // buffer was full) would never be fetched again, and every task waiting for it
+        // would wait for good.
+        if assigned.count() > 0 {
+            self.consumer.resume(&assigned).map_err(|e| {
+                ClientError::broker(self.config, "resume the assigned partitions", e)
+            })?;
+        }
         let assignment = Assignment::new(&self.topics, &assigned, &committed);
         let count = |side| assignment.tasks.keys().filter(|(s, _)| *s == side).count();
         Rebalanced {
