@@ -244,3 +244,65 @@ fn an_event_from_the_future_is_dead_lettered_and_moves_no_clock() {
         header("error")
     );
 }
+
+/// A keyless `cart_item_added` that lands on another partition than its shopper's (a
+/// producer that does not key by shopper). Applied where it landed, it would give the
+/// shopper two carts with one id and a reminder for each, neither with both items; it
+/// is passed on to the task that owns the shopper instead, counted as `misrouted`, and
+/// the one cart is reminded once with both items.
+#[test]
+fn a_record_on_the_wrong_partition_is_applied_by_the_shoppers_task() {
+    let app = App::new("misrouted", PARTITIONS, "");
+    let who = "c-misrouted";
+    let home = personalizer::engine::partitioner::partition_for(who.as_bytes(), PARTITIONS as u16);
+    let elsewhere = (home + 1) % PARTITIONS as u16;
+    // Added 61 minutes ago: the first reminder (60 min) falls due at once.
+    let added = format_rfc3339(now_millis() - 61 * 60_000);
+    let item = |id: &str, sku: &str| {
+        format!(
+            r#"{{"event_id":"{id}","type":"cart_item_added","occurred_at":"{added}","customer_id":"{who}","cart_id":"k1","product":{{"sku":"{sku}"}},"quantity":1}}"#
+        )
+    };
+    let producer = app.producer();
+    let cart = app.topic(personalizer::event::InputTopic::Cart).to_string();
+    app.send(
+        &producer,
+        &cart,
+        Some(who.as_bytes()),
+        item("add-a", "A").as_bytes(),
+    );
+    let stray = item("add-b", "B");
+    let record = rdkafka::producer::BaseRecord::<[u8], [u8]>::to(&cart)
+        .payload(stray.as_bytes())
+        .partition(i32::from(elsewhere));
+    personalizer::load::send_when_room(&producer, record).unwrap();
+    rdkafka::producer::Producer::flush(&producer, Duration::from_secs(10)).unwrap();
+
+    let log = app.dir.path().join("run.log");
+    let mut child = app.spawn(&app.dir.path().join("state"), &log);
+    let http = App::http_address(&log, Duration::from_secs(60));
+    wait_for_metric(
+        std::slice::from_ref(&http),
+        "personalizer_events_total",
+        &["outcome=\"misrouted\""],
+        1.0,
+        Duration::from_secs(60),
+    );
+    app.wait_for_decisions(1, Duration::from_secs(90));
+    assert_eq!(terminate(&mut child), Some(0), "SIGTERM exits 0");
+    let decided = app.decisions();
+    let reminders: Vec<(u32, Vec<String>)> = decided
+        .iter()
+        .filter_map(|d| match &d.body {
+            DecisionBody::AbandonedCart { step, items, .. } => {
+                Some((*step, items.iter().map(|i| i.sku.clone()).collect()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        reminders,
+        vec![(1, vec!["A".to_string(), "B".to_string()])],
+        "one cart, reminded once, with both items: {decided:#?}"
+    );
+}

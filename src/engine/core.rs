@@ -19,7 +19,7 @@ use super::task::{Task, TaskError};
 use super::Outcome;
 use crate::config::RulesConfig;
 use crate::decision::Decision;
-use crate::event::Event;
+use crate::event::{Event, RoutingKey};
 use crate::forward::Forward;
 use crate::rules::{Ctx, Note, Outputs};
 use crate::store::{Family, StateChange, Store};
@@ -61,6 +61,14 @@ impl Side {
     }
 
     /// The side a forwarded message is addressed to, with its key and event time.
+    /// The side whose tasks own `event`'s key.
+    pub fn of(event: &Event) -> Side {
+        match event.routing_key() {
+            RoutingKey::Shopper(_) => Side::Customer,
+            RoutingKey::Sku(_) => Side::Product,
+        }
+    }
+
     pub fn addressee(forward: &Forward) -> (Side, &str, Millis) {
         match forward {
             Forward::ToShopper { key, at, .. } => (Side::Customer, key, *at),

@@ -19,14 +19,18 @@ pub enum Outcome {
     Duplicate,
     Invalid,
     UnknownType,
+    /// Read from a partition its key does not belong to: passed on to the task that
+    /// owns the key (through the internal topic) and counted again there.
+    Misrouted,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 4] = [
+    pub const ALL: [Outcome; 5] = [
         Outcome::Processed,
         Outcome::Duplicate,
         Outcome::Invalid,
         Outcome::UnknownType,
+        Outcome::Misrouted,
     ];
 
     pub fn label(self) -> &'static str {
@@ -35,6 +39,7 @@ impl Outcome {
             Outcome::Duplicate => "duplicate",
             Outcome::Invalid => "invalid",
             Outcome::UnknownType => "unknown_type",
+            Outcome::Misrouted => "misrouted",
         }
     }
 }

@@ -135,7 +135,19 @@ pub fn decode(
                     )
                 }
             }
-            Err(e) => bad("syntax", format!("forwarded message: {e}"), key, value),
+            // Not a message: an input event passed on by the task it was misrouted to.
+            Err(e) => match decode_json(bytes) {
+                Ok(Decoded::Event(event)) if Side::of(&event) == side => {
+                    Item::Event(Box::new(event))
+                }
+                Ok(Decoded::Event(_)) => bad(
+                    "wrong_topic",
+                    "passed-on event belongs to the other processor".into(),
+                    key,
+                    value,
+                ),
+                _ => bad("syntax", format!("forwarded message: {e}"), key, value),
+            },
         },
     }
 }
@@ -215,6 +227,30 @@ mod tests {
                 assert!(record.error.contains("max_event_bytes"), "{}", record.error);
                 assert_eq!(record.value.as_deref(), Some(huge.as_bytes()));
             }
+            other => panic!("decoded as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_event_passed_on_through_the_internal_topic_decodes_as_that_event() {
+        let item = decode_now(
+            Source::Forwarded,
+            Side::Customer,
+            Some(b"c1"),
+            Some(CART.as_bytes()),
+        );
+        match item {
+            Item::Event(event) => assert_eq!(event.event_id, "e1"),
+            other => panic!("decoded as {other:?}"),
+        }
+        // The product processor's internal topic never carries a shopper's event.
+        match decode_now(
+            Source::Forwarded,
+            Side::Product,
+            Some(b"c1"),
+            Some(CART.as_bytes()),
+        ) {
+            Item::Bad(record) => assert_eq!(record.reason, "wrong_topic", "{}", record.error),
             other => panic!("decoded as {other:?}"),
         }
     }

@@ -191,6 +191,23 @@ impl Output {
         self.send(record)
     }
 
+    /// An input event read from a partition its key does not belong to, to the
+    /// internal topic's partition of the task that owns the key (its contract JSON:
+    /// the receiving task decodes it as the event it is).
+    pub fn pass_on(
+        &mut self,
+        topic: &str,
+        partition: u16,
+        key: &str,
+        event_json: &str,
+    ) -> Result<(), Abort> {
+        let record = BaseRecord::with_opaque_to(topic, OUTPUT)
+            .key(key.as_bytes())
+            .payload(event_json.as_bytes())
+            .partition(i32::from(partition));
+        self.send(record)
+    }
+
     /// A record that could not be processed, with where it came from and why.
     pub fn dead_letter(
         &mut self,

@@ -10,7 +10,7 @@ use super::changelog;
 use super::clients::{self, ClientError};
 use crate::config::Config;
 use crate::store::{Family, StateChange, Store, StoreError};
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, DefaultConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::types::RDKafkaErrorCode;
@@ -85,9 +85,7 @@ pub fn restore(
     let consumer: BaseConsumer<RestoreContext> =
         clients::plain_consumer_with(config, RestoreContext)?;
     let p = i32::from(partition);
-    let (low, high) = consumer
-        .fetch_watermarks(topic, p, WATERMARK_TIMEOUT)
-        .map_err(|e| ClientError::broker(config, &format!("read the end of `{topic}`"), e))?;
+    let (low, high) = stable_end(config, &consumer, topic, p)?;
     let key = checkpoint_key(topic, partition);
     let checkpoint = store.read_meta(&key)?;
     let (from, wiped) = match checkpoint {
@@ -172,6 +170,51 @@ pub fn restore(
     batch.push(checkpoint_change(topic, partition, end));
     store.write(&batch)?;
     Ok(restored)
+}
+
+/// How long a restore waits for a transaction on its changelog to end.
+const SETTLE_LIMIT: Duration = Duration::from_secs(30);
+
+/// The changelog partition's low watermark and its end once every transaction that
+/// wrote to it has ended. A commit's transaction markers are written after the commit
+/// returns; the previous owner of a task that just moved here may have committed a
+/// moment ago, and its group offsets already count that batch. Restoring only to the
+/// last stable offset of that moment would miss the batch's state changes, and the
+/// batch's decisions would be made again (a dead owner's open transaction is aborted
+/// by the broker within its 10 s lifetime).
+fn stable_end<C: ConsumerContext>(
+    config: &Config,
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    p: i32,
+) -> Result<(i64, i64), RestoreError> {
+    let read_end = |e| ClientError::broker(config, &format!("read the end of `{topic}`"), e);
+    let mut everything = clients::base(config);
+    everything.set("isolation.level", "read_uncommitted");
+    let uncommitted: BaseConsumer = clients::consumer_with(&everything, DefaultConsumerContext)?;
+    let (_, written) = uncommitted
+        .fetch_watermarks(topic, p, WATERMARK_TIMEOUT)
+        .map_err(read_end)?;
+    let started = Instant::now();
+    loop {
+        let (low, stable) = consumer
+            .fetch_watermarks(topic, p, WATERMARK_TIMEOUT)
+            .map_err(read_end)?;
+        if stable >= written {
+            return Ok((low, stable));
+        }
+        if started.elapsed() > SETTLE_LIMIT {
+            tracing::warn!(
+                topic,
+                partition = p,
+                stable,
+                written,
+                "a transaction on the changelog is still open; restoring what is committed"
+            );
+            return Ok((low, stable));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 fn position_of<C: ConsumerContext>(

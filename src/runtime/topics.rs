@@ -51,8 +51,14 @@ pub struct TopicLayout {
     pub customer_changelog: String,
     pub product_changelog: String,
     pub dead_letter: String,
+    /// The largest changelog record a state can make: `rules.limits.max_state_bytes`
+    /// plus room for its key and the record's framing.
+    pub state_record_bytes: i64,
     specs: Vec<TopicSpec>,
 }
+
+/// Room for a changelog record's key (partition and entity key) and framing.
+const RECORD_OVERHEAD_BYTES: i64 = 4 * 1024;
 
 impl TopicLayout {
     pub fn new(config: &Config) -> TopicLayout {
@@ -105,6 +111,7 @@ impl TopicLayout {
             customer_changelog: layout_internal[2].0.clone(),
             product_changelog: layout_internal[3].0.clone(),
             dead_letter: t.dead_letter.clone(),
+            state_record_bytes: config.rules.limits.max_state_bytes as i64 + RECORD_OVERHEAD_BYTES,
             specs,
         }
     }
@@ -161,6 +168,17 @@ impl TopicLayout {
                     });
                 }
             }
+            let changelog =
+                spec.name == self.customer_changelog || spec.name == self.product_changelog;
+            if let Some(limit) = info.max_message_bytes.filter(|_| changelog) {
+                if limit < self.state_record_bytes {
+                    problems.push(TopicProblem::RecordLimit {
+                        spec: spec.clone(),
+                        max_message_bytes: limit,
+                        needed: self.state_record_bytes,
+                    });
+                }
+            }
             if spec.compacted {
                 if let Some(policy) = &info.cleanup_policy {
                     if !policy.split(',').any(|p| p.trim() == "compact") {
@@ -207,6 +225,12 @@ pub enum TopicProblem {
         spec: TopicSpec,
         policy: String,
     },
+    /// A changelog refuses records as large as a state may be.
+    RecordLimit {
+        spec: TopicSpec,
+        max_message_bytes: i64,
+        needed: i64,
+    },
 }
 
 impl fmt::Display for TopicProblem {
@@ -233,6 +257,18 @@ impl fmt::Display for TopicProblem {
                 "topic `{}` (`{}`) has cleanup.policy={policy} but must be compacted",
                 spec.name, spec.setting
             ),
+            TopicProblem::RecordLimit {
+                spec,
+                max_message_bytes,
+                needed,
+            } => write!(
+                f,
+                "topic `{}` (`{}`) takes records of at most {max_message_bytes} bytes \
+                 (max.message.bytes), but a state record may take {needed} \
+                 (`rules.limits.max_state_bytes` and its key): raise the topic's \
+                 max.message.bytes or lower the setting",
+                spec.name, spec.setting
+            ),
         }
     }
 }
@@ -242,6 +278,8 @@ pub struct TopicInfo {
     pub partitions: i32,
     /// Known when it was asked for (compacted topics only).
     pub cleanup_policy: Option<String>,
+    /// Known when it was asked for (compacted topics only).
+    pub max_message_bytes: Option<i64>,
 }
 
 /// The topics of a cluster that the layout names.
@@ -272,6 +310,7 @@ impl ClusterTopics {
                     TopicInfo {
                         partitions: topic.partitions().len() as i32,
                         cleanup_policy: None,
+                        max_message_bytes: None,
                     },
                 );
             }
@@ -302,9 +341,13 @@ impl ClusterTopics {
             };
             for (name, result) in compacted.iter().zip(results) {
                 if let Ok(resource) = result {
-                    if let Some(entry) = resource.get("cleanup.policy") {
-                        if let Some(info) = topics.get_mut(*name) {
+                    if let Some(info) = topics.get_mut(*name) {
+                        if let Some(entry) = resource.get("cleanup.policy") {
                             info.cleanup_policy = entry.value.clone();
+                        }
+                        if let Some(entry) = resource.get("max.message.bytes") {
+                            info.max_message_bytes =
+                                entry.value.as_deref().and_then(|v| v.parse().ok());
                         }
                     }
                 }
@@ -368,6 +411,7 @@ mod tests {
                         TopicInfo {
                             partitions: *p,
                             cleanup_policy: c.map(str::to_string),
+                            max_message_bytes: Some(1_048_588),
                         },
                     )
                 })
@@ -458,6 +502,31 @@ mod tests {
         let problems = layout.check(&cluster(&as_refs(&topics)), 8);
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(problems[0].to_string().contains("personalizer-by-sku"));
+    }
+
+    #[test]
+    fn a_changelog_that_refuses_a_full_state_record_is_reported() {
+        let layout = TopicLayout::new(&Config::default());
+        let topics = full_cluster(&layout, 6);
+        let mut c = cluster(&as_refs(&topics));
+        assert_eq!(
+            layout.check(&c, 8),
+            vec![],
+            "the broker's default 1 MiB fits"
+        );
+        c.topics
+            .get_mut(&layout.product_changelog)
+            .unwrap()
+            .max_message_bytes = Some(100_000);
+        let problems = layout.check(&c, 8);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        let text = problems[0].to_string();
+        assert!(
+            text.contains("personalizer-product-changelog")
+                && text.contains("max.message.bytes")
+                && text.contains("`rules.limits.max_state_bytes`"),
+            "{text}"
+        );
     }
 
     #[test]

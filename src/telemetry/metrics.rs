@@ -405,7 +405,7 @@ impl Metrics {
     ) {
         for (topic, types) in input_topics {
             for event_type in *types {
-                for outcome in ["processed", "duplicate"] {
+                for outcome in ["processed", "duplicate", "misrouted"] {
                     self.events.with_label_values(&[topic, event_type, outcome]);
                 }
             }

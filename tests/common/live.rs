@@ -184,6 +184,17 @@ impl App {
         }
     }
 
+    /// The four input topics.
+    pub fn input_topics(&self) -> [&str; 4] {
+        [
+            InputTopic::Clickstream,
+            InputTopic::Cart,
+            InputTopic::Stock,
+            InputTopic::Customers,
+        ]
+        .map(|kind| self.topic(kind))
+    }
+
     pub fn producer(&self) -> BaseProducer {
         ClientConfig::new()
             .set("bootstrap.servers", &self.bootstrap)
@@ -266,13 +277,7 @@ impl App {
         let uncommitted = self.reader("read_uncommitted");
         let timeout = Duration::from_secs(10);
         let deadline = Instant::now() + Duration::from_secs(30);
-        for kind in [
-            InputTopic::Clickstream,
-            InputTopic::Cart,
-            InputTopic::Stock,
-            InputTopic::Customers,
-        ] {
-            let topic = self.topic(kind);
+        for topic in self.input_topics() {
             for p in 0..self.partitions {
                 loop {
                     let (_, stable) = committed.fetch_watermarks(topic, p, timeout).unwrap();
@@ -301,13 +306,7 @@ impl App {
             .unwrap();
         let timeout = Duration::from_secs(10);
         let mut ends = TopicPartitionList::new();
-        for kind in [
-            InputTopic::Clickstream,
-            InputTopic::Cart,
-            InputTopic::Stock,
-            InputTopic::Customers,
-        ] {
-            let topic = self.topic(kind);
+        for topic in self.input_topics() {
             for p in 0..self.partitions {
                 let (_, high) = group.fetch_watermarks(topic, p, timeout).unwrap();
                 ends.add_partition_offset(topic, p, Offset::Offset(high))

@@ -432,9 +432,30 @@ impl<'a> StreamThread<'a> {
         match record.item {
             Item::Event(event) => {
                 let (RoutingKey::Shopper(key) | RoutingKey::Sku(key)) = event.routing_key();
+                let owner = self.core.task_for(side, key);
+                if owner != id {
+                    // Applied here it would split the key's state between two tasks
+                    // (two carts with one id, each reminded): its owner applies it, at
+                    // once when the owner is a task of this thread, else through the
+                    // internal topic.
+                    self.batch.event(
+                        counted_as,
+                        event.body.type_name(),
+                        Counted::Misrouted,
+                        event.occurred_at,
+                    );
+                    if !self.assignment.tasks.contains_key(&owner) {
+                        let topic = self.topics.internal(side);
+                        let json = event.to_json_line();
+                        if let Err(abort) = self.output.pass_on(topic, owner.1, key, &json) {
+                            return Err(self.rewind(abort));
+                        }
+                        return Ok(());
+                    }
+                }
                 let outcome = self
                     .core
-                    .process_event(self.store, id, key, &event)
+                    .process_event(self.store, owner, key, &event)
                     .map_err(|e| failed(&self.topics, e))?;
                 let counted = match outcome {
                     Outcome::Processed => Counted::Processed,
