@@ -44,6 +44,9 @@ pub enum ShopperMessage {
     Absorb {
         from: String,
         state: Box<ShopperState>,
+        /// The `signed_in` event that merged them (the merged cart's evidence).
+        #[serde(default)]
+        event_id: String,
     },
     /// An event keyed by an anonymous id that now belongs to a customer.
     Reroute(Box<Event>),

@@ -431,3 +431,108 @@ fn carts_of_the_customer_and_the_anonymous_device_are_merged() {
         other => panic!("{other:?}"),
     }
 }
+
+// ---- Sign-in merges carts ------------------------------------------------------------
+
+/// A reminder as (cart, step, minute, [(sku, quantity)]).
+type CartReminder = (String, u32, i64, Vec<(String, u32)>);
+
+fn cart_reminders(decisions: &[personalizer::decision::Decision]) -> Vec<CartReminder> {
+    decisions
+        .iter()
+        .filter_map(|d| match &d.body {
+            DecisionBody::AbandonedCart {
+                cart_id,
+                step,
+                items,
+                ..
+            } => Some((
+                cart_id.clone(),
+                *step,
+                (d.decided_at - at(0)) / 60_000,
+                items.iter().map(|i| (i.sku.clone(), i.quantity)).collect(),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+fn items(list: &[(&str, u32)]) -> Vec<(String, u32)> {
+    list.iter().map(|(s, q)| (s.to_string(), *q)).collect()
+}
+
+#[test]
+fn at_sign_in_the_anonymous_lines_join_the_customers_open_cart() {
+    let mut e = Events::new();
+    e.add("c1", 0, "k1", "S1", 1);
+    e.add("anon-1", 1, "g1", "S1", 2);
+    e.add("anon-1", 2, "g1", "S2", 1);
+    e.sign_in("c1", "anon-1", 5);
+    let d = replay(&e, Some(3 * DAY));
+    // One cart, the customer's id, quantities summed; step 1 due after the sign-in.
+    let merged = items(&[("S1", 3), ("S2", 1)]);
+    assert_eq!(
+        cart_reminders(&d),
+        vec![
+            ("k1".to_string(), 1, 65, merged.clone()),
+            ("k1".to_string(), 2, 5 + DAY, merged),
+        ]
+    );
+}
+
+#[test]
+fn a_customer_without_an_open_cart_takes_the_anonymous_cart() {
+    let mut e = Events::new();
+    e.view("c1", 0);
+    e.add("anon-1", 1, "g1", "S1", 1);
+    e.sign_in("c1", "anon-1", 5);
+    let d = replay(&e, Some(3 * DAY));
+    let guest = items(&[("S1", 1)]);
+    assert_eq!(
+        cart_reminders(&d),
+        vec![
+            ("g1".to_string(), 1, 65, guest.clone()),
+            ("g1".to_string(), 2, 5 + DAY, guest),
+        ]
+    );
+}
+
+#[test]
+fn a_merge_after_a_reminder_starts_again_at_step_one() {
+    let mut e = Events::new();
+    e.add("c1", 0, "k1", "S1", 1);
+    e.add("anon-1", 90, "g1", "S2", 1);
+    let sign_in = e.sign_in("c1", "anon-1", 100);
+    let d = replay(&e, Some(3 * DAY));
+    let before = items(&[("S1", 1)]);
+    let merged = items(&[("S1", 1), ("S2", 1)]);
+    assert_eq!(
+        cart_reminders(&d),
+        vec![
+            ("k1".to_string(), 1, 60, before),
+            ("k1".to_string(), 1, 160, merged.clone()),
+            ("k1".to_string(), 2, 100 + DAY, merged),
+        ]
+    );
+    // The new step 1 is another email: its evidence is the sign-in, its id differs.
+    assert_ne!(d[0].decision_id, d[1].decision_id);
+    assert!(d[1].reason.contains(&sign_in), "{}", d[1].reason);
+}
+
+#[test]
+fn an_erased_customer_signing_in_again_gets_only_the_new_cart() {
+    let mut e = Events::new();
+    e.add("c1", 0, "k1", "S1", 1);
+    e.erase("c1", 10);
+    e.add("anon-1", 20, "g1", "S2", 1);
+    e.sign_in("c1", "anon-1", 30);
+    let d = replay(&e, Some(3 * DAY));
+    let guest = items(&[("S2", 1)]);
+    assert_eq!(
+        cart_reminders(&d),
+        vec![
+            ("g1".to_string(), 1, 90, guest.clone()),
+            ("g1".to_string(), 2, 30 + DAY, guest),
+        ]
+    );
+}

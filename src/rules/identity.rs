@@ -8,6 +8,7 @@ use super::Ctx;
 use crate::event::Event;
 use crate::forward::{Forward, ShopperMessage};
 use crate::state::ShopperState;
+use crate::time::Millis;
 
 pub fn on_signed_in(key: &str, state: &mut ShopperState, event: &Event, ctx: &mut Ctx) {
     let Some(anonymous_id) = event.anonymous_id.as_deref() else {
@@ -33,7 +34,7 @@ pub fn on_signed_in(key: &str, state: &mut ShopperState, event: &Event, ctx: &mu
 pub fn on_merge_into(
     key: &str,
     state: &mut Option<ShopperState>,
-    customer_id: &str,
+    (customer_id, event_id): (&str, &str),
     at: i64,
     ctx: &mut Ctx,
 ) {
@@ -50,6 +51,7 @@ pub fn on_merge_into(
             message: ShopperMessage::Absorb {
                 from: key.to_string(),
                 state: Box::new(handed_over),
+                event_id: event_id.to_string(),
             },
         });
     }
@@ -64,44 +66,71 @@ fn has_history(state: &ShopperState) -> bool {
 }
 
 /// On the customer's task: take over the anonymous shopper's carts, activity and requests.
-/// What the customer already has wins over the anonymous copy of the same thing, and a
-/// cart last changed before the customer's latest order is left behind: whoever bought
-/// since is not reminded of it.
-/// Merges the anonymous shopper's carts into the customer's; a merged cart keeps at
-/// most `max_lines` lines (`rules.limits.max_cart_lines`), the customer's first.
-pub fn on_absorb(state: &mut ShopperState, from: &str, incoming: &ShopperState, max_lines: usize) {
+///
+/// Carts become one, as a storefront merges a guest cart at login (CONTRACT §3): the
+/// anonymous cart's lines are added to the customer's open cart (quantities summed per
+/// SKU, the customer's `cart_id` kept, at most `max_lines` lines with the customer's
+/// first); a customer with no open cart takes the anonymous one. The merge changes the
+/// contents: reminders start again at step 1, due after the sign-in at `at`, with the
+/// sign-in `event_id` as the evidence (which also keeps their decision ids apart from
+/// those sent before). A cart last changed before the customer's latest order is left
+/// behind: whoever bought since is not reminded of it.
+pub fn on_absorb(
+    state: &mut ShopperState,
+    from: &str,
+    incoming: &ShopperState,
+    sign_in: (&str, Millis),
+    max_lines: usize,
+) {
+    let (event_id, at) = sign_in;
     let ordered_at = state.last_order_at;
+    let mut open = state
+        .carts
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| !c.lines.is_empty())
+        .max_by_key(|(_, c)| c.changed_at)
+        .map(|(i, _)| i);
     for cart in incoming
         .carts
         .iter()
-        .filter(|c| Some(c.changed_at) > ordered_at)
+        .filter(|c| Some(c.changed_at) > ordered_at && !c.lines.is_empty())
     {
-        match state.carts.iter_mut().find(|c| c.cart_id == cart.cart_id) {
-            Some(existing) => {
-                let before = existing.lines.len();
+        let target = match open {
+            Some(i) => {
+                let existing = &mut state.carts[i];
                 for line in &cart.lines {
-                    if existing.lines.len() >= max_lines {
-                        break;
-                    }
-                    if !existing
+                    let same = existing
                         .lines
                         .iter()
-                        .any(|l| l.product.sku == line.product.sku)
-                    {
-                        existing.lines.push(line.clone());
+                        .position(|l| l.product.sku == line.product.sku);
+                    match same {
+                        Some(j) => {
+                            let quantity = &mut existing.lines[j].quantity;
+                            *quantity = quantity.saturating_add(line.quantity);
+                        }
+                        None if existing.lines.len() < max_lines => {
+                            existing.lines.push(line.clone());
+                        }
+                        None => {}
                     }
                 }
-                if existing.lines.len() > before {
-                    // New contents: reminders start over, with the anonymous change as
-                    // the evidence (it also keeps their decision ids distinct).
-                    existing.changed_by = cart.changed_by.clone();
-                    existing.changed_at = existing.changed_at.max(cart.changed_at);
-                    existing.steps_done = 0;
-                }
+                i
             }
-            None => state.carts.push(cart.clone()),
-        }
+            None => {
+                let mut taken = cart.clone();
+                taken.lines.truncate(max_lines);
+                state.carts.push(taken);
+                state.carts.len() - 1
+            }
+        };
+        let merged = &mut state.carts[target];
+        merged.changed_by = event_id.to_string();
+        merged.changed_at = merged.changed_at.max(cart.changed_at).max(at);
+        merged.steps_done = 0;
+        open = Some(target);
     }
+    state.last_activity_at = state.last_activity_at.max(Some(at));
     state.last_activity_at = state.last_activity_at.max(incoming.last_activity_at);
     for request in &incoming.stock_requests {
         if !state.stock_requests.iter().any(|r| r.sku == request.sku) {
@@ -148,16 +177,22 @@ mod tests {
             ..ShopperState::default()
         });
         let ((), out) = run(10, &rules, |ctx| {
-            on_merge_into("a1", &mut anon, "c1", 10, ctx)
+            on_merge_into("a1", &mut anon, ("c1", "sign-in"), 10, ctx)
         });
         assert_eq!(anon.unwrap().merged_into.as_deref(), Some("c1"));
         match &out.forwards[0] {
             Forward::ToShopper {
                 key,
-                message: ShopperMessage::Absorb { from, state },
+                message:
+                    ShopperMessage::Absorb {
+                        from,
+                        state,
+                        event_id,
+                    },
                 ..
             } => {
                 assert_eq!((key.as_str(), from.as_str()), ("c1", "a1"));
+                assert_eq!(event_id, "sign-in");
                 assert_eq!(state.carts.len(), 1);
             }
             other => panic!("{other:?}"),
@@ -169,36 +204,81 @@ mod tests {
         let rules = RulesConfig::default();
         let mut anon = None;
         let ((), out) = run(10, &rules, |ctx| {
-            on_merge_into("a1", &mut anon, "c1", 10, ctx)
+            on_merge_into("a1", &mut anon, ("c1", "sign-in"), 10, ctx)
         });
         assert!(out.forwards.is_empty());
         assert_eq!(anon.unwrap().merged_into.as_deref(), Some("c1"));
     }
 
+    fn lines(cart: &Cart) -> Vec<(&str, u32)> {
+        cart.lines
+            .iter()
+            .map(|l| (l.product.sku.as_str(), l.quantity))
+            .collect()
+    }
+
     #[test]
-    fn absorb_adds_carts_and_missing_lines() {
+    fn the_anonymous_cart_joins_the_customers_open_cart() {
+        let mut older = cart("k0", &["Z"]);
+        older.changed_at = 1;
+        let mut open = cart("k1", &["A"]);
+        open.changed_at = 2;
+        open.steps_done = 1;
         let mut customer = ShopperState {
             customer_id: Some("c1".into()),
-            carts: vec![cart("k1", &["A"])],
+            carts: vec![older, open],
             last_activity_at: Some(3),
             ..ShopperState::default()
         };
-        let mut anon_k1 = cart("k1", &["A", "B"]);
-        anon_k1.changed_by = "anon-change".into();
+        let mut guest = cart("g1", &["A", "B"]);
+        guest.steps_done = 2;
         let anon = ShopperState {
-            carts: vec![anon_k1, cart("k2", &["C"])],
+            carts: vec![guest],
             last_activity_at: Some(7),
             ..ShopperState::default()
         };
-        on_absorb(&mut customer, "a1", &anon, 100);
-        assert_eq!(customer.carts.len(), 2);
+        on_absorb(&mut customer, "a1", &anon, ("sign-in", 9), 100);
+        assert_eq!(customer.carts.len(), 2, "no cart of the guest's own");
+        let merged = &customer.carts[1];
         assert_eq!(
-            customer.carts[0].changed_by, "anon-change",
-            "new lines restart the reminders"
+            merged.cart_id, "k1",
+            "the most recently changed open cart, its id kept"
         );
-        assert_eq!(customer.carts[0].lines.len(), 2);
-        assert_eq!(customer.last_activity_at, Some(7));
+        assert_eq!(
+            lines(merged),
+            [("A", 2), ("B", 1)],
+            "quantities summed per SKU"
+        );
+        assert_eq!(
+            (
+                merged.changed_by.as_str(),
+                merged.changed_at,
+                merged.steps_done
+            ),
+            ("sign-in", 9, 0),
+            "a change of contents at the sign-in: step 1 again"
+        );
+        assert_eq!(customer.last_activity_at, Some(9));
         assert_eq!(customer.aliases, vec!["a1".to_string()]);
+    }
+
+    #[test]
+    fn a_customer_without_an_open_cart_takes_the_anonymous_one() {
+        let mut customer = ShopperState {
+            customer_id: Some("c1".into()),
+            ..ShopperState::default()
+        };
+        let mut guest = cart("g1", &["A"]);
+        guest.steps_done = 1;
+        let anon = ShopperState {
+            carts: vec![guest, cart("g2", &["B"])],
+            ..ShopperState::default()
+        };
+        on_absorb(&mut customer, "a1", &anon, ("sign-in", 5), 100);
+        assert_eq!(customer.carts.len(), 1, "two guest carts become one");
+        assert_eq!(customer.carts[0].cart_id, "g1");
+        assert_eq!(lines(&customer.carts[0]), [("A", 1), ("B", 1)]);
+        assert_eq!(customer.carts[0].steps_done, 0);
     }
 
     #[test]
@@ -212,7 +292,7 @@ mod tests {
             carts: vec![cart("k1", &["C", "D", "E"])],
             ..ShopperState::default()
         };
-        on_absorb(&mut customer, "a1", &anon, 3);
+        on_absorb(&mut customer, "a1", &anon, ("sign-in", 1), 3);
         let skus: Vec<&str> = customer.carts[0]
             .lines
             .iter()
@@ -240,7 +320,7 @@ mod tests {
             carts: vec![stale, fresh],
             ..ShopperState::default()
         };
-        on_absorb(&mut customer, "a1", &anon, 100);
+        on_absorb(&mut customer, "a1", &anon, ("sign-in", 12), 100);
         let ids: Vec<&str> = customer.carts.iter().map(|c| c.cart_id.as_str()).collect();
         assert_eq!(ids, vec!["k2"]);
     }

@@ -83,16 +83,19 @@ pub fn on_message(
 ) {
     match message {
         ShopperMessage::Reroute(event) => apply(key, state, event, true, ctx),
-        ShopperMessage::MergeInto { customer_id, .. } => {
-            identity::on_merge_into(key, state, customer_id, at, ctx)
-        }
+        ShopperMessage::MergeInto {
+            customer_id,
+            event_id,
+        } => identity::on_merge_into(key, state, (customer_id, event_id), at, ctx),
         ShopperMessage::Absorb {
             from,
             state: incoming,
+            event_id,
         } => {
             let shopper = state.get_or_insert_with(ShopperState::default);
             shopper.customer_id.get_or_insert_with(|| key.to_string());
-            identity::on_absorb(shopper, from, incoming, ctx.rules.limits.max_cart_lines);
+            let limit = ctx.rules.limits.max_cart_lines;
+            identity::on_absorb(shopper, from, incoming, (event_id, at), limit);
             abandoned_cart::rearm(key, shopper, ctx);
         }
         ShopperMessage::BackInStock {
