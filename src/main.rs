@@ -250,6 +250,8 @@ fn run_replay(args: ReplayArgs) -> Result<()> {
             "duplicates": summary.stats.duplicates,
             "unknown_types": summary.stats.unknown_types,
             "bad_lines": summary.bad_lines,
+            "refused": summary.stats.refused,
+            "messages_refused": summary.stats.messages_refused,
             "decisions": summary.stats.decisions,
             "suppressed_no_consent": summary.stats.suppressed_no_consent,
             "timers_fired": summary.stats.timers_fired,

@@ -296,3 +296,51 @@ fn events_from_the_future_of_now_are_bad_lines_and_decide_nothing() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("--now"), "{}", stderr(&out));
 }
+
+#[test]
+fn events_past_the_limits_are_reported_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("limits.toml");
+    std::fs::write(&config, "[rules.limits]\nmax_cart_lines = 1\n").unwrap();
+    let mut e = Events::new();
+    e.add("c1", 0, "k1", "S1", 1);
+    let second_line = e.add("c1", 1, "k1", "S2", 1);
+    let mut lines = e.lines.clone();
+    let huge = format!(
+        r#"{{"event_id":"huge","type":"page_viewed","occurred_at":"{}","customer_id":"c2","page_type":"home","url":"{}"}}"#,
+        ts(2),
+        "u".repeat(70_000)
+    );
+    lines.push(huge);
+    let input = dir.path().join("events.jsonl");
+    write_lines(&input, &lines);
+    let out = run(&[
+        "replay",
+        "--config",
+        config.to_str().unwrap(),
+        "--stats",
+        "--until",
+        "2026-01-01T03:00:00Z",
+        input.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let errors = stderr(&out);
+    assert!(
+        errors.contains(":2: limit_exceeded") && errors.contains("max_cart_lines"),
+        "{errors}"
+    );
+    assert!(
+        errors.contains(":3: the record is") && errors.contains("max_event_bytes"),
+        "{errors}"
+    );
+    let summary: serde_json::Value = serde_json::from_str(errors.lines().last().unwrap()).unwrap();
+    assert_eq!(summary["refused"], 1, "{summary}");
+    assert_eq!(summary["bad_lines"], 1, "{summary}");
+    // The refused line left the cart as it was: one line, reminded once.
+    let decisions = stdout(&out);
+    assert_eq!(decisions.lines().count(), 1, "{decisions}");
+    assert!(
+        decisions.contains(r#""sku":"S1""#) && !decisions.contains(&format!("event {second_line}")),
+        "{decisions}"
+    );
+}
