@@ -4,6 +4,9 @@
 //! `config/personalizer.toml` lists every setting with its default and meaning; a test
 //! keeps that file and these defaults equal.
 
+mod limits;
+pub use limits::{LimitsConfig, MAX_STATE_BYTES_CEILING};
+
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -93,36 +96,6 @@ pub struct RulesConfig {
     pub back_in_stock: BackInStockConfig,
     pub limits: LimitsConfig,
 }
-
-/// Bounds on what one record and one entity's state may hold, so that no state record
-/// outgrows what the changelog topic accepts.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LimitsConfig {
-    /// A record larger than this (bytes) goes to the dead-letter topic as `too_large`;
-    /// it bounds every text field of an event at once.
-    pub max_event_bytes: usize,
-    /// An item added to a cart that already has this many lines goes to the dead-letter
-    /// topic as `limit_exceeded`.
-    pub max_cart_lines: usize,
-    /// An event that would make a shopper's or a SKU's stored state larger than this
-    /// (bytes) goes to the dead-letter topic as `limit_exceeded`, and changes nothing.
-    pub max_state_bytes: usize,
-}
-
-impl Default for LimitsConfig {
-    fn default() -> Self {
-        LimitsConfig {
-            max_event_bytes: 64 * 1024,
-            max_cart_lines: 100,
-            max_state_bytes: 256 * 1024,
-        }
-    }
-}
-
-/// The largest `rules.limits.max_state_bytes`: a state record must fit the broker's
-/// default `max.message.bytes` (1 MiB) with room for its key and the batch framing.
-pub const MAX_STATE_BYTES_CEILING: usize = 900 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -469,7 +442,7 @@ impl Config {
         if self.state.block_cache_bytes < 1 << 20 {
             return Err(invalid("state.block_cache_bytes", "must be at least 1 MiB"));
         }
-        self.validate_limits()?;
+        self.rules.limits.validate()?;
         self.validate_kafka()?;
         if self.http.listen.parse::<std::net::SocketAddr>().is_err() {
             return Err(invalid(
@@ -509,29 +482,6 @@ impl Config {
                     ));
                 }
             }
-        }
-        Ok(())
-    }
-
-    fn validate_limits(&self) -> Result<(), ConfigError> {
-        let limits = &self.rules.limits;
-        if limits.max_cart_lines < 1 {
-            return Err(invalid("rules.limits.max_cart_lines", "must be at least 1"));
-        }
-        if limits.max_state_bytes > MAX_STATE_BYTES_CEILING {
-            return Err(invalid(
-                "rules.limits.max_state_bytes",
-                format!(
-                    "must be at most {MAX_STATE_BYTES_CEILING}: a state record must fit the \
-                     changelog topic's max.message.bytes (1 MiB by default)"
-                ),
-            ));
-        }
-        if limits.max_event_bytes < 1024 || limits.max_event_bytes * 2 > limits.max_state_bytes {
-            return Err(invalid(
-                "rules.limits.max_event_bytes",
-                "must be at least 1024 and at most half of `rules.limits.max_state_bytes`",
-            ));
         }
         Ok(())
     }
