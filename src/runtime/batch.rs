@@ -83,7 +83,10 @@ impl BatchCounts {
         occurred_at: Millis,
     ) {
         *self.events.entry((input, event_type, outcome)).or_default() += 1;
-        self.event_times.push(occurred_at);
+        // A misrouted event's latency is measured once, where it is applied.
+        if outcome != Outcome::Misrouted {
+            self.event_times.push(occurred_at);
+        }
     }
 
     pub fn unknown_type(&mut self, input: InputId) {
@@ -207,5 +210,22 @@ mod tests {
         assert!(metrics
             .render()
             .contains(r#"personalizer_decisions_total{type="abandoned_cart"} 1"#));
+    }
+
+    #[test]
+    fn a_misrouted_event_is_counted_where_it_landed_and_timed_once() {
+        let metrics = Metrics::new();
+        let mut latency = LatencyHistogram::default();
+        let mut batch = BatchCounts::default();
+        let cart = (Side::Customer, 1);
+        batch.event(cart, "cart_item_added", Outcome::Misrouted, 1_000);
+        batch.event(cart, "cart_item_added", Outcome::Processed, 1_000);
+        batch.publish(&metrics, &mut latency, 1_100, |_| "cart");
+        let text = metrics.render();
+        assert!(
+            text.contains(r#"personalizer_events_total{outcome="misrouted",topic="cart",type="cart_item_added"} 1"#),
+            "{text}"
+        );
+        assert_eq!(latency.count(), 1, "one event, one latency");
     }
 }
