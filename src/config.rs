@@ -4,7 +4,9 @@
 //! `config/personalizer.toml` lists every setting with its default and meaning; a test
 //! keeps that file and these defaults equal.
 
+mod duration;
 mod limits;
+pub use duration::Dur;
 pub use limits::{LimitsConfig, MAX_STATE_BYTES_CEILING};
 
 use serde::{Deserialize, Serialize};
@@ -273,39 +275,6 @@ impl Default for StateConfig {
             write_buffer_bytes: 64 << 20,
             cache_max_entries: 200_000,
         }
-    }
-}
-
-/// A duration written as text, e.g. `"60m"`, `"24h"`, `"30d"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Dur(pub Duration);
-
-impl Dur {
-    pub const fn minutes(m: u64) -> Dur {
-        Dur(Duration::from_secs(m * 60))
-    }
-    pub const fn hours(h: u64) -> Dur {
-        Dur(Duration::from_secs(h * 3600))
-    }
-    pub fn millis(self) -> i64 {
-        crate::time::duration_millis(self.0)
-    }
-}
-
-impl Serialize for Dur {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&humantime::format_duration(self.0).to_string())
-    }
-}
-
-impl<'de> Deserialize<'de> for Dur {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        humantime::parse_duration(&text).map(Dur).map_err(|e| {
-            serde::de::Error::custom(format!(
-                "`{text}` is not a duration ({e}); write e.g. \"90s\", \"60m\", \"24h\", \"30d\""
-            ))
-        })
     }
 }
 
