@@ -223,6 +223,13 @@ pub fn stream_time_key(side: Side, partition: u16) -> String {
     format!("task/{}/{partition}/stream_time", side.name())
 }
 
+/// Whether messages are being delivered (re-entrancy guard of [`Core::deliver_local`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Delivering {
+    Idle,
+    Busy,
+}
+
 pub struct Core {
     rules: RulesConfig,
     clock: Clock,
@@ -233,6 +240,8 @@ pub struct Core {
     shared_time: Option<Millis>,
     /// Messages for tasks of this core, with the time they were sent at.
     local: VecDeque<(Forward, Millis)>,
+    /// Whether [`Core::deliver_local`] is under way further up the stack.
+    delivery: Delivering,
     scratch: Outputs,
     output: Output,
 }
@@ -247,6 +256,7 @@ impl Core {
             tasks: BTreeMap::new(),
             shared_time: None,
             local: VecDeque::new(),
+            delivery: Delivering::Idle,
             scratch: Outputs::default(),
             output: Output::default(),
         }
@@ -520,7 +530,23 @@ impl Core {
     }
 
     /// Delivers the queued messages: at once to a task of this core, else to the driver.
+    ///
+    /// In order of sending, always: a message whose delivery moves a lagging task's clock
+    /// fires that task's timers, and what those forward joins the back of the queue
+    /// instead of overtaking messages sent before it (a nested delivery would let a
+    /// notification relayed by a second task reach its shopper before one sent to the
+    /// shopper directly, and live would then decide otherwise than `replay`).
     fn deliver_local(&mut self, store: &Store) -> Result<(), TaskError> {
+        if self.delivery == Delivering::Busy {
+            return Ok(());
+        }
+        self.delivery = Delivering::Busy;
+        let delivered = self.deliver_queued(store);
+        self.delivery = Delivering::Idle;
+        delivered
+    }
+
+    fn deliver_queued(&mut self, store: &Store) -> Result<(), TaskError> {
         while let Some((forward, sent_at)) = self.local.pop_front() {
             let (side, key, _) = Side::addressee(&forward);
             let id = self.task_for(side, key);
@@ -547,9 +573,7 @@ impl Core {
     /// Moves what the last rule produced into the output; its forwards are sent at `now`.
     fn collect(&mut self, now: Millis) {
         for decision in &self.scratch.decisions {
-            self.output
-                .stats
-                .count_decision(decision.decision_type().name());
+            self.output.stats.count_decision(decision);
         }
         self.output.decisions.append(&mut self.scratch.decisions);
         self.local
