@@ -6,8 +6,14 @@
 
 mod duration;
 mod limits;
+mod offers;
+mod profiles;
+mod segments;
 pub use duration::Dur;
 pub use limits::{LimitsConfig, MAX_STATE_BYTES_CEILING};
+pub use offers::{OfferConfig, OffersConfig};
+pub use profiles::{is_country_code, InterestWeights, InterestsConfig, ProfilesConfig, SiteConfig};
+pub use segments::{RfmConfig, SegmentsConfig};
 
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -97,6 +103,12 @@ pub struct RulesConfig {
     pub abandoned_cart: AbandonedCartConfig,
     pub back_in_stock: BackInStockConfig,
     pub limits: LimitsConfig,
+    pub interests: InterestsConfig,
+    pub profiles: ProfilesConfig,
+    pub segments: SegmentsConfig,
+    pub offers: OffersConfig,
+    /// Storefront sites by code, for the profile's site suggestion.
+    pub sites: std::collections::BTreeMap<String, SiteConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -246,6 +258,11 @@ impl Default for RulesConfig {
             abandoned_cart: AbandonedCartConfig::default(),
             back_in_stock: BackInStockConfig::default(),
             limits: LimitsConfig::default(),
+            interests: InterestsConfig::default(),
+            profiles: ProfilesConfig::default(),
+            segments: SegmentsConfig::default(),
+            offers: OffersConfig::default(),
+            sites: Default::default(),
         }
     }
 }
@@ -412,6 +429,11 @@ impl Config {
             return Err(invalid("state.block_cache_bytes", "must be at least 1 MiB"));
         }
         self.rules.limits.validate()?;
+        self.rules.interests.validate()?;
+        self.rules.profiles.validate()?;
+        self.rules.segments.validate()?;
+        self.rules.offers.validate()?;
+        profiles::validate_sites(&self.rules.sites)?;
         self.validate_kafka()?;
         if self.http.listen.parse::<std::net::SocketAddr>().is_err() {
             return Err(invalid(

@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Decision {
     pub decision_id: String,
-    pub customer_id: String,
+    /// The registered customer; `None` only for an anonymous shopper's profile.
+    pub customer_id: Option<String>,
     /// The stream time at which the decision was made.
     #[serde(with = "rfc3339")]
     pub decided_at: Millis,
@@ -49,19 +50,51 @@ pub enum DecisionBody {
         segment: String,
         change: SegmentChange,
     },
-    Profile {
+    Profile(Box<Profile>),
+    /// The shopper's profile is gone (erased, or an anonymous shopper who signed in):
+    /// a tombstone (null value) under the shopper's key on the profiles topic.
+    /// `replay` prints it as a line of type `profile_deleted`.
+    ProfileDeleted {
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        preferred_department: Option<String>,
-        top_categories: Vec<CategoryScore>,
-        recently_viewed: Vec<String>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        site: Option<String>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        suggested_site: Option<String>,
-        segments: Vec<String>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        consent: Option<bool>,
+        anonymous_id: Option<String>,
     },
+}
+
+/// A shopper's profile as the storefront reads it (CONTRACT §2, §5).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Profile {
+    /// The anonymous id: the key of an anonymous shopper's profile; for a customer, the
+    /// latest anonymous id that signed in as them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anonymous_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preferred_department: Option<String>,
+    pub top_categories: Vec<CategoryScore>,
+    pub recently_viewed: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suggested_site: Option<String>,
+    pub segments: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consent: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rfm: Option<Rfm>,
+    pub orders: u32,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "rfc3339_option"
+    )]
+    pub last_order_at: Option<Millis>,
+}
+
+/// Recency, frequency and monetary scores, 1–5 each (CONTRACT §5.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rfm {
+    pub r: u8,
+    pub f: u8,
+    pub m: u8,
 }
 
 /// The kinds of decision, with their default output topics.
@@ -93,6 +126,11 @@ impl DecisionType {
         }
     }
 
+    /// The type named `name` (as in a decision's `type`; `profile` covers its tombstones).
+    pub fn from_name(name: &str) -> Option<DecisionType> {
+        DecisionType::ALL.into_iter().find(|t| t.name() == name)
+    }
+
     pub fn default_topic(self) -> &'static str {
         match self {
             DecisionType::AbandonedCart => "personalization.abandoned-cart",
@@ -111,7 +149,7 @@ impl DecisionBody {
             DecisionBody::BackInStock { .. } => DecisionType::BackInStock,
             DecisionBody::DiscountOffer { .. } => DecisionType::DiscountOffer,
             DecisionBody::SegmentChanged { .. } => DecisionType::SegmentChanged,
-            DecisionBody::Profile { .. } => DecisionType::Profile,
+            DecisionBody::Profile(_) | DecisionBody::ProfileDeleted { .. } => DecisionType::Profile,
         }
     }
 }
@@ -139,11 +177,59 @@ pub struct CategoryScore {
     pub score: f64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SegmentChange {
     Entered,
     Exited,
+}
+
+impl SegmentChange {
+    pub const ALL: [SegmentChange; 2] = [SegmentChange::Entered, SegmentChange::Exited];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            SegmentChange::Entered => "entered",
+            SegmentChange::Exited => "exited",
+        }
+    }
+}
+
+/// The kind of a segment, a bounded label for metrics (never the department or group).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SegmentFamily {
+    Lifecycle,
+    Rfm,
+    HighValue,
+    Interest,
+    CartAbandoner,
+}
+
+impl SegmentFamily {
+    pub const ALL: [SegmentFamily; 5] = [
+        SegmentFamily::Lifecycle,
+        SegmentFamily::Rfm,
+        SegmentFamily::HighValue,
+        SegmentFamily::Interest,
+        SegmentFamily::CartAbandoner,
+    ];
+
+    /// The family of a segment name (`lifecycle:new` → lifecycle); `None` for a name
+    /// this version does not make.
+    pub fn of(segment: &str) -> Option<SegmentFamily> {
+        let family = segment.split(':').next().unwrap_or(segment);
+        SegmentFamily::ALL.into_iter().find(|f| f.label() == family)
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            SegmentFamily::Lifecycle => "lifecycle",
+            SegmentFamily::Rfm => "rfm",
+            SegmentFamily::HighValue => "high_value",
+            SegmentFamily::Interest => "interest",
+            SegmentFamily::CartAbandoner => "cart_abandoner",
+        }
+    }
 }
 
 /// The namespace of all decision ids (a UUID v5 namespace of our own).
@@ -160,6 +246,25 @@ pub fn decision_id(parts: &[&str]) -> String {
 impl Decision {
     pub fn decision_type(&self) -> DecisionType {
         self.body.decision_type()
+    }
+
+    /// The record key on the output topic: the customer, else (an anonymous shopper's
+    /// profile) the anonymous id.
+    pub fn record_key(&self) -> &str {
+        let anonymous = match &self.body {
+            DecisionBody::Profile(profile) => profile.anonymous_id.as_deref(),
+            DecisionBody::ProfileDeleted { anonymous_id } => anonymous_id.as_deref(),
+            _ => None,
+        };
+        self.customer_id
+            .as_deref()
+            .or(anonymous)
+            .unwrap_or_default()
+    }
+
+    /// Whether the record is a tombstone: a key with no value on a compacted topic.
+    pub fn is_tombstone(&self) -> bool {
+        matches!(self.body, DecisionBody::ProfileDeleted { .. })
     }
 
     pub fn to_json_line(&self) -> String {
@@ -182,6 +287,25 @@ pub mod rfc3339 {
     }
 }
 
+/// Serde helper: an optional event-time instant as RFC 3339 text.
+pub mod rfc3339_option {
+    use crate::time::{format_rfc3339, parse_rfc3339, Millis};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(millis: &Option<Millis>, s: S) -> Result<S::Ok, S::Error> {
+        match millis {
+            Some(m) => s.serialize_str(&format_rfc3339(*m)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Millis>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|text| parse_rfc3339(&text).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,6 +315,52 @@ mod tests {
         assert_eq!(decision_id(&["a", "b"]), decision_id(&["a", "b"]));
         assert_ne!(decision_id(&["a", "b"]), decision_id(&["ab"]));
         assert_ne!(decision_id(&["a", "b"]), decision_id(&["a", "c"]));
+    }
+
+    #[test]
+    fn a_tombstone_prints_as_profile_deleted_and_keys_by_the_shopper() {
+        let tombstone = crate::samples::profile_tombstone();
+        assert!(tombstone.is_tombstone());
+        assert_eq!(tombstone.decision_type(), DecisionType::Profile);
+        assert_eq!(tombstone.record_key(), "c-1");
+        let line = tombstone.to_json_line();
+        let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(value["type"], "profile_deleted");
+        assert_eq!(serde_json::from_str::<Decision>(&line).unwrap(), tombstone);
+
+        let anonymous = Decision {
+            customer_id: None,
+            body: DecisionBody::ProfileDeleted {
+                anonymous_id: Some("a-9".into()),
+            },
+            ..tombstone
+        };
+        assert_eq!(anonymous.record_key(), "a-9");
+        let value: serde_json::Value = serde_json::to_value(&anonymous).unwrap();
+        assert_eq!(value["customer_id"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn every_segment_name_has_a_family() {
+        for (segment, family) in [
+            ("lifecycle:at_risk", SegmentFamily::Lifecycle),
+            ("rfm:cant_lose", SegmentFamily::Rfm),
+            ("high_value", SegmentFamily::HighValue),
+            ("interest:women", SegmentFamily::Interest),
+            ("cart_abandoner", SegmentFamily::CartAbandoner),
+        ] {
+            assert_eq!(SegmentFamily::of(segment), Some(family), "{segment}");
+        }
+        assert_eq!(SegmentFamily::of("vip"), None);
+    }
+
+    #[test]
+    fn decision_types_are_found_by_name() {
+        for t in DecisionType::ALL {
+            assert_eq!(DecisionType::from_name(t.name()), Some(t));
+        }
+        assert_eq!(DecisionType::from_name("profile_deleted"), None);
+        assert_eq!(DecisionType::from_name("Profile"), None);
     }
 
     #[test]

@@ -45,6 +45,7 @@ pub fn demo_config(bootstrap: &str, state_dir: &std::path::Path) -> Config {
     config.kafka.bootstrap_servers = bootstrap.to_string();
     config.kafka.grace = Dur(Duration::from_secs(2));
     config.state.dir = Some(state_dir.to_path_buf());
+    config.rules.sites = crate::generate::site_settings();
     config.rules.abandoned_cart.reminders =
         vec![Dur(Duration::from_secs(10)), Dur(Duration::from_secs(30))];
     config

@@ -50,7 +50,30 @@ const DEPARTMENTS: [(&str, [&str; 4]); 4] = [
     ("kids", ["toys", "clothing", "school", "baby"]),
     ("home", ["kitchen", "bedding", "decor", "garden"]),
 ];
-const SITES: [(&str, &str); 4] = [("us", "US"), ("au", "AU"), ("uk", "GB"), ("de", "DE")];
+/// The storefront sites the synthetic shoppers use, and the country each serves.
+pub const SITES: [(&str, &str); 4] = [("us", "US"), ("au", "AU"), ("uk", "GB"), ("de", "DE")];
+
+/// The site index whose country shopper `index` browses from: their own site's, except
+/// for one shopper in ten, who is abroad (so profiles get site suggestions). Derived
+/// from the index, not drawn, so streams of earlier versions stay the same otherwise.
+fn home_country(index: u32, site: usize) -> usize {
+    if index % 10 == 7 {
+        (site + 1 + (index as usize / 10) % (SITES.len() - 1)) % SITES.len()
+    } else {
+        site
+    }
+}
+
+/// `[rules.sites]` for the generator's sites: each serves its own country.
+pub fn site_settings() -> std::collections::BTreeMap<String, crate::config::SiteConfig> {
+    SITES
+        .iter()
+        .map(|(site, country)| {
+            let countries = vec![country.to_string()];
+            (site.to_string(), crate::config::SiteConfig { countries })
+        })
+        .collect()
+}
 const QUERIES: [&str; 8] = [
     "dress", "linen", "sneakers", "gift", "blue", "sale", "lamp", "jacket",
 ];
@@ -226,7 +249,8 @@ impl Generator {
         let (customer_id, anonymous_id, site, country) = match shopper {
             Some((index, identified)) => {
                 let s = &self.shoppers[index as usize];
-                let (site, country) = SITES[s.site];
+                let (site, _) = SITES[s.site];
+                let (_, country) = SITES[home_country(index, s.site)];
                 (
                     (identified && s.registered).then(|| format!("cust-{index}")),
                     Some(format!("anon-{index}")),

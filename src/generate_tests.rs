@@ -126,3 +126,30 @@ fn popularity_is_skewed() {
         "top 1% of products get {top_ten} of 20000 picks"
     );
 }
+
+#[test]
+fn most_shoppers_browse_from_their_sites_country_and_some_from_abroad() {
+    let settings = GeneratorSettings {
+        shoppers: 1_000,
+        events: 20_000,
+        ..GeneratorSettings::default()
+    };
+    let sites = site_settings();
+    let (mut at_home, mut abroad) = (0, 0);
+    for event in events(settings) {
+        let (Some(site), Some(country)) = (&event.site, &event.country) else {
+            continue;
+        };
+        if sites[site].countries.contains(country) {
+            at_home += 1;
+        } else {
+            assert!(
+                sites.values().any(|s| s.countries.contains(country)),
+                "{country} is served by one of the sites"
+            );
+            abroad += 1;
+        }
+    }
+    let share = abroad as f64 / (at_home + abroad) as f64;
+    assert!((0.03..0.25).contains(&share), "abroad share {share}");
+}

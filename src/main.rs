@@ -3,6 +3,7 @@
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use personalizer::config::{Config, LogConfig, LogFormat};
+use personalizer::decision::DecisionType;
 use personalizer::generate::{Generator, GeneratorSettings};
 use personalizer::replay::{self, Input, ReplayOptions};
 use personalizer::resources::peak_rss_bytes;
@@ -119,9 +120,23 @@ struct ReplayArgs {
     /// Print a summary (events, decisions, events/s, peak memory) to standard error.
     #[arg(long)]
     stats: bool,
+    /// Print only these decision types, comma-separated (abandoned_cart, back_in_stock,
+    /// discount_offer, segment_changed, profile); `profile` includes profile_deleted.
+    #[arg(long, value_delimiter = ',', value_parser = parse_decision_type)]
+    types: Option<Vec<DecisionType>>,
     /// JSON Lines files, read in order; `-` is standard input.
     #[arg(required = true)]
     inputs: Vec<String>,
+}
+
+fn parse_decision_type(name: &str) -> Result<DecisionType, String> {
+    DecisionType::from_name(name).ok_or_else(|| {
+        let known: Vec<&str> = DecisionType::ALL.iter().map(|t| t.name()).collect();
+        format!(
+            "`{name}` is not a decision type (one of {})",
+            known.join(", ")
+        )
+    })
 }
 
 #[derive(Args)]
@@ -235,6 +250,7 @@ fn run_replay(args: ReplayArgs) -> Result<()> {
             .as_deref()
             .map(|t| parse_rfc3339(t).map_err(|e| anyhow::anyhow!("--now: {e}")))
             .transpose()?,
+        types: args.types.clone(),
     };
     let mut output = output_writer(args.output.as_ref())?;
     let mut errors = std::io::stderr().lock();

@@ -5,7 +5,7 @@
 //! skipped (fatal with `strict`). Same input and config give the same bytes out.
 
 use crate::config::Config;
-use crate::decision::Decision;
+use crate::decision::{Decision, DecisionType};
 use crate::engine::stats::Stats;
 use crate::engine::{Engine, EngineError, Outcome};
 use crate::event::{check_not_from_the_future, check_record_size, decode_json, Decoded};
@@ -46,6 +46,8 @@ pub struct ReplayOptions {
     /// The moment events are judged against for `engine.max_clock_skew`; `None`: the
     /// wall clock when the replay starts.
     pub now: Option<Millis>,
+    /// Print only decisions of these types; `None`: all of them.
+    pub types: Option<Vec<DecisionType>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -161,12 +163,12 @@ pub fn run(
                     writeln!(errors, "{name}:{line_number}: {e}").map_err(ReplayError::Output)?;
                 }
             }
-            write_decisions(&mut decisions, output, &mut text)?;
+            write_decisions(&mut decisions, options.types.as_deref(), output, &mut text)?;
         }
     }
     if let Some(until) = options.until {
         engine.advance_to(until, &mut decisions)?;
-        write_decisions(&mut decisions, output, &mut text)?;
+        write_decisions(&mut decisions, options.types.as_deref(), output, &mut text)?;
     }
     output.flush().map_err(ReplayError::Output)?;
     let pending_timers = engine.pending_timers();
@@ -181,6 +183,7 @@ pub fn run(
 
 fn write_decisions(
     decisions: &mut Vec<Decision>,
+    types: Option<&[DecisionType]>,
     output: &mut dyn Write,
     text: &mut Vec<u8>,
 ) -> Result<(), ReplayError> {
@@ -188,7 +191,8 @@ fn write_decisions(
         return Ok(());
     }
     text.clear();
-    for decision in decisions.drain(..) {
+    let wanted = |d: &Decision| types.is_none_or(|t| t.contains(&d.decision_type()));
+    for decision in decisions.drain(..).filter(wanted) {
         serde_json::to_writer(&mut *text, &decision).expect("decisions always serialize");
         text.push(b'\n');
     }

@@ -2,7 +2,7 @@
 //! codec and schema tests check each form against, so a new type cannot skip them.
 
 use crate::decision::{
-    decision_id, CartItem, CategoryScore, Decision, DecisionBody, SegmentChange,
+    decision_id, CartItem, CategoryScore, Decision, DecisionBody, Profile, Rfm, SegmentChange,
 };
 use crate::event::{Event, EventBody, OrderItem, PageType, Product};
 
@@ -102,7 +102,7 @@ pub fn one_of_each_event_type() -> Vec<Event> {
 fn decision(body: DecisionBody) -> Decision {
     Decision {
         decision_id: decision_id(&[body.decision_type().name(), "sample"]),
-        customer_id: "c-1".into(),
+        customer_id: Some("c-1".into()),
         decided_at: AT,
         reason: "sample".into(),
         body,
@@ -139,20 +139,30 @@ pub fn one_of_each_decision_type() -> Vec<Decision> {
             score: 0.82,
         }),
         decision(DecisionBody::SegmentChanged {
-            segment: "high_intent".into(),
+            segment: "rfm:champions".into(),
             change: SegmentChange::Entered,
         }),
-        decision(DecisionBody::Profile {
+        decision(DecisionBody::Profile(Box::new(Profile {
+            anonymous_id: Some("a-1".into()),
             preferred_department: Some("women".into()),
             top_categories: vec![CategoryScore {
                 category: "women/dresses".into(),
                 score: 3.5,
             }],
             recently_viewed: vec!["SKU-1".into()],
-            site: Some("au".into()),
+            site: Some("us".into()),
             suggested_site: Some("au".into()),
-            segments: vec!["high_intent".into()],
+            segments: vec!["lifecycle:active".into(), "rfm:champions".into()],
             consent: Some(true),
-        }),
+            rfm: Some(Rfm { r: 5, f: 4, m: 3 }),
+            orders: 4,
+            last_order_at: Some(AT - 86_400_000),
+        }))),
     ]
+}
+
+/// The tombstone a profile gets when its shopper is erased (not a record with a schema:
+/// on Kafka it is a key with no value).
+pub fn profile_tombstone() -> Decision {
+    decision(DecisionBody::ProfileDeleted { anonymous_id: None })
 }

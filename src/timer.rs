@@ -11,6 +11,10 @@ pub enum TimerKind {
     CartReminder = 1,
     /// The SKU's oldest back-in-stock request may have expired.
     RequestExpiry = 2,
+    /// The shopper's changed profile is due for publishing.
+    ProfilePublish = 3,
+    /// Time alone may move the shopper between segments now.
+    SegmentChange = 4,
 }
 
 /// A timer: fires once stream time reaches `due`. Ordered by due time first.

@@ -4,9 +4,15 @@ mod common;
 
 use common::*;
 use personalizer::config::Config;
-use personalizer::decision::DecisionBody;
+use personalizer::decision::{Decision, DecisionBody};
 
 const DAY: i64 = 24 * 60;
+
+/// The email decisions of a replay (this file is about §3; profiles are published
+/// beside them and checked in `contract_profiles.rs`).
+fn replay(events: &Events, until_minutes: Option<i64>) -> Vec<Decision> {
+    emails(common::replay(events, until_minutes))
+}
 
 fn c1(step: u32, minute: i64) -> (String, u32, i64) {
     ("c1".to_string(), step, minute)
@@ -30,7 +36,7 @@ fn a_reminder_carries_what_the_email_needs() {
     let d = replay(&e, Some(120));
     assert_eq!(d.len(), 1);
     let decision = &d[0];
-    assert_eq!(decision.customer_id, "c1");
+    assert_eq!(decision.customer_id.as_deref(), Some("c1"));
     assert_eq!(decision.decided_at, at(65));
     assert!(
         decision.reason.contains("abandoned_cart step 1"),
@@ -275,7 +281,7 @@ fn max_per_unit_caps_a_restock_and_keeps_the_rest_for_the_next() {
     e.stock("S1", 10, 2);
     e.stock("S1", 20, 0);
     e.stock("S1", 30, 1);
-    let d = replay_lines(&config, &e.lines, None).decisions;
+    let d = emails(replay_lines(&config, &e.lines, None).decisions);
     let served: Vec<String> = restock_notices(&d).into_iter().map(|(c, _)| c).collect();
     assert_eq!(served, vec!["c1", "c2", "c3"]);
     assert_eq!(d[2].decided_at, at(30));
@@ -307,7 +313,7 @@ fn with_require_consent_unknown_consent_counts_as_refused() {
     e.add("c1", 0, "k1", "S1", 1);
     e.add("c2", 0, "k2", "S1", 1);
     e.consent("c2", 1, true);
-    let d = replay_lines(&config, &e.lines, Some(120)).decisions;
+    let d = emails(replay_lines(&config, &e.lines, Some(120)).decisions);
     assert_eq!(reminders(&d), vec![("c2".to_string(), 1, 60)]);
 }
 

@@ -5,8 +5,8 @@
 mod common;
 
 use common::compare::{
-    assert_same_decisions, replay_of, run_until_decided, single_task_workload, workload,
-    NO_WALL_CLOCK, PARTITIONS,
+    assert_same_decisions, replay_of, replay_with_tombstones_of, run_until_decided,
+    single_task_workload, workload, NO_WALL_CLOCK, PARTITIONS,
 };
 use common::live::{terminate, wait_for_metric, with_sentinels, App};
 use personalizer::config::Config;
@@ -40,8 +40,13 @@ fn a_backlog_gives_the_same_decisions_live_as_in_replay() {
     let lines = workload(4_000, 7);
     app.produce(&app.producer(), &lines);
     let replay_state = tempfile::tempdir().unwrap();
-    let expected = replay_of(&app, &lines, Some(replay_state.path()));
+    let (expected, expected_tombstones) =
+        replay_with_tombstones_of(&app, &lines, Some(replay_state.path()));
     assert!(expected.len() > 20, "the workload should decide things");
+    assert!(
+        !expected_tombstones.is_empty(),
+        "sign-ins tombstone anonymous profiles"
+    );
 
     let state = app.dir.path().join("state");
     let log = app.dir.path().join("run.log");
@@ -49,6 +54,11 @@ fn a_backlog_gives_the_same_decisions_live_as_in_replay() {
     app.wait_for_decisions(expected.len(), Duration::from_secs(120));
     assert_eq!(terminate(&mut child), Some(0), "SIGTERM exits 0");
     assert_same_decisions(&app.decisions(), &expected);
+    assert_eq!(
+        app.tombstones(),
+        expected_tombstones,
+        "the same profile tombstones"
+    );
     assert_eq!(
         rule_state(&state, &app.config),
         rule_state(replay_state.path(), &app.config),
@@ -117,7 +127,12 @@ fn the_contract_scenarios_decide_the_same_live_as_in_replay() {
         expected.iter().map(|d| d.decision_type().name()).collect();
     assert_eq!(
         kinds.into_iter().collect::<Vec<_>>(),
-        vec!["abandoned_cart", "back_in_stock"]
+        vec![
+            "abandoned_cart",
+            "back_in_stock",
+            "profile",
+            "segment_changed"
+        ]
     );
     app.produce(&app.producer(), &lines);
     let live = run_until_decided(&app, expected.len());
@@ -497,7 +512,9 @@ fn events_past_the_limits_are_dead_lettered_and_the_rest_flows() {
     let replayed: Vec<String> = first.iter().chain(&full).chain(second).cloned().collect();
     let expected = replay_of(&app, &replayed, None);
     assert!(
-        expected.iter().any(|d| d.customer_id == "c-full"),
+        expected
+            .iter()
+            .any(|d| d.customer_id.as_deref() == Some("c-full")),
         "the cart within its limit is reminded"
     );
 

@@ -129,31 +129,46 @@ fn owner(e: &Seen, aliases: &HashMap<String, String>) -> Option<String> {
         .or_else(|| e.anonymous.as_ref().and_then(|a| aliases.get(a).cloned()))
 }
 
-/// The events that came before decision `d` was made: those before the event that
-/// triggered it (a restock names its event), else those strictly before its time (a
-/// timer fires before any event at its due time).
+/// The events that came before decision `d` was made: up to the event that triggered
+/// it (a restock names its event, before which it is decided; a segment change names
+/// the event after which it is), else those strictly before its time (a timer fires
+/// before any event at its due time).
 fn before<'e>(d: &Decision, events: &'e [Seen]) -> impl Iterator<Item = (usize, &'e Seen)> {
-    let trigger = d
-        .reason
-        .split("restocked by event ")
-        .nth(1)
-        .and_then(|rest| rest.split(' ').next())
-        .map(|id| {
-            events
-                .iter()
-                .position(|e| e.id == id)
-                .unwrap_or_else(|| panic!("{d:?} names an event that is not in the input"))
-        });
+    let named = |marker: &str| {
+        d.reason
+            .split(marker)
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .map(|id| {
+                events
+                    .iter()
+                    .position(|e| e.id == id)
+                    .unwrap_or_else(|| panic!("{d:?} names an event that is not in the input"))
+            })
+    };
+    // (index, whether the named event itself came before the decision)
+    let trigger = named("restocked by event ")
+        .map(|t| (t, false))
+        .or_else(|| named("after event ").map(|t| (t, true)));
     let decided_at = d.decided_at;
     events
         .iter()
         .enumerate()
-        .filter(move |(i, e)| trigger.map_or(e.time < decided_at, |t| *i < t))
+        .filter(move |(i, e)| match trigger {
+            Some((t, inclusive)) => *i < t || (inclusive && *i == t),
+            None => e.time < decided_at,
+        })
 }
 
 /// Checks one decision against everything that happened before it was made.
 fn check_decision(d: &Decision, events: &[Seen], require_consent: bool) -> Result<(), String> {
-    let customer = d.customer_id.as_str();
+    // Profiles of anonymous shoppers and tombstones promise nothing checked here.
+    let Some(customer) = d.customer_id.as_deref() else {
+        return Ok(());
+    };
+    if d.is_tombstone() {
+        return Ok(());
+    }
     let mut aliases: HashMap<String, String> = HashMap::new();
     // Input positions of the customer's latest cart change and order; an anonymous
     // device's cart changes become the customer's when it signs in, unless the customer
@@ -208,7 +223,15 @@ fn check_decision(d: &Decision, events: &[Seen], require_consent: bool) -> Resul
     if erased {
         return Err(format!("decision for erased customer: {d:?}"));
     }
-    if !consent.unwrap_or(!require_consent) {
+    // Profiles and segments are the storefront's and the marketer's, not emails: they
+    // are kept whatever the consent.
+    let emails = matches!(
+        d.body,
+        DecisionBody::AbandonedCart { .. }
+            | DecisionBody::BackInStock { .. }
+            | DecisionBody::DiscountOffer { .. }
+    );
+    if emails && !consent.unwrap_or(!require_consent) {
         return Err(format!("decision without consent: {d:?}"));
     }
     if let DecisionBody::AbandonedCart { .. } = d.body {

@@ -3,6 +3,7 @@
 mod common;
 
 use common::*;
+use personalizer::decision::{Decision, DecisionType};
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -85,7 +86,14 @@ fn bad_lines_are_reported_with_their_number_and_skipped() {
     e.add("c1", 3, "k1", "S3", 1);
     let input = dir.path().join("in.jsonl");
     write_lines(&input, &e.lines);
-    let out = run(&["replay", "--until", &ts(200), input.to_str().unwrap()]);
+    let out = run(&[
+        "replay",
+        "--types",
+        "abandoned_cart",
+        "--until",
+        &ts(200),
+        input.to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let errors = stderr(&out);
     let name = input.display().to_string();
@@ -137,6 +145,8 @@ fn stdin_and_output_file_work() {
     let mut child = personalizer()
         .args([
             "replay",
+            "--types",
+            "abandoned_cart,back_in_stock",
             "--until",
             &ts(90),
             "--output",
@@ -282,14 +292,22 @@ fn events_from_the_future_of_now_are_bad_lines_and_decide_nothing() {
     let now = ts(10);
     let out = run(&["replay", "--now", &now, input]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(stdout(&out), "", "no decision may be dated after now");
+    for line in stdout(&out).lines() {
+        let decision: Decision = serde_json::from_str(line).unwrap();
+        assert!(decision.decided_at <= at(10), "dated after now: {line}");
+        assert_ne!(
+            decision.decision_type(),
+            DecisionType::AbandonedCart,
+            "{line}"
+        );
+    }
     let errors = stderr(&out);
     assert!(
         errors.contains(":2: field `occurred_at`") && errors.contains("engine.max_clock_skew"),
         "{errors}"
     );
     // Against the wall clock (months later) it is an ordinary event.
-    let out = run(&["replay", input]);
+    let out = run(&["replay", "--types", "abandoned_cart", input]);
     assert_eq!(stderr(&out), "");
     assert_eq!(stdout(&out).lines().count(), 2, "both reminders");
     let out = run(&["replay", "--now", "yesterday", input]);
@@ -318,6 +336,8 @@ fn events_past_the_limits_are_reported_and_change_nothing() {
         "replay",
         "--config",
         config.to_str().unwrap(),
+        "--types",
+        "abandoned_cart",
         "--stats",
         "--until",
         "2026-01-01T03:00:00Z",
@@ -342,5 +362,60 @@ fn events_past_the_limits_are_reported_and_change_nothing() {
     assert!(
         decisions.contains(r#""sku":"S1""#) && !decisions.contains(&format!("event {second_line}")),
         "{decisions}"
+    );
+}
+
+#[test]
+fn types_keeps_only_the_named_decision_types() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = Events::new();
+    e.add("c1", 0, "k1", "S1", 1);
+    e.erase("c1", 200);
+    let input = dir.path().join("in.jsonl");
+    write_lines(&input, &e.lines);
+    let input = input.to_str().unwrap();
+    let types_of = |args: &[&str]| -> Vec<String> {
+        let mut all = vec!["replay"];
+        all.extend_from_slice(args);
+        all.extend(["--until", "2026-01-02T00:00:00Z", input]);
+        let out = run(&all);
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out)
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["type"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect()
+    };
+    let all = types_of(&[]);
+    for t in [
+        "abandoned_cart",
+        "segment_changed",
+        "profile",
+        "profile_deleted",
+    ] {
+        assert!(all.iter().any(|x| x == t), "{t} in {all:?}");
+    }
+    assert!(types_of(&["--types", "abandoned_cart"])
+        .iter()
+        .all(|t| t == "abandoned_cart"));
+    let profiles = types_of(&["--types", "profile"]);
+    assert!(profiles
+        .iter()
+        .all(|t| t == "profile" || t == "profile_deleted"));
+    assert!(
+        profiles.iter().any(|t| t == "profile_deleted"),
+        "tombstones are profiles: {profiles:?}"
+    );
+    let out = run(&["replay", "--types", "coupon", input]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("`coupon` is not a decision type")
+            && stderr(&out).contains("segment_changed"),
+        "{}",
+        stderr(&out)
     );
 }

@@ -38,7 +38,12 @@ fn customers_on_two_tasks(core: &Core) -> (String, String) {
 }
 
 fn core_with_every_task(store: &Store, clock: Clock) -> Core {
-    let mut core = Core::new(Config::default().rules, clock, [PARTITIONS, PARTITIONS]);
+    // The email triggers alone: these tests count reminder timers, and profiles and
+    // segments arm timers of their own.
+    let mut rules = Config::default().rules;
+    rules.profiles.enabled = false;
+    rules.segments.enabled = false;
+    let mut core = Core::new(rules, clock, [PARTITIONS, PARTITIONS]);
     for side in Side::ALL {
         for p in 0..PARTITIONS {
             core.open_task(store, (side, p), None).unwrap();
@@ -61,7 +66,9 @@ fn reminders(output: &Output) -> Vec<(String, u32)> {
         .decisions
         .iter()
         .filter_map(|d| match d.body {
-            DecisionBody::AbandonedCart { step, .. } => Some((d.customer_id.clone(), step)),
+            DecisionBody::AbandonedCart { step, .. } => {
+                Some((d.customer_id.clone().unwrap(), step))
+            }
             _ => None,
         })
         .collect()

@@ -1,5 +1,6 @@
 //! Counters of what the engine did, for `replay`'s summary and the live metrics.
 
+use crate::decision::{SegmentChange, SegmentFamily};
 use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -14,6 +15,8 @@ pub struct Stats {
     pub invalid: u64,
     /// Decisions by type.
     pub decisions: BTreeMap<&'static str, u64>,
+    /// `segment_changed` decisions by family and change.
+    pub segment_changes: BTreeMap<(SegmentFamily, SegmentChange), u64>,
     pub forwards: u64,
     pub timers_fired: u64,
     pub suppressed_no_consent: u64,
@@ -30,8 +33,16 @@ impl Stats {
         *self.events.entry(type_name).or_default() += 1;
     }
 
-    pub fn count_decision(&mut self, type_name: &'static str) {
-        *self.decisions.entry(type_name).or_default() += 1;
+    pub fn count_decision(&mut self, decision: &crate::decision::Decision) {
+        *self
+            .decisions
+            .entry(decision.decision_type().name())
+            .or_default() += 1;
+        if let crate::decision::DecisionBody::SegmentChanged { segment, change } = &decision.body {
+            if let Some(family) = SegmentFamily::of(segment) {
+                *self.segment_changes.entry((family, *change)).or_default() += 1;
+            }
+        }
     }
 
     pub fn events_processed(&self) -> u64 {
@@ -45,6 +56,9 @@ impl Stats {
         }
         for (k, v) in &other.decisions {
             *self.decisions.entry(k).or_default() += v;
+        }
+        for (k, v) in &other.segment_changes {
+            *self.segment_changes.entry(*k).or_default() += v;
         }
         self.duplicates += other.duplicates;
         self.unknown_types += other.unknown_types;

@@ -212,7 +212,7 @@ fn reminder(
             &cart.changed_by,
             &step.to_string(),
         ]),
-        customer_id: customer_id.to_string(),
+        customer_id: Some(customer_id.to_string()),
         decided_at: now,
         reason: format!(
             "abandoned_cart step {step}: cart {} ({} lines) last changed by event {}; \

@@ -79,7 +79,7 @@ pub fn on_notification(state: &mut Option<ShopperState>, n: &Notification, ctx: 
             n.request_event_id,
             n.restock_event_id,
         ]),
-        customer_id,
+        customer_id: Some(customer_id),
         decided_at: ctx.now,
         reason: format!(
             "back_in_stock: {} requested by event {} at {}, restocked by event {} ({} available)",

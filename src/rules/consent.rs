@@ -18,10 +18,11 @@ pub fn on_consent_changed(state: &mut ShopperState, email_marketing: bool) {
 
 /// `customer_erased`: forget everything held about the shopper and cancel what was
 /// pending for them here (reminder timer) and elsewhere (stock requests, merged ids).
-pub fn erase(key: &str, state: &mut Option<ShopperState>, ctx: &mut Ctx) {
+pub fn erase(key: &str, state: &mut Option<ShopperState>, event_id: &str, ctx: &mut Ctx) {
     let Some(erased) = state.take() else {
         return;
     };
+    super::profile::delete(key, &erased, Some(key), event_id, ctx);
     if let Some(due) = erased.reminder_armed {
         ctx.cancel_timer(Timer {
             due,
@@ -98,7 +99,7 @@ mod tests {
             }],
             ..ShopperState::default()
         });
-        let ((), out) = run(100, &rules, |ctx| erase("c1", &mut state, ctx));
+        let ((), out) = run(100, &rules, |ctx| erase("c1", &mut state, "e-erase", ctx));
         assert_eq!(state, None);
         assert_eq!(out.timers.len(), 1);
         let cancels = out

@@ -42,9 +42,11 @@ pub fn on_merge_into(
         return; // a registered customer's id is never an anonymous alias
     }
     let previous = state.take().unwrap_or_default();
+    super::profile::delete(key, &previous, None, event_id, ctx);
     if previous.merged_into.is_none() && has_history(&previous) {
         let mut handed_over = previous;
         handed_over.reminder_armed = None; // anonymous shoppers never arm reminders
+        handed_over.profile.publish_due = None; // cancelled above
         ctx.forward(Forward::ToShopper {
             key: customer_id.to_string(),
             at,
@@ -62,7 +64,10 @@ pub fn on_merge_into(
 }
 
 fn has_history(state: &ShopperState) -> bool {
-    !state.carts.is_empty() || !state.stock_requests.is_empty() || state.last_activity_at.is_some()
+    !state.carts.is_empty()
+        || !state.stock_requests.is_empty()
+        || state.last_activity_at.is_some()
+        || !state.profile.is_empty()
 }
 
 /// On the customer's task: take over the anonymous shopper's carts, activity and requests.

@@ -1,4 +1,4 @@
-//! The rules of CONTRACT §3, as pure functions of state, input and stream time.
+//! The rules of CONTRACT §3 and §5, as pure functions of state, input and stream time.
 //!
 //! A rule sees plain state ([`crate::state`]), the input, and a [`Ctx`] through which it
 //! emits decisions, forwards messages to the other processor, and arms or cancels
@@ -9,8 +9,13 @@ pub mod abandoned_cart;
 pub mod back_in_stock;
 pub mod consent;
 pub mod identity;
+pub mod interests;
+pub mod offers;
 pub mod product;
+pub mod profile;
+pub mod segments;
 pub mod shopper;
+pub mod site;
 
 use crate::config::RulesConfig;
 use crate::decision::Decision;

@@ -1,6 +1,9 @@
 //! The customer processor's rules, per shopper: which rule sees which input, in order.
+//! Every input reaches the email rules first and the profile after, so a profile shows
+//! the state the event left behind.
 
-use super::{abandoned_cart, back_in_stock, consent, identity, Ctx};
+use super::{abandoned_cart, back_in_stock, consent, identity, offers, profile, segments, Ctx};
+use crate::decision::DecisionType;
 use crate::event::{Event, EventBody, InputTopic};
 use crate::forward::{Forward, ShopperMessage};
 use crate::state::ShopperState;
@@ -30,7 +33,7 @@ fn apply(
         }
     }
     if let EventBody::CustomerErased = event.body {
-        consent::erase(key, state, ctx);
+        consent::erase(key, state, &event.event_id, ctx);
         return;
     }
     if let EventBody::CartItemAdded {
@@ -70,6 +73,9 @@ fn apply(
         | EventBody::OrderCompleted { .. } => abandoned_cart::on_cart_event(shopper, event),
         _ => {}
     }
+    profile::on_event(key, shopper, event, ctx);
+    segments::on_event(key, shopper, event, ctx);
+    offers::on_event(key, shopper, event, ctx);
     abandoned_cart::rearm(key, shopper, ctx);
 }
 
@@ -96,6 +102,9 @@ pub fn on_message(
             shopper.customer_id.get_or_insert_with(|| key.to_string());
             let limit = ctx.rules.limits.max_cart_lines;
             identity::on_absorb(shopper, from, incoming, (event_id, at), limit);
+            profile::on_absorb(key, shopper, &incoming.profile, event_id, ctx);
+            segments::on_absorb(key, shopper, &incoming.profile.segments, event_id, ctx);
+            offers::on_absorb(key, shopper, &incoming.profile, event_id, ctx);
             abandoned_cart::rearm(key, shopper, ctx);
         }
         ShopperMessage::BackInStock {
@@ -129,7 +138,20 @@ pub fn on_message(
 }
 
 pub fn on_timer(key: &str, state: &mut Option<ShopperState>, timer: &Timer, ctx: &mut Ctx) {
-    if timer.kind == TimerKind::CartReminder {
-        abandoned_cart::on_timer(key, state, timer, ctx);
+    match timer.kind {
+        TimerKind::CartReminder => {
+            let before = ctx.out.decisions.len();
+            abandoned_cart::on_timer(key, state, timer, ctx);
+            let reminder = ctx.out.decisions[before..]
+                .iter()
+                .find(|d| d.decision_type() == DecisionType::AbandonedCart)
+                .map(|d| d.decision_id.clone());
+            if let (Some(reminder), Some(shopper)) = (reminder, state.as_mut()) {
+                segments::on_reminder_sent(key, shopper, &reminder, ctx);
+            }
+        }
+        TimerKind::ProfilePublish => profile::on_timer(key, state, timer, ctx),
+        TimerKind::SegmentChange => segments::on_timer(key, state, timer, ctx),
+        TimerKind::RequestExpiry => {}
     }
 }

@@ -147,6 +147,12 @@ impl BatchCounts {
         for (kind, &n) in &self.stats.decisions {
             metrics.decisions.with_label_values(&[kind]).inc_by(n);
         }
+        for (&(family, change), &n) in &self.stats.segment_changes {
+            metrics
+                .segment_changes
+                .with_label_values(&[family.label(), change.label()])
+                .inc_by(n);
+        }
         for (&(to, delivery), &n) in &self.forwards {
             metrics
                 .forwarded
@@ -188,7 +194,13 @@ mod tests {
         batch.unknown_type(stock);
         batch.dead_letter(stock, "syntax");
         batch.forwarded(Side::Product, Delivery::InProcess, 1);
-        batch.stats.count_decision("abandoned_cart");
+        let samples = crate::samples::one_of_each_decision_type();
+        batch.stats.count_decision(&samples[0]);
+        let segment_change = samples
+            .iter()
+            .find(|d| d.decision_type() == crate::decision::DecisionType::SegmentChanged)
+            .unwrap();
+        batch.stats.count_decision(segment_change);
         batch.publish(&metrics, &mut latency, 1_250, topic);
         let text = metrics.render();
         for line in [
@@ -198,6 +210,7 @@ mod tests {
             r#"personalizer_events_total{outcome="invalid",topic="stock",type="unknown"} 1"#,
             r#"personalizer_dead_letters_total{reason="syntax",topic="stock"} 1"#,
             r#"personalizer_decisions_total{type="abandoned_cart"} 1"#,
+            r#"personalizer_segment_changes_total{change="entered",family="rfm"} 1"#,
             r#"personalizer_forwarded_messages_total{route="in_process",to="product"} 1"#,
             r#"personalizer_event_to_decision_seconds_count 2"#,
             r#"personalizer_event_to_decision_seconds_bucket{le="0.25"} 2"#,

@@ -167,12 +167,16 @@ impl Output {
     /// Records keep the broker's default timestamp (now), never an event time:
     /// retention deletes by record timestamp, and a backlog's event times may be months
     /// old. Keyed by customer and partitioned by the producer's murmur2 partitioner.
+    ///
+    /// A tombstone (a deleted profile) is the key with no value, as compaction expects.
     pub fn decision(&mut self, topic: &str, decision: &Decision) -> Result<(), Abort> {
+        let record: BaseRecord<'_, [u8], [u8], usize> =
+            BaseRecord::with_opaque_to(topic, OUTPUT).key(decision.record_key().as_bytes());
+        if decision.is_tombstone() {
+            return self.send(record);
+        }
         let value = decision.to_json_line();
-        let record = BaseRecord::with_opaque_to(topic, OUTPUT)
-            .key(decision.customer_id.as_bytes())
-            .payload(value.as_bytes());
-        self.send(record)
+        self.send(record.payload(value.as_bytes()))
     }
 
     /// A message for a task of another instance, to the internal topic of its side.

@@ -72,6 +72,8 @@ pub fn parse_timer_key(key: &[u8]) -> Result<(u16, Timer), KeyError> {
     let kind = match key[10] {
         1 => TimerKind::CartReminder,
         2 => TimerKind::RequestExpiry,
+        3 => TimerKind::ProfilePublish,
+        4 => TimerKind::SegmentChange,
         _ => return Err(error("unknown timer kind")),
     };
     let entity = std::str::from_utf8(&key[11..]).map_err(|_| error("entity key is not UTF-8"))?;

@@ -70,6 +70,13 @@ pub const DECISIONS: Spec = spec(
     &["type"],
     "Decisions committed to the output topics, by decision type.",
 );
+pub const SEGMENT_CHANGES: Spec = spec(
+    "personalizer_segment_changes_total",
+    Kind::Counter,
+    &["family", "change"],
+    "segment_changed decisions committed, by segment family (lifecycle, rfm, high_value, \
+     interest, cart_abandoner) and change (entered, exited).",
+);
 pub const FORWARDED: Spec = spec(
     "personalizer_forwarded_messages_total",
     Kind::Counter,
@@ -219,6 +226,7 @@ pub const CATALOG: &[Spec] = &[
     BUILD_INFO,
     EVENTS,
     DECISIONS,
+    SEGMENT_CHANGES,
     FORWARDED,
     DEAD_LETTERS,
     EVENT_LATENCY,
@@ -277,6 +285,7 @@ pub struct Metrics {
     registry: Registry,
     pub events: IntCounterVec,
     pub decisions: IntCounterVec,
+    pub segment_changes: IntCounterVec,
     pub forwarded: IntCounterVec,
     pub dead_letters: IntCounterVec,
     pub event_latency: Histogram,
@@ -312,6 +321,8 @@ impl Metrics {
         let metrics = Metrics {
             events: IntCounterVec::new(opts(&EVENTS), EVENTS.labels).expect("valid"),
             decisions: IntCounterVec::new(opts(&DECISIONS), DECISIONS.labels).expect("valid"),
+            segment_changes: IntCounterVec::new(opts(&SEGMENT_CHANGES), SEGMENT_CHANGES.labels)
+                .expect("valid"),
             forwarded: IntCounterVec::new(opts(&FORWARDED), FORWARDED.labels).expect("valid"),
             dead_letters: IntCounterVec::new(opts(&DEAD_LETTERS), DEAD_LETTERS.labels)
                 .expect("valid"),
@@ -361,6 +372,7 @@ impl Metrics {
             Box::new(build_info),
             Box::new(metrics.events.clone()),
             Box::new(metrics.decisions.clone()),
+            Box::new(metrics.segment_changes.clone()),
             Box::new(metrics.forwarded.clone()),
             Box::new(metrics.dead_letters.clone()),
             Box::new(metrics.event_latency.clone()),
@@ -418,6 +430,12 @@ impl Metrics {
         }
         for t in decision_types {
             self.decisions.with_label_values(&[t]);
+        }
+        for family in crate::decision::SegmentFamily::ALL {
+            for change in crate::decision::SegmentChange::ALL {
+                self.segment_changes
+                    .with_label_values(&[family.label(), change.label()]);
+            }
         }
         for to in ["shopper", "product"] {
             for route in ["in_process", "topic"] {

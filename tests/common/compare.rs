@@ -75,11 +75,32 @@ pub const NO_WALL_CLOCK: &str = "grace = \"3650d\"";
 
 /// What `replay` decides on `lines` with the app's settings: up to a minute ago when
 /// the app follows the wall clock (as a caught-up live processor then does).
+/// Profile tombstones are left out (on Kafka they are keys without a value, not
+/// decision records): [`replay_with_tombstones_of`] has them.
 pub fn replay_of(app: &App, lines: &[String], state_dir: Option<&Path>) -> Vec<Decision> {
+    replay_with_tombstones_of(app, lines, state_dir).0
+}
+
+/// What `replay` decides, and the keys of the profile tombstones it sends, sorted.
+pub fn replay_with_tombstones_of(
+    app: &App,
+    lines: &[String],
+    state_dir: Option<&Path>,
+) -> (Vec<Decision>, Vec<String>) {
     let mut config: Config = app.config.clone();
     config.state.dir = state_dir.map(Path::to_path_buf);
     let until = (app.config.kafka.grace.0 < Duration::from_secs(86_400)).then(until_now);
-    super::replay_lines(&config, lines, until).decisions
+    let (tombstones, decisions): (Vec<Decision>, Vec<Decision>) =
+        super::replay_lines(&config, lines, until)
+            .decisions
+            .into_iter()
+            .partition(Decision::is_tombstone);
+    let mut keys: Vec<String> = tombstones
+        .iter()
+        .map(|d| d.record_key().to_string())
+        .collect();
+    keys.sort();
+    (decisions, keys)
 }
 
 /// Runs the processor on the app's backlog until `count` decisions are committed, stops
@@ -96,12 +117,18 @@ pub fn run_until_decided(app: &App, count: usize) -> Vec<Decision> {
 }
 
 pub fn assert_exactly_once(decisions: &[Decision]) {
-    let mut seen: HashMap<&str, usize> = HashMap::new();
+    let mut seen: HashMap<&str, Vec<&Decision>> = HashMap::new();
     for d in decisions {
-        *seen.entry(&d.decision_id).or_default() += 1;
+        seen.entry(&d.decision_id).or_default().push(d);
     }
-    let repeated: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(repeated.is_empty(), "decisions repeated: {repeated:?}");
+    let mut repeated: Vec<_> = seen.values().filter(|copies| copies.len() > 1).collect();
+    repeated.sort_by_key(|copies| copies[0].decided_at);
+    assert!(
+        repeated.is_empty(),
+        "{} decisions repeated, e.g.: {:#?}",
+        repeated.len(),
+        &repeated[..repeated.len().min(3)]
+    );
 }
 
 /// The two runs made the same decisions, byte for byte; else the difference, counted.

@@ -429,12 +429,26 @@ impl App {
             .collect()
     }
 
-    /// The decisions committed so far.
+    /// The decisions committed so far. Profile tombstones (a key with no value) are not
+    /// among them: see [`App::tombstones`].
     pub fn decisions(&self) -> Vec<Decision> {
         self.read_all(&self.output_topics(), "read_committed")
             .iter()
-            .map(|m| serde_json::from_slice(m.payload().unwrap()).unwrap())
+            .filter_map(|m| m.payload())
+            .map(|payload| serde_json::from_slice(payload).unwrap())
             .collect()
+    }
+
+    /// The keys of the tombstones committed to the profiles topic, sorted.
+    pub fn tombstones(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self
+            .read_all(&[&self.config.kafka.topics.profiles], "read_committed")
+            .iter()
+            .filter(|m| m.payload().is_none())
+            .map(|m| String::from_utf8(m.key().expect("tombstones have keys").to_vec()).unwrap())
+            .collect();
+        keys.sort();
+        keys
     }
 
     /// Waits until at least `count` decisions are committed and returns them. To see

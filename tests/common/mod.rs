@@ -3,7 +3,7 @@
 #![allow(dead_code)] // each test binary uses its own subset
 
 use personalizer::config::Config;
-use personalizer::decision::{Decision, DecisionBody};
+use personalizer::decision::{Decision, DecisionBody, DecisionType};
 use personalizer::replay::{self, Input, ReplayOptions};
 use personalizer::time::{format_rfc3339, parse_rfc3339, Millis};
 use serde_json::{json, Value};
@@ -148,6 +148,7 @@ pub fn replay_lines(config: &Config, lines: &[String], until_minutes: Option<i64
         until: until_minutes.map(at),
         strict: true,
         now: None,
+        types: None,
     };
     let mut output = Vec::new();
     let mut errors = Vec::new();
@@ -168,13 +169,31 @@ pub fn replay(events: &Events, until_minutes: Option<i64>) -> Vec<Decision> {
     replay_lines(&Config::default(), &events.lines, until_minutes).decisions
 }
 
+/// The decisions that become emails (reminders, back in stock, offers): not profiles
+/// or segment changes.
+pub fn emails(decisions: Vec<Decision>) -> Vec<Decision> {
+    decisions
+        .into_iter()
+        .filter(|d| {
+            matches!(
+                d.decision_type(),
+                DecisionType::AbandonedCart
+                    | DecisionType::BackInStock
+                    | DecisionType::DiscountOffer
+            )
+        })
+        .collect()
+}
+
 /// (customer, step, decided_at in minutes) of each abandoned-cart decision.
 pub fn reminders(decisions: &[Decision]) -> Vec<(String, u32, i64)> {
     decisions
         .iter()
         .filter_map(|d| match &d.body {
             DecisionBody::AbandonedCart { step, .. } => Some((
-                d.customer_id.clone(),
+                d.customer_id
+                    .clone()
+                    .expect("a reminder names its customer"),
                 *step,
                 (d.decided_at - at(0)) / 60_000,
             )),
@@ -188,7 +207,12 @@ pub fn restock_notices(decisions: &[Decision]) -> Vec<(String, String)> {
     decisions
         .iter()
         .filter_map(|d| match &d.body {
-            DecisionBody::BackInStock { sku, .. } => Some((d.customer_id.clone(), sku.clone())),
+            DecisionBody::BackInStock { sku, .. } => Some((
+                d.customer_id
+                    .clone()
+                    .expect("a notification names its customer"),
+                sku.clone(),
+            )),
             _ => None,
         })
         .collect()

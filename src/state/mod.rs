@@ -1,6 +1,13 @@
 //! What the rules remember: per shopper and per SKU. Plain data, no storage types; the
 //! store persists it through [`VersionedState`], which is where its byte layout lives.
 
+mod profile;
+mod v1;
+pub use profile::{
+    CategoryInterest, OrderRecord, ProfileChanges, RecentView, SegmentState, ShopperProfile,
+    SiteChoice,
+};
+
 use crate::event::Product;
 use crate::time::Millis;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
@@ -93,6 +100,8 @@ pub struct ShopperState {
     /// Due time of the reminder timer armed for this shopper, if any.
     pub reminder_armed: Option<Millis>,
     pub stock_requests: Vec<PendingStockRequest>,
+    /// Interests, recent views, site and orders: what the published profile shows.
+    pub profile: ShopperProfile,
 }
 
 /// A registered back-in-stock request, waiting for the SKU's next restock.
@@ -133,6 +142,13 @@ pub enum StateDecodeError {
 pub trait VersionedState: Serialize + DeserializeOwned + Sized {
     const VERSION: u8;
 
+    /// Decodes the body of a value written by an older format `version` into the current
+    /// layout; `None` when that version never existed.
+    fn migrate(version: u8, body: &[u8]) -> Option<Result<Self, postcard::Error>> {
+        let _ = (version, body);
+        None
+    }
+
     fn encode(&self) -> Vec<u8> {
         let mut out = vec![Self::VERSION];
         postcard::to_io(self, &mut out).expect("encoding state into memory cannot fail");
@@ -141,13 +157,15 @@ pub trait VersionedState: Serialize + DeserializeOwned + Sized {
 
     fn decode(bytes: &[u8]) -> Result<Self, StateDecodeError> {
         let (&version, body) = bytes.split_first().ok_or(StateDecodeError::Empty)?;
-        if version != Self::VERSION {
-            return Err(StateDecodeError::UnknownVersion {
+        let decoded = if version == Self::VERSION {
+            postcard::from_bytes(body)
+        } else {
+            Self::migrate(version, body).ok_or(StateDecodeError::UnknownVersion {
                 found: version,
                 known: Self::VERSION,
-            });
-        }
-        postcard::from_bytes(body).map_err(|e| StateDecodeError::Corrupt {
+            })?
+        };
+        decoded.map_err(|e| StateDecodeError::Corrupt {
             version,
             message: e.to_string(),
         })
@@ -155,7 +173,12 @@ pub trait VersionedState: Serialize + DeserializeOwned + Sized {
 }
 
 impl VersionedState for ShopperState {
-    const VERSION: u8 = 1;
+    /// Version 2 added `profile`; version 1 values load with an empty profile.
+    const VERSION: u8 = 2;
+
+    fn migrate(version: u8, body: &[u8]) -> Option<Result<Self, postcard::Error>> {
+        (version == 1).then(|| postcard::from_bytes::<v1::ShopperStateV1>(body).map(Self::from))
+    }
 }
 
 impl VersionedState for ProductState {
@@ -199,6 +222,52 @@ mod tests {
                 requested_at: 500,
                 event_id: "e0".into(),
             }],
+            profile: ShopperProfile::default(),
+        }
+    }
+
+    /// Version 2: a shopper with every profile field set.
+    fn shopper_v2() -> ShopperState {
+        ShopperState {
+            profile: ShopperProfile {
+                interests: vec![CategoryInterest {
+                    path: "women/dresses".into(),
+                    score: 2.5,
+                    at: 950,
+                }],
+                recent_views: vec![RecentView {
+                    sku: "S1".into(),
+                    at: 950,
+                }],
+                site: Some(("us".into(), 940)),
+                country: Some(("NZ".into(), 940)),
+                site_choice: Some(SiteChoice {
+                    country: Some("AU".into()),
+                }),
+                orders: 3,
+                publish_due: Some(10_950),
+                changes: Some(ProfileChanges {
+                    first_event: "e1".into(),
+                    last_event: "e3".into(),
+                    events: 2,
+                }),
+                publishes: 4,
+                segments: SegmentState {
+                    orders: vec![OrderRecord {
+                        at: 800,
+                        total: 120.5,
+                    }],
+                    first_order_at: Some(700),
+                    last_order: Some((800, "e0".into())),
+                    last_reminder_at: Some(3_601_000),
+                    current: vec!["lifecycle:new".into(), "rfm:new".into()],
+                    due: Some(2_592_000_700),
+                    changes: 2,
+                },
+                offers_sent: vec!["DRESSES10".into()],
+                ordered_categories: vec![("home/lamps".into(), 800)],
+            },
+            ..shopper()
         }
     }
 
@@ -236,15 +305,27 @@ mod tests {
     const SHOPPER_V1: &str = "0101026331000102613101d00f01c00c010101026b310102533101054472657373000001000000000000244000000002026531880e0101d0c9b70301025332e807026530";
     const PRODUCT_V1: &str = "0101000114010273310102533101054472657373000001000000000000244000000001026331283c026532013c";
 
+    // Bytes written by format version 2 of the shopper state (profiles added).
+    const SHOPPER_V2: &str = "0201026331000102613101d00f01c00c010101026b310102533101054472657373000001000000000000244000000002026531880e0101d0c9b70301025332e807026530010d776f6d656e2f647265737365730000000000000440ec0e01025331ec0e01027573d80e01024e5ad80e010102415503018cab0101026531026533020401c00c0000000000205e4001f80a01c00c02653001d0c9b703020d6c6966656379636c653a6e65770772666d3a6e657701f8aaf6a713020109445245535345533130010a686f6d652f6c616d7073c00c";
+
     #[test]
     fn golden_version_1_bytes_still_load() {
+        // A shopper stored before profiles existed loads with an empty profile.
         assert_eq!(ShopperState::decode(&unhex(SHOPPER_V1)).unwrap(), shopper());
         assert_eq!(ProductState::decode(&unhex(PRODUCT_V1)).unwrap(), product());
     }
 
     #[test]
+    fn golden_version_2_bytes_still_load() {
+        assert_eq!(
+            ShopperState::decode(&unhex(SHOPPER_V2)).unwrap(),
+            shopper_v2()
+        );
+    }
+
+    #[test]
     fn encoding_is_stable() {
-        assert_eq!(hex(&shopper().encode()), SHOPPER_V1);
+        assert_eq!(hex(&shopper_v2().encode()), SHOPPER_V2);
         assert_eq!(hex(&product().encode()), PRODUCT_V1);
     }
 
@@ -253,12 +334,18 @@ mod tests {
         assert_eq!(ShopperState::decode(&[]), Err(StateDecodeError::Empty));
         assert!(matches!(
             ShopperState::decode(&[9, 1, 2]),
-            Err(StateDecodeError::UnknownVersion { found: 9, known: 1 })
+            Err(StateDecodeError::UnknownVersion { found: 9, known: 2 })
         ));
         let mut truncated = shopper().encode();
         truncated.truncate(truncated.len() / 2);
         assert!(matches!(
             ShopperState::decode(&truncated),
+            Err(StateDecodeError::Corrupt { version: 2, .. })
+        ));
+        let mut truncated_v1 = unhex(SHOPPER_V1);
+        truncated_v1.truncate(truncated_v1.len() / 2);
+        assert!(matches!(
+            ShopperState::decode(&truncated_v1),
             Err(StateDecodeError::Corrupt { version: 1, .. })
         ));
     }
