@@ -5,11 +5,13 @@
 //! keeps that file and these defaults equal.
 
 mod duration;
+mod kafka;
 mod limits;
 mod offers;
 mod profiles;
 mod segments;
 pub use duration::Dur;
+pub use kafka::{KafkaConfig, ProcessingGuarantee, TopicsConfig};
 pub use limits::{LimitsConfig, MAX_STATE_BYTES_CEILING};
 pub use offers::{OfferConfig, OffersConfig};
 pub use profiles::{is_country_code, InterestWeights, InterestsConfig, ProfilesConfig, SiteConfig};
@@ -150,92 +152,6 @@ impl Default for Config {
             kafka: KafkaConfig::default(),
             http: HttpConfig::default(),
             log: LogConfig::default(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ProcessingGuarantee {
-    /// Transactions: every decision, forwarded message and state change of a commit
-    /// becomes visible together with the input offsets, or none of it does.
-    ExactlyOnce,
-    /// No transactions (brokers without them); after a crash some decisions are sent
-    /// again with the same `decision_id`.
-    AtLeastOnce,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct KafkaConfig {
-    /// Brokers to bootstrap from, `host:port[,host:port…]`.
-    pub bootstrap_servers: String,
-    pub processing_guarantee: ProcessingGuarantee,
-    /// How often a task's work is committed (a transaction, with exactly-once).
-    pub commit_interval: Dur,
-    /// How long a task waits for an input partition that has no buffered records but is
-    /// not known to be caught up, before it processes the others without it.
-    pub max_task_idle: Dur,
-    /// A quiet task that is fully caught up moves its stream time to the wall clock minus
-    /// this, so timers fire while no events arrive.
-    pub grace: Dur,
-    /// Names this process's transactional producer; it must be stable across restarts of
-    /// the same instance and unique among instances. Unset: a random id kept in the
-    /// state directory.
-    pub instance_id: Option<String>,
-    /// Partitions and replication for `topics create` and internal topics.
-    pub default_partitions: i32,
-    pub replication_factor: i32,
-    pub topics: TopicsConfig,
-    /// librdkafka properties passed through unchanged to every client (SASL, SSL, …).
-    pub properties: std::collections::BTreeMap<String, String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TopicsConfig {
-    pub clickstream: String,
-    pub cart: String,
-    pub stock: String,
-    pub customers: String,
-    pub abandoned_cart: String,
-    pub back_in_stock: String,
-    pub offers: String,
-    pub segments: String,
-    pub profiles: String,
-    pub dead_letter: String,
-}
-
-impl Default for KafkaConfig {
-    fn default() -> Self {
-        KafkaConfig {
-            bootstrap_servers: "localhost:9092".into(),
-            processing_guarantee: ProcessingGuarantee::ExactlyOnce,
-            commit_interval: Dur(Duration::from_millis(100)),
-            max_task_idle: Dur(Duration::from_millis(100)),
-            grace: Dur(Duration::from_secs(30)),
-            instance_id: None,
-            default_partitions: 8,
-            replication_factor: 1,
-            topics: TopicsConfig::default(),
-            properties: Default::default(),
-        }
-    }
-}
-
-impl Default for TopicsConfig {
-    fn default() -> Self {
-        TopicsConfig {
-            clickstream: "clickstream".into(),
-            cart: "cart".into(),
-            stock: "stock".into(),
-            customers: "customers".into(),
-            abandoned_cart: "personalization.abandoned-cart".into(),
-            back_in_stock: "personalization.back-in-stock".into(),
-            offers: "personalization.offers".into(),
-            segments: "personalization.segments".into(),
-            profiles: "personalization.profiles".into(),
-            dead_letter: "personalization.dlq".into(),
         }
     }
 }
@@ -569,36 +485,6 @@ fn apply_env_override(table: &mut toml::Table, var: &str, value: &str) -> Result
     }
     current.insert(key.clone(), parsed);
     Ok(())
-}
-
-impl TopicsConfig {
-    /// Every topic setting with its name, for validation and messages.
-    pub fn all(&self) -> [(&'static str, &str); 10] {
-        [
-            ("clickstream", &self.clickstream),
-            ("cart", &self.cart),
-            ("stock", &self.stock),
-            ("customers", &self.customers),
-            ("abandoned_cart", &self.abandoned_cart),
-            ("back_in_stock", &self.back_in_stock),
-            ("offers", &self.offers),
-            ("segments", &self.segments),
-            ("profiles", &self.profiles),
-            ("dead_letter", &self.dead_letter),
-        ]
-    }
-
-    /// The output topic of a decision type.
-    pub fn for_decision(&self, kind: crate::decision::DecisionType) -> &str {
-        use crate::decision::DecisionType;
-        match kind {
-            DecisionType::AbandonedCart => &self.abandoned_cart,
-            DecisionType::BackInStock => &self.back_in_stock,
-            DecisionType::DiscountOffer => &self.offers,
-            DecisionType::SegmentChanged => &self.segments,
-            DecisionType::Profile => &self.profiles,
-        }
-    }
 }
 
 #[cfg(test)]
