@@ -178,7 +178,14 @@ fn after_a_restart_quiet_partitions_are_caught_up_and_reminders_fall_due() {
         })
         .collect();
     app.produce(&app.producer(), &carts);
-    let decided = app.wait_for_decisions(2, Duration::from_secs(60));
+    // The first run's events made segment changes and profiles already: wait for the
+    // reminders themselves.
+    let decided = app.wait_for_decisions_where("two reminders", Duration::from_secs(60), |d| {
+        d.iter()
+            .filter(|d| matches!(d.body, DecisionBody::AbandonedCart { .. }))
+            .count()
+            >= 2
+    });
     assert_eq!(terminate(&mut second), Some(0), "SIGTERM exits 0");
     let mut reminded: Vec<(String, u32)> = decided
         .iter()
@@ -311,7 +318,10 @@ fn a_record_on_the_wrong_partition_is_applied_by_the_shoppers_task() {
         1.0,
         Duration::from_secs(60),
     );
-    app.wait_for_decisions(1, Duration::from_secs(90));
+    app.wait_for_decisions_where("a reminder", Duration::from_secs(90), |d| {
+        d.iter()
+            .any(|d| matches!(d.body, DecisionBody::AbandonedCart { .. }))
+    });
     assert_eq!(terminate(&mut child), Some(0), "SIGTERM exits 0");
     let decided = app.decisions();
     let reminders: Vec<(u32, Vec<String>)> = decided

@@ -451,6 +451,28 @@ impl App {
         keys
     }
 
+    /// Waits until the committed decisions satisfy `done` and returns them.
+    pub fn wait_for_decisions_where(
+        &self,
+        what: &str,
+        timeout: Duration,
+        done: impl Fn(&[Decision]) -> bool,
+    ) -> Vec<Decision> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let decisions = self.decisions();
+            if done(&decisions) {
+                return decisions;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {what} after {timeout:?}: {} decisions",
+                decisions.len()
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
     /// Waits until at least `count` decisions are committed and returns them. To see
     /// any made after those, stop the processors (SIGTERM commits) and read again
     /// with [`App::decisions`]: that reads to the committed end of the output topics.
