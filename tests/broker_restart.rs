@@ -7,11 +7,11 @@
 
 mod common;
 
+use common::compare::replay_with_tombstones_of;
 use common::live::{
     http_get, metric_sum, sorted_lines, start_broker, stop_broker, terminate, wait_for_status,
     with_sentinels, App,
 };
-use personalizer::decision::Decision;
 use personalizer::generate::{Generator, GeneratorSettings};
 use personalizer::time::parse_rfc3339;
 use std::time::Duration;
@@ -44,16 +44,7 @@ fn the_processor_rides_out_a_broker_restart() {
     .collect();
     let lines = with_sentinels(lines, 2);
     // Profile tombstones are keys without a value on Kafka: compared apart.
-    let (tombstones, expected): (Vec<Decision>, Vec<Decision>) =
-        common::replay_lines(&app.config, &lines, None)
-            .decisions
-            .into_iter()
-            .partition(Decision::is_tombstone);
-    let mut tombstone_keys: Vec<String> = tombstones
-        .iter()
-        .map(|d| d.record_key().to_string())
-        .collect();
-    tombstone_keys.sort();
+    let (expected, tombstone_keys) = replay_with_tombstones_of(&app, &lines, None);
 
     let state = app.dir.path().join("state");
     let log = app.dir.path().join("run.log");

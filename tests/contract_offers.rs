@@ -27,14 +27,8 @@ fn config() -> Config {
 }
 
 fn wish(e: &mut Events, who: &str, minutes: i64, sku: &str, path: &[&str]) -> String {
-    let mut fields = json!({"type": "wishlist_added", "occurred_at": ts(minutes),
-        "product": {"sku": sku, "category": path}});
-    if who.starts_with("anon") {
-        fields["anonymous_id"] = json!(who);
-    } else {
-        fields["customer_id"] = json!(who);
-    }
-    e.push(fields)
+    let product = json!({"product": {"sku": sku, "category": path}});
+    e.push(shopper_event(who, minutes, "wishlist_added", product))
 }
 
 fn order_in(e: &mut Events, who: &str, minutes: i64, path: &[&str]) -> String {

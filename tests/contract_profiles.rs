@@ -10,17 +10,6 @@ use serde_json::{json, Value};
 
 const DAY: i64 = 24 * 60;
 
-fn shopper_event(who: &str, minutes: i64, type_: &str, mut fields: Value) -> Value {
-    fields["type"] = json!(type_);
-    fields["occurred_at"] = json!(ts(minutes));
-    if who.starts_with("anon") {
-        fields["anonymous_id"] = json!(who);
-    } else {
-        fields["customer_id"] = json!(who);
-    }
-    fields
-}
-
 fn item(sku: &str, path: &[&str]) -> Value {
     json!({"sku": sku, "name": format!("Product {sku}"), "price": 20.0, "currency": "EUR", "category": path})
 }

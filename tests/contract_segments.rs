@@ -9,16 +9,10 @@ use serde_json::json;
 const DAY: i64 = 24 * 60;
 
 fn order(e: &mut Events, who: &str, minutes: i64, total: f64) -> String {
-    let mut fields = json!({"type": "order_completed", "occurred_at": ts(minutes),
-        "order_id": format!("o-{who}-{minutes}"),
+    let fields = json!({"order_id": format!("o-{who}-{minutes}"),
         "items": [{"product": {"sku": "S1", "category": ["home", "lamps"]}, "quantity": 1}],
         "total": total, "currency": "EUR"});
-    if who.starts_with("anon") {
-        fields["anonymous_id"] = json!(who);
-    } else {
-        fields["customer_id"] = json!(who);
-    }
-    e.push(fields)
+    e.push(shopper_event(who, minutes, "order_completed", fields))
 }
 
 /// (segment, change, decided_at in minutes) of each segment change of `who`.

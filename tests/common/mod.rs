@@ -24,6 +24,19 @@ pub fn product(sku: &str) -> Value {
            "url": format!("https://shop.example/p/{sku}"), "image_url": format!("https://shop.example/i/{sku}.jpg")})
 }
 
+/// An event of type `type_` by shopper `who` (`anon…` is an anonymous id, anything
+/// else a customer id) at `minutes`, with its own `fields`.
+pub fn shopper_event(who: &str, minutes: i64, type_: &str, mut fields: Value) -> Value {
+    fields["type"] = json!(type_);
+    fields["occurred_at"] = json!(ts(minutes));
+    if who.starts_with("anon") {
+        fields["anonymous_id"] = json!(who);
+    } else {
+        fields["customer_id"] = json!(who);
+    }
+    fields
+}
+
 /// Builds event lines with unique ids.
 #[derive(Default)]
 pub struct Events {
@@ -48,15 +61,8 @@ impl Events {
         id
     }
 
-    fn shopper(&mut self, who: &str, minutes: i64, type_: &str, mut fields: Value) -> String {
-        fields["type"] = json!(type_);
-        fields["occurred_at"] = json!(ts(minutes));
-        if who.starts_with("anon") {
-            fields["anonymous_id"] = json!(who);
-        } else {
-            fields["customer_id"] = json!(who);
-        }
-        self.push(fields)
+    fn shopper(&mut self, who: &str, minutes: i64, type_: &str, fields: Value) -> String {
+        self.push(shopper_event(who, minutes, type_, fields))
     }
 
     pub fn add(&mut self, who: &str, minutes: i64, cart: &str, sku: &str, quantity: i64) -> String {
