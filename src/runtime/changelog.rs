@@ -35,18 +35,30 @@ pub fn encode_value(change: &StateChange) -> Option<Vec<u8>> {
     })
 }
 
-/// Turns a changelog record back into the change that wrote it.
-pub fn decode(key: &[u8], value: Option<&[u8]>) -> Result<StateChange, ChangelogError> {
+/// A changelog record read in place: slices of the record's key and value.
+#[derive(Debug, PartialEq)]
+pub struct ChangeRef<'a> {
+    pub family: Family,
+    pub key: &'a [u8],
+    /// `None` for a delete.
+    pub value: Option<&'a [u8]>,
+}
+
+/// Reads a changelog record back as the change that wrote it, without copying.
+pub fn decode_borrowed<'a>(
+    key: &'a [u8],
+    value: Option<&'a [u8]>,
+) -> Result<ChangeRef<'a>, ChangelogError> {
     let (&code, store_key) = key.split_first().ok_or(ChangelogError::EmptyKey)?;
     let family = Family::from_code(code).ok_or(ChangelogError::UnknownFamily(code))?;
     let value = match value {
         None | Some([]) => None,
-        Some([PUT, rest @ ..]) => Some(rest.to_vec()),
+        Some([PUT, rest @ ..]) => Some(rest),
         Some([other, ..]) => return Err(ChangelogError::BadMarker(*other)),
     };
-    Ok(StateChange {
+    Ok(ChangeRef {
         family,
-        key: store_key.to_vec(),
+        key: store_key,
         value,
     })
 }
@@ -76,19 +88,22 @@ mod tests {
         ] {
             let key = encode_key(&change);
             let value = encode_value(&change);
-            assert_eq!(decode(&key, value.as_deref()).unwrap(), change);
+            let read = decode_borrowed(&key, value.as_deref()).unwrap();
+            assert_eq!(read.family, change.family);
+            assert_eq!(read.key, change.key.as_slice());
+            assert_eq!(read.value, change.value.as_deref());
         }
     }
 
     #[test]
     fn bad_records_are_refused_with_a_reason() {
-        assert_eq!(decode(&[], None), Err(ChangelogError::EmptyKey));
+        assert_eq!(decode_borrowed(&[], None), Err(ChangelogError::EmptyKey));
         assert_eq!(
-            decode(&[99, 0], None),
+            decode_borrowed(&[99, 0], None),
             Err(ChangelogError::UnknownFamily(99))
         );
         assert_eq!(
-            decode(&[1, 0, 0], Some(&[7, 1])),
+            decode_borrowed(&[1, 0, 0], Some(&[7, 1])),
             Err(ChangelogError::BadMarker(7))
         );
     }

@@ -62,7 +62,7 @@ pub fn plain_consumer_with<Ctx: ConsumerContext>(
     consumer_with(&plain_config(config), context)
 }
 
-fn plain_config(config: &Config) -> ClientConfig {
+pub fn plain_config(config: &Config) -> ClientConfig {
     let mut client = base(config);
     client
         .set("enable.auto.commit", "false")

@@ -82,6 +82,31 @@ impl Rebalanced {
     }
 }
 
+/// Every task of a new assignment was restored and opened: the assignment's restore
+/// as a whole, which is what a reader of the log waits for after a rebalance.
+pub struct AssignmentRestored {
+    pub tasks: usize,
+    pub records: u64,
+    pub seconds: f64,
+}
+
+impl AssignmentRestored {
+    pub fn emit(self) {
+        let per_second = if self.seconds > 0.0 {
+            (self.records as f64 / self.seconds) as u64
+        } else {
+            0
+        };
+        tracing::info!(
+            tasks = self.tasks,
+            records = self.records,
+            seconds = self.seconds,
+            records_per_second = per_second,
+            "assignment restored"
+        );
+    }
+}
+
 /// A task's state was brought up to date from its changelog.
 pub struct TaskRestored {
     pub side: Side,

@@ -87,6 +87,26 @@ pub struct StateChange {
     pub value: Option<Vec<u8>>,
 }
 
+/// Changes gathered for one atomic write (see [`Store::staged`]).
+pub struct StagedWrites {
+    batch: WriteBatch,
+}
+
+impl StagedWrites {
+    pub fn len(&self) -> usize {
+        self.batch.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.batch.is_empty()
+    }
+
+    /// The batch's size as RocksDB encodes it: keys, values and a few bytes each.
+    pub fn bytes(&self) -> usize {
+        self.batch.size_in_bytes()
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("RocksDB at {path}: {source}")]
@@ -319,6 +339,41 @@ impl Store {
             .map_err(|e| self.error(e))
     }
 
+    /// An empty batch for [`Store::stage`] and [`Store::write_staged`]: changes copied
+    /// in from borrowed bytes (a restore's changelog records) without a [`StateChange`]
+    /// allocated for each.
+    pub fn staged(&self) -> StagedWrites {
+        StagedWrites {
+            batch: WriteBatch::default(),
+        }
+    }
+
+    /// Adds a put (`Some`) or a delete (`None`) to the batch.
+    pub fn stage(
+        &self,
+        staged: &mut StagedWrites,
+        family: Family,
+        key: &[u8],
+        value: Option<&[u8]>,
+    ) {
+        let cf = self.cf(family);
+        match value {
+            Some(value) => staged.batch.put_cf(cf, key, value),
+            None => staged.batch.delete_cf(cf, key),
+        }
+    }
+
+    /// Applies the staged changes atomically, as [`Store::write`] does, and leaves the
+    /// batch empty for reuse.
+    pub fn write_staged(&self, staged: &mut StagedWrites) -> Result<(), StoreError> {
+        let batch = std::mem::take(&mut staged.batch);
+        let mut options = WriteOptions::default();
+        options.disable_wal(!self.wal);
+        self.db
+            .write_opt(batch, &options)
+            .map_err(|e| self.error(e))
+    }
+
     /// Sorts the changes by family and key, then applies them as [`Store::write`] does:
     /// in key order RocksDB's skiplist reuses its insert position from one key to the
     /// next. The changes must hold at most one per key (the order among equal keys is
@@ -426,6 +481,33 @@ mod tests {
         );
         assert_eq!(store.get(Family::Products, b"\0\x01s1").unwrap(), None);
         assert_eq!(store.read_meta("stream_time").unwrap(), Some(42));
+    }
+
+    #[test]
+    fn staged_puts_and_deletes_land_together_and_leave_the_batch_empty() {
+        let store = Store::open_temporary(&StateConfig::default()).unwrap();
+        store
+            .write(&[change(Family::Shoppers, "\0\x01gone", Some("old"))])
+            .unwrap();
+        let mut staged = store.staged();
+        store.stage(&mut staged, Family::Shoppers, b"\0\x01new", Some(b"value"));
+        store.stage(&mut staged, Family::Shoppers, b"\0\x01gone", None);
+        store.stage(&mut staged, Family::ShopperTimers, b"\0\x01t", Some(b""));
+        assert_eq!(staged.len(), 3);
+        assert!(staged.bytes() > "newvaluegonet".len());
+        // Nothing is visible before the write.
+        assert_eq!(store.get(Family::Shoppers, b"\0\x01new").unwrap(), None);
+        store.write_staged(&mut staged).unwrap();
+        assert!(staged.is_empty());
+        assert_eq!(
+            store.get(Family::Shoppers, b"\0\x01new").unwrap(),
+            Some(b"value".to_vec())
+        );
+        assert_eq!(store.get(Family::Shoppers, b"\0\x01gone").unwrap(), None);
+        assert_eq!(
+            store.get(Family::ShopperTimers, b"\0\x01t").unwrap(),
+            Some(Vec::new())
+        );
     }
 
     #[test]

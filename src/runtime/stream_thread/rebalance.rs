@@ -6,12 +6,18 @@ use crate::engine::core::stream_time_key;
 use crate::engine::{Side, TaskId};
 use crate::runtime::assignment::Assignment;
 use crate::runtime::clients::ClientError;
-use crate::runtime::events::{AbortReason, BatchAborted, Rebalanced, TaskRestored};
-use crate::runtime::restore;
+use crate::runtime::events::{
+    AbortReason, AssignmentRestored, BatchAborted, Rebalanced, TaskRestored,
+};
+use crate::runtime::restore::{self, RestoreTarget};
 use crate::runtime::transaction::TRANSACTION_TIMEOUT;
 use crate::telemetry::health::Phase;
 use rdkafka::consumer::Consumer;
 use std::time::Instant;
+
+/// Restore threads at most, each with a consumer of its own: more cores than this
+/// do not make a restore faster, as the broker and RocksDB become the limit.
+const MAX_RESTORE_THREADS: usize = 4;
 
 impl StreamThread<'_> {
     /// A rebalance happened inside `poll`: drop uncommitted work (the group's offsets
@@ -54,13 +60,11 @@ impl StreamThread<'_> {
                 .committed_offsets(assigned.clone(), TRANSACTION_TIMEOUT)
                 .map_err(|e| ClientError::broker(self.config, "read the committed offsets", e))?
         };
-        // librdkafka keeps a partition paused across a reassignment; this assignment
-        // starts with nothing buffered, so a partition paused under the last one (its
-        // buffer was full) would never be fetched again, and every task waiting for it
-        // would wait for good.
+        // The input waits while the tasks restore: fetched meanwhile, a backlog would
+        // fill librdkafka's queues (up to 64 MiB per partition) for nothing.
         if assigned.count() > 0 {
-            self.consumer.resume(&assigned).map_err(|e| {
-                ClientError::broker(self.config, "resume the assigned partitions", e)
+            self.consumer.pause(&assigned).map_err(|e| {
+                ClientError::broker(self.config, "pause the assigned partitions", e)
             })?;
         }
         let assignment = Assignment::new(&self.topics, &assigned, &committed);
@@ -70,8 +74,15 @@ impl StreamThread<'_> {
         }
         .emit(metrics);
         let ids: Vec<TaskId> = assignment.tasks.keys().copied().collect();
-        for id in ids {
-            self.open_task(id)?;
+        self.open_tasks(&ids)?;
+        // librdkafka keeps a partition paused across a reassignment; this assignment
+        // starts with nothing buffered, so a partition left paused (under the last one
+        // its buffer was full; above, for the restore) would never be fetched again,
+        // and every task waiting for it would wait for good.
+        if assigned.count() > 0 {
+            self.consumer.resume(&assigned).map_err(|e| {
+                ClientError::broker(self.config, "resume the assigned partitions", e)
+            })?;
         }
         self.assignment = assignment;
         self.refresh_gauges();
@@ -79,43 +90,66 @@ impl StreamThread<'_> {
         Ok(())
     }
 
-    /// Restores a task from its changelog and opens it in the core.
-    fn open_task(&mut self, id: TaskId) -> Result<(), StreamError> {
-        let (side, partition) = id;
+    /// Restores the tasks from their changelogs, several at once, and opens them in the
+    /// core.
+    fn open_tasks(&mut self, ids: &[TaskId]) -> Result<(), StreamError> {
         let started = Instant::now();
         let telemetry = self.telemetry;
-        let restored_records = telemetry
-            .metrics
-            .restored_records
-            .with_label_values(&[side.name()]);
-        let time_key = stream_time_key(side, partition);
-        let restored = restore::restore(
+        let targets: Vec<RestoreTarget> = ids
+            .iter()
+            .map(|&(side, partition)| RestoreTarget {
+                changelog: self.topics.changelog(side).to_string(),
+                partition,
+                families: side.families().to_vec(),
+                task_meta: vec![stream_time_key(side, partition)],
+            })
+            .collect();
+        let counters: Vec<_> = ids
+            .iter()
+            .map(|(side, _)| {
+                telemetry
+                    .metrics
+                    .restored_records
+                    .with_label_values(&[side.name()])
+            })
+            .collect();
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let restored = restore::restore_all(
             self.config,
             self.store,
-            self.topics.changelog(side),
-            partition,
-            &side.families(),
-            std::slice::from_ref(&time_key),
-            &mut |records| {
-                restored_records.inc_by(records);
+            &targets,
+            threads.min(MAX_RESTORE_THREADS),
+            &|index, records| {
+                counters[index].inc_by(records);
                 telemetry.health.beat();
             },
         )?;
-        self.totals.restored_records += restored.records;
-        TaskRestored {
-            side,
-            partition,
-            records: restored.records,
-            from_offset: restored.from,
-            wiped: restored.wiped,
-            checkpoint: restored.checkpoint,
-            changelog_low: restored.low,
-            changelog_high: restored.high,
+        let mut records = 0;
+        for ((&id, target), restored) in ids.iter().zip(&targets).zip(restored) {
+            let (side, partition) = id;
+            records += restored.records;
+            TaskRestored {
+                side,
+                partition,
+                records: restored.records,
+                from_offset: restored.from,
+                wiped: restored.wiped,
+                checkpoint: restored.checkpoint,
+                changelog_low: restored.low,
+                changelog_high: restored.high,
+                seconds: restored.seconds,
+            }
+            .emit(&telemetry.metrics);
+            let stream_time = self.store.read_meta(&target.task_meta[0])?;
+            self.core.open_task(self.store, id, stream_time)?;
+        }
+        self.totals.restored_records += records;
+        AssignmentRestored {
+            tasks: ids.len(),
+            records,
             seconds: started.elapsed().as_secs_f64(),
         }
-        .emit(&telemetry.metrics);
-        let stream_time = self.store.read_meta(&time_key)?;
-        self.core.open_task(self.store, id, stream_time)?;
+        .emit();
         Ok(())
     }
 }
