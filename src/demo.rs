@@ -176,6 +176,8 @@ fn shop(
         seed: start as u64,
         start,
         span: (span_hours * 3_600_000) as Millis,
+        // The demo's events are stamped with the wall clock as they are sent.
+        history: 0,
         products: 0,
         lateness: 0,
     });

@@ -5,7 +5,12 @@
 //! from carts, sometimes signs in, checks out and orders, but mostly leaves its cart
 //! behind. Products sell out and come back; shoppers click "notify me" on sold-out ones.
 //! A few shoppers change consent or ask to be erased, and a few events arrive twice, as
-//! at-least-once producers deliver them. Same settings and seed, same events.
+//! at-least-once producers deliver them.
+//!
+//! Before the busy span, `history` of regular customers: one shopper in a hundred orders
+//! every few weeks over months, some stop for good and some come back after a long
+//! break, so customers become new, active, at risk and lapsed, rise into and fall out of
+//! `high_value` and the RFM groups (CONTRACT §5.3). Same settings and seed, same events.
 
 #[path = "generate_world.rs"]
 mod world;
@@ -24,10 +29,12 @@ pub struct GeneratorSettings {
     pub shoppers: u32,
     pub events: u64,
     pub seed: u64,
-    /// Event time of the first event.
+    /// Event time at which the busy span begins.
     pub start: Millis,
-    /// Event time spanned by the whole stream.
+    /// Event time spanned by the busy part of the stream.
     pub span: Millis,
+    /// How long before `start` the regular customers' orders begin; 0 for none.
+    pub history: Millis,
     /// Catalog size; 0 picks one from the number of shoppers.
     pub products: u32,
     /// How much earlier than the latest event before it an event may be (a shop's
@@ -43,6 +50,7 @@ impl Default for GeneratorSettings {
             seed: 1,
             start: 1_767_225_600_000, // 2026-01-01T00:00:00Z
             span: 3 * 24 * 3_600_000,
+            history: 400 * DAY,
             products: 0,
             lateness: 0,
         }
@@ -73,7 +81,20 @@ struct Session {
 enum Actor {
     Session(Session),
     StockDesk,
+    /// A regular customer's next order.
+    Regular(u32),
 }
+
+const DAY: Millis = 24 * 3_600_000;
+/// One shopper in this many is a regular customer (when there is a history).
+const REGULAR_EVERY: u32 = 100;
+/// Mean gap between a regular's orders, on top of a week.
+const REGULAR_MEAN_GAP: f64 = 40.0 * DAY as f64;
+/// Chance that an order is a regular's last for a long while, and that such a
+/// regular comes back at all (after a mean break of `REGULAR_MEAN_BREAK`).
+const REGULAR_BREAK: f64 = 0.2;
+const REGULAR_RETURNS: f64 = 0.5;
+const REGULAR_MEAN_BREAK: f64 = 220.0 * DAY as f64;
 
 pub struct Generator {
     settings: GeneratorSettings,
@@ -162,9 +183,10 @@ impl Generator {
                 total
             })
             .collect();
+        let regulars = regular_count(&settings);
         let shoppers = (0..settings.shoppers.max(1))
-            .map(|_| ShopperSim {
-                registered: rng.random_bool(0.6),
+            .map(|index| ShopperSim {
+                registered: index < regulars || rng.random_bool(0.6),
                 known_device: false,
                 cart: Vec::new(),
                 cart_number: 0,
@@ -192,6 +214,14 @@ impl Generator {
         };
         let first_stock_check = generator.settings.start + 60_000;
         generator.schedule(first_stock_check, Actor::StockDesk);
+        let history = generator.settings.history;
+        for regular in 0..regulars {
+            // First orders over the first half of the history, so each regular has
+            // months in which to move through the stages.
+            let first = generator.settings.start - history
+                + generator.rng.random_range(0..(history / 2).max(1));
+            generator.schedule(first, Actor::Regular(regular));
+        }
         generator
     }
 
@@ -402,65 +432,7 @@ impl Generator {
         let registered = self.shoppers[index].registered;
         let buys = !self.shoppers[index].cart.is_empty() && registered && self.rng.random_bool(0.3);
         if buys {
-            if !session.signed_in {
-                let e = self.event(at, Some((session.shopper, true)), EventBody::SignedIn);
-                self.push(e);
-                self.shoppers[index].known_device = true;
-            }
-            let who = Some((session.shopper, true));
-            let cart_id = format!("cart-{index}-{}", self.shoppers[index].cart_number);
-            let e = self.event(
-                at + 20_000,
-                who,
-                EventBody::CheckoutStarted {
-                    cart_id: cart_id.clone(),
-                },
-            );
-            self.push(e);
-            let lines = std::mem::take(&mut self.shoppers[index].cart);
-            let mut total = 0.0;
-            let items: Vec<OrderItem> = lines
-                .iter()
-                .map(|(p, q)| {
-                    total += self.catalog[*p].product.price.unwrap_or(0.0) * f64::from(*q);
-                    OrderItem {
-                        product: self.catalog[*p].product.clone(),
-                        quantity: *q,
-                    }
-                })
-                .collect();
-            let order_number = self.shoppers[index].cart_number;
-            self.shoppers[index].cart_number += 1;
-            let e = self.event(
-                at + 90_000,
-                who,
-                EventBody::OrderCompleted {
-                    order_id: format!("order-{index}-{order_number}"),
-                    cart_id: Some(cart_id),
-                    items,
-                    total: (total * 100.0).round() / 100.0,
-                    currency: "EUR".into(),
-                },
-            );
-            self.push(e);
-            for (p, q) in lines {
-                let item = &mut self.catalog[p];
-                let before = item.stock;
-                item.stock = item.stock.saturating_sub(u64::from(q));
-                if before > 0 && item.stock == 0 {
-                    let sku = item.product.sku.clone();
-                    let e = self.event(
-                        at + 91_000,
-                        None,
-                        EventBody::StockChanged {
-                            sku,
-                            quantity: 0,
-                            product: None,
-                        },
-                    );
-                    self.push(e);
-                }
-            }
+            self.checkout(at, session.shopper, session.signed_in);
         }
         if registered && self.rng.random_bool(0.02) {
             let email_marketing = self.rng.random_bool(0.5);
@@ -482,6 +454,120 @@ impl Generator {
             shopper.cart.clear();
             shopper.known_device = false;
             shopper.cart_number += 1;
+        }
+    }
+
+    /// The shopper signs in (unless signed in), checks the cart out and orders it.
+    fn checkout(&mut self, at: Millis, shopper: u32, signed_in: bool) {
+        let index = shopper as usize;
+        if !signed_in {
+            let e = self.event(at, Some((shopper, true)), EventBody::SignedIn);
+            self.push(e);
+            self.shoppers[index].known_device = true;
+        }
+        let who = Some((shopper, true));
+        let cart_id = format!("cart-{index}-{}", self.shoppers[index].cart_number);
+        let e = self.event(
+            at + 20_000,
+            who,
+            EventBody::CheckoutStarted {
+                cart_id: cart_id.clone(),
+            },
+        );
+        self.push(e);
+        let lines = std::mem::take(&mut self.shoppers[index].cart);
+        let mut total = 0.0;
+        let items: Vec<OrderItem> = lines
+            .iter()
+            .map(|(p, q)| {
+                total += self.catalog[*p].product.price.unwrap_or(0.0) * f64::from(*q);
+                OrderItem {
+                    product: self.catalog[*p].product.clone(),
+                    quantity: *q,
+                }
+            })
+            .collect();
+        let order_number = self.shoppers[index].cart_number;
+        self.shoppers[index].cart_number += 1;
+        let e = self.event(
+            at + 90_000,
+            who,
+            EventBody::OrderCompleted {
+                order_id: format!("order-{index}-{order_number}"),
+                cart_id: Some(cart_id),
+                items,
+                total: (total * 100.0).round() / 100.0,
+                currency: "EUR".into(),
+            },
+        );
+        self.push(e);
+        // Stock is simulated over the busy span only: over the months before it the shop
+        // is taken to keep up with its regulars.
+        if at < self.settings.start {
+            return;
+        }
+        for (p, q) in lines {
+            let item = &mut self.catalog[p];
+            let before = item.stock;
+            item.stock = item.stock.saturating_sub(u64::from(q));
+            if before > 0 && item.stock == 0 {
+                let sku = item.product.sku.clone();
+                let e = self.event(
+                    at + 91_000,
+                    None,
+                    EventBody::StockChanged {
+                        sku,
+                        quantity: 0,
+                        product: None,
+                    },
+                );
+                self.push(e);
+            }
+        }
+    }
+
+    /// A regular customer comes back for the products they buy, orders, and plans the
+    /// next order (or a long break, or none).
+    fn regular_order(&mut self, at: Millis, shopper: u32) {
+        let index = shopper as usize;
+        let lines = self.rng.random_range(1..4);
+        for step in 0..lines {
+            let product = self.popular_product();
+            let when = at + i64::from(step) * 40_000;
+            let details = self.catalog[product].product.clone();
+            let e = self.event(
+                when,
+                Some((shopper, false)),
+                EventBody::ProductViewed {
+                    product: details.clone(),
+                },
+            );
+            self.push(e);
+            let quantity = self.rng.random_range(1..4);
+            self.shoppers[index].cart.push((product, quantity));
+            let cart_id = format!("cart-{index}-{}", self.shoppers[index].cart_number);
+            let e = self.event(
+                when + 10_000,
+                Some((shopper, false)),
+                EventBody::CartItemAdded {
+                    cart_id,
+                    product: details,
+                    quantity,
+                },
+            );
+            self.push(e);
+        }
+        self.checkout(at + i64::from(lines) * 40_000, shopper, false);
+        let next = if self.rng.random_bool(REGULAR_BREAK) {
+            self.rng
+                .random_bool(REGULAR_RETURNS)
+                .then(|| at + self.exponential(REGULAR_MEAN_BREAK))
+        } else {
+            Some(at + 7 * DAY + self.exponential(REGULAR_MEAN_GAP))
+        };
+        let end = self.settings.start + self.settings.span;
+        if let Some(next) = next.filter(|t| *t < end) {
+            self.schedule(next, Actor::Regular(shopper));
         }
     }
 
@@ -556,9 +642,19 @@ impl Iterator for Generator {
                 match self.actors.remove(&id).expect("scheduled actors exist") {
                     Actor::Session(session) => self.session_step(at, session),
                     Actor::StockDesk => self.stock_step(at),
+                    Actor::Regular(shopper) => self.regular_order(at, shopper),
                 }
             }
         }
+    }
+}
+
+/// How many of the shoppers (the first ones) are regular customers.
+fn regular_count(settings: &GeneratorSettings) -> u32 {
+    if settings.history > 0 {
+        (settings.shoppers / REGULAR_EVERY).max(1)
+    } else {
+        0
     }
 }
 

@@ -150,12 +150,17 @@ struct GenerateArgs {
     /// Random seed: the same seed gives the same events.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Event time of the first event (RFC 3339).
+    /// Event time at which the busy span begins (RFC 3339).
     #[arg(long, default_value = "2026-01-01T00:00:00Z")]
     start: String,
-    /// Event time the stream spans, e.g. `3d`, `12h`.
+    /// Event time the busy span lasts, e.g. `3d`, `12h`.
     #[arg(long, default_value = "3d")]
     span: String,
+    /// How far before `--start` the regular customers' orders begin (one shopper in a
+    /// hundred orders every few weeks over months, so every segment is entered and
+    /// left), e.g. `400d`; `0s` for none.
+    #[arg(long, default_value = "400d")]
+    history: String,
     /// Catalog size (0: derived from the number of shoppers).
     #[arg(long, default_value_t = 0)]
     products: u32,
@@ -291,6 +296,10 @@ fn run_generate(args: GenerateArgs) -> Result<()> {
         seed: args.seed,
         start: parse_rfc3339(&args.start).map_err(|e| anyhow::anyhow!("--start: {e}"))?,
         span: duration_millis(span),
+        history: duration_millis(
+            humantime::parse_duration(&args.history)
+                .with_context(|| format!("--history `{}`", args.history))?,
+        ),
         products: args.products,
         lateness: duration_millis(
             humantime::parse_duration(&args.lateness)

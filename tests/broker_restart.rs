@@ -37,6 +37,7 @@ fn the_processor_rides_out_a_broker_restart() {
         seed: 21,
         start: parse_rfc3339("2026-01-01T00:00:00Z").unwrap(),
         span: 2 * 86_400_000,
+        history: 0,
         products: 40,
         lateness: 0,
     })

@@ -419,3 +419,67 @@ fn types_keeps_only_the_named_decision_types() {
         stderr(&out)
     );
 }
+
+/// CONTRACT §5.3 through `generate`'s defaults: months of regular customers before the
+/// busy days take shoppers into and out of every lifecycle stage, every RFM group,
+/// `high_value`, `cart_abandoner` and the interest segments.
+#[test]
+fn a_default_generated_run_enters_and_leaves_every_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("default.jsonl");
+    let out = run(&["generate", "--output", events.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run(&[
+        "replay",
+        "--types",
+        "segment_changed",
+        events.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut seen = std::collections::BTreeSet::new();
+    for line in stdout(&out).lines() {
+        let value: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(value["type"], "segment_changed", "{line}");
+        let segment = value["segment"].as_str().unwrap();
+        // Interest segments are named after departments: one family for this test.
+        let segment = if segment.starts_with("interest:") {
+            "interest:*"
+        } else {
+            segment
+        };
+        seen.insert((
+            segment.to_string(),
+            value["change"].as_str().unwrap().to_string(),
+        ));
+    }
+    let mut expected: Vec<String> = ["high_value", "cart_abandoner", "interest:*"]
+        .map(String::from)
+        .to_vec();
+    expected.extend(
+        ["prospect", "new", "active", "at_risk", "lapsed"]
+            .map(|stage| format!("lifecycle:{stage}")),
+    );
+    expected.extend(
+        [
+            "champions",
+            "loyal",
+            "potential_loyalist",
+            "new",
+            "promising",
+            "need_attention",
+            "about_to_sleep",
+            "cant_lose",
+            "at_risk",
+            "hibernating",
+        ]
+        .map(|group| format!("rfm:{group}")),
+    );
+    for segment in &expected {
+        for change in ["entered", "exited"] {
+            assert!(
+                seen.contains(&(segment.clone(), change.to_string())),
+                "no `{segment}` {change} in a default run; seen: {seen:?}"
+            );
+        }
+    }
+}

@@ -26,6 +26,7 @@ pub fn workload(events: u64, seed: u64) -> Vec<String> {
         seed,
         start: parse_rfc3339("2026-01-01T00:00:00Z").unwrap(),
         span: 3 * 86_400_000,
+        history: 0,
         products: 60,
         lateness: 0,
     })
