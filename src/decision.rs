@@ -195,6 +195,48 @@ impl SegmentChange {
     }
 }
 
+/// Where a customer is in their life with the shop (CONTRACT §5.3): the `lifecycle:`
+/// segments, one at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum LifecycleStage {
+    Prospect,
+    New,
+    Active,
+    AtRisk,
+    Lapsed,
+}
+
+impl LifecycleStage {
+    pub const ALL: [LifecycleStage; 5] = [
+        LifecycleStage::Prospect,
+        LifecycleStage::New,
+        LifecycleStage::Active,
+        LifecycleStage::AtRisk,
+        LifecycleStage::Lapsed,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            LifecycleStage::Prospect => "prospect",
+            LifecycleStage::New => "new",
+            LifecycleStage::Active => "active",
+            LifecycleStage::AtRisk => "at_risk",
+            LifecycleStage::Lapsed => "lapsed",
+        }
+    }
+
+    /// The segment's name: `lifecycle:<stage>`.
+    pub fn segment(self) -> String {
+        format!("lifecycle:{}", self.label())
+    }
+
+    /// The stage a segment name stands for, if it is a lifecycle segment.
+    pub fn of(segment: &str) -> Option<LifecycleStage> {
+        let stage = segment.strip_prefix("lifecycle:")?;
+        LifecycleStage::ALL.into_iter().find(|s| s.label() == stage)
+    }
+}
+
 /// The kind of a segment, a bounded label for metrics (never the department or group).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum SegmentFamily {

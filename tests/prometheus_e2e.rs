@@ -8,6 +8,7 @@ mod common;
 mod promql;
 
 use common::live::{http_get, metric_sum, terminate, wait_for_status, App};
+use personalizer::decision::{DecisionBody, SegmentChange};
 use personalizer::generate::{Generator, GeneratorSettings};
 use personalizer::time::parse_rfc3339;
 use std::path::Path;
@@ -125,6 +126,7 @@ fn prometheus_scrapes_the_processor_and_counts_what_it_did() {
         seed: 5,
         start: parse_rfc3339("2026-01-01T00:00:00Z").unwrap(),
         span: 86_400_000,
+        history: 0,
         products: 30,
         lateness: 0,
     })
@@ -217,6 +219,62 @@ fn prometheus_scrapes_the_processor_and_counts_what_it_did() {
             "{kind}"
         );
     }
+    // Customers per lifecycle stage: where the lifecycle decisions left each customer,
+    // less those erased since (who leave their stage without a decision).
+    let mut stage_of: std::collections::BTreeMap<String, (i64, Option<String>)> =
+        std::collections::BTreeMap::new();
+    for d in &decisions {
+        if let DecisionBody::SegmentChanged { segment, change } = &d.body {
+            if let Some(stage) = segment.strip_prefix("lifecycle:") {
+                let customer = d.customer_id.clone().expect("segments are for customers");
+                let entry = stage_of.entry(customer).or_insert((i64::MIN, None));
+                if *change == SegmentChange::Entered && d.decided_at >= entry.0 {
+                    *entry = (d.decided_at, Some(stage.to_string()));
+                }
+            }
+        }
+    }
+    for line in &lines {
+        let event: serde_json::Value = serde_json::from_str(line).unwrap();
+        if event["type"] == "customer_erased" {
+            let customer = event["customer_id"].as_str().unwrap();
+            let at = parse_rfc3339(event["occurred_at"].as_str().unwrap()).unwrap();
+            if let Some(entry) = stage_of.get_mut(customer) {
+                if entry.0 <= at {
+                    entry.1 = None;
+                }
+            }
+        }
+    }
+    for stage in ["prospect", "new", "active", "at_risk", "lapsed"] {
+        let expected = stage_of
+            .values()
+            .filter(|(_, s)| s.as_deref() == Some(stage))
+            .count() as f64;
+        let label = format!("stage=\"{stage}\"");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            // The gauges are refreshed once a second.
+            let (_, text) = http_get(&http, "/metrics");
+            let gauge = metric_sum(
+                &text,
+                "personalizer_customers_by_lifecycle_stage",
+                &[&label],
+            );
+            if gauge == expected {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{stage}: gauge {gauge}, decisions say {expected}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    assert!(
+        stage_of.values().any(|(_, s)| s.is_some()),
+        "the workload puts customers in stages"
+    );
     assert_eq!(
         metric_sum(&metrics, "personalizer_tasks_assigned", &[]),
         4.0

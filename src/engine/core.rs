@@ -18,7 +18,7 @@ use super::stats::Stats;
 use super::task::{Task, TaskError};
 use super::Outcome;
 use crate::config::RulesConfig;
-use crate::decision::Decision;
+use crate::decision::{Decision, LifecycleStage, SegmentChange};
 use crate::event::{Event, RoutingKey};
 use crate::forward::Forward;
 use crate::rules::{Ctx, Note, Outputs};
@@ -223,6 +223,38 @@ pub fn stream_time_key(side: Side, partition: u16) -> String {
     format!("task/{}/{partition}/stream_time", side.name())
 }
 
+/// The `meta` key under which a customer task keeps how many of its customers are in
+/// `stage` (changelogged like the stream time, so the count survives a move).
+pub fn lifecycle_key(partition: u16, stage: LifecycleStage) -> String {
+    format!("task/customer/{partition}/lifecycle/{}", stage.label())
+}
+
+/// The `meta` keys a task keeps besides its state families.
+pub fn task_meta_keys(side: Side, partition: u16) -> Vec<String> {
+    let mut keys = vec![stream_time_key(side, partition)];
+    if side == Side::Customer {
+        keys.extend(LifecycleStage::ALL.map(|stage| lifecycle_key(partition, stage)));
+    }
+    keys
+}
+
+/// Customers per lifecycle stage, in [`LifecycleStage::ALL`] order.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LifecycleCounts(pub [i64; 5]);
+
+impl LifecycleCounts {
+    fn apply(&mut self, stage: LifecycleStage, change: SegmentChange) {
+        self.0[stage as usize] += match change {
+            SegmentChange::Entered => 1,
+            SegmentChange::Exited => -1,
+        };
+    }
+
+    pub fn get(&self, stage: LifecycleStage) -> i64 {
+        self.0[stage as usize]
+    }
+}
+
 /// Whether messages are being delivered (re-entrancy guard of [`Core::deliver_local`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Delivering {
@@ -244,6 +276,9 @@ pub struct Core {
     delivery: Delivering,
     scratch: Outputs,
     output: Output,
+    /// Each customer task's count of customers per lifecycle stage, and whether it
+    /// changed since its changes were last taken.
+    lifecycle: BTreeMap<TaskId, (LifecycleCounts, bool)>,
 }
 
 impl Core {
@@ -259,6 +294,7 @@ impl Core {
             delivery: Delivering::Idle,
             scratch: Outputs::default(),
             output: Output::default(),
+            lifecycle: BTreeMap::new(),
         }
     }
 
@@ -282,7 +318,27 @@ impl Core {
             }),
         };
         self.tasks.insert(id, task);
+        if side == Side::Customer {
+            let mut counts = LifecycleCounts::default();
+            for stage in LifecycleStage::ALL {
+                counts.0[stage as usize] = store
+                    .read_meta(&lifecycle_key(partition, stage))?
+                    .unwrap_or(0);
+            }
+            self.lifecycle.insert(id, (counts, false));
+        }
         Ok(())
+    }
+
+    /// Customers per lifecycle stage over every open task.
+    pub fn lifecycle_counts(&self) -> LifecycleCounts {
+        let mut total = LifecycleCounts::default();
+        for (counts, _) in self.lifecycle.values() {
+            for (sum, n) in total.0.iter_mut().zip(counts.0) {
+                *sum += n;
+            }
+        }
+        total
     }
 
     /// Starts the shared clock at `t` ([`Clock::Shared`], resuming a replay).
@@ -293,6 +349,7 @@ impl Core {
     /// Drops every task and whatever they did since their last changes were taken.
     pub fn close_tasks(&mut self) {
         self.tasks.clear();
+        self.lifecycle.clear();
         self.local.clear();
         self.output = Output::default();
     }
@@ -375,7 +432,7 @@ impl Core {
         if let Some(refusal) = self.scratch.refused.take() {
             return Ok(Outcome::Refused(refusal));
         }
-        self.collect(now);
+        self.collect(id, now);
         self.deliver_local(store)?;
         self.output.stats.count_event(event.body.type_name());
         Ok(Outcome::Processed)
@@ -429,6 +486,16 @@ impl Core {
         if let (Clock::PerTask, Some(t)) = (self.clock, task.stream_time()) {
             changes.push(Store::meta_change(&stream_time_key(id.0, id.1), t));
         }
+        if let Some((counts, dirty)) = self.lifecycle.get_mut(&id) {
+            if std::mem::replace(dirty, false) {
+                for stage in LifecycleStage::ALL {
+                    changes.push(Store::meta_change(
+                        &lifecycle_key(id.1, stage),
+                        counts.get(stage),
+                    ));
+                }
+            }
+        }
     }
 
     /// Keeps the write-back caches within `budget` entries in total, trimming each task
@@ -478,7 +545,7 @@ impl Core {
             };
             task.fire_next_timer(store, until, &mut ctx)?;
             self.output.stats.timers_fired += 1;
-            self.collect(due);
+            self.collect(id, due);
             self.deliver_local(store)?;
         }
         match only {
@@ -525,7 +592,7 @@ impl Core {
             // A message has no record to dead-letter: it is dropped and counted.
             self.output.stats.messages_refused += 1;
         }
-        self.collect(now);
+        self.collect(id, now);
         Ok(())
     }
 
@@ -571,7 +638,7 @@ impl Core {
     }
 
     /// Moves what the last rule produced into the output; its forwards are sent at `now`.
-    fn collect(&mut self, now: Millis) {
+    fn collect(&mut self, id: TaskId, now: Millis) {
         for decision in &self.scratch.decisions {
             self.output.stats.count_decision(decision);
         }
@@ -582,6 +649,12 @@ impl Core {
             match note {
                 Note::SuppressedNoConsent => self.output.stats.suppressed_no_consent += 1,
                 Note::NotificationDropped => self.output.stats.notifications_dropped += 1,
+                Note::Lifecycle(stage, change) => {
+                    if let Some((counts, dirty)) = self.lifecycle.get_mut(&id) {
+                        counts.apply(stage, change);
+                        *dirty = true;
+                    }
+                }
             }
         }
     }

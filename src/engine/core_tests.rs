@@ -289,3 +289,55 @@ fn an_event_that_would_outgrow_the_state_limit_is_refused_and_the_state_kept() {
     assert_eq!(apply(&mut core, &store, &clear), Outcome::Processed);
     assert_eq!(cart_lines(&mut core, &store, "c1"), 0);
 }
+
+#[test]
+fn customers_per_lifecycle_stage_are_counted_kept_with_the_task_and_read_back() {
+    let store = Store::open_temporary(&StateConfig::default()).unwrap();
+    let rules = Config::default().rules;
+    let open = |store: &Store| {
+        let mut core = Core::new(rules.clone(), Clock::PerTask, [PARTITIONS, PARTITIONS]);
+        for side in Side::ALL {
+            for p in 0..PARTITIONS {
+                core.open_task(store, (side, p), None).unwrap();
+            }
+        }
+        core
+    };
+    let mut core = open(&store);
+    let (first, other) = customers_on_two_tasks(&core);
+    for (i, customer) in [&first, &other].into_iter().enumerate() {
+        apply(&mut core, &store, &view(&format!("v{i}"), customer, 1));
+    }
+    let counts = core.lifecycle_counts();
+    assert_eq!(counts.get(LifecycleStage::Prospect), 2);
+    assert_eq!(counts.get(LifecycleStage::New), 0);
+
+    let mut changes = Vec::new();
+    for id in core.task_ids().collect::<Vec<_>>() {
+        core.take_changes(id, &mut changes);
+    }
+    let task = core.task_for(Side::Customer, &first);
+    assert!(changes
+        .iter()
+        .any(|c| c == &Store::meta_change(&lifecycle_key(task.1, LifecycleStage::Prospect), 1)));
+    store.write(&changes).unwrap();
+    // Nothing changed since: nothing more to write.
+    let mut again = Vec::new();
+    core.take_changes(task, &mut again);
+    assert!(
+        again
+            .iter()
+            .all(|c| !String::from_utf8_lossy(&c.key).contains("lifecycle")),
+        "{again:?}"
+    );
+
+    // A task opened on that store (a restart, or the task moved here) counts on.
+    let reopened = open(&store);
+    assert_eq!(reopened.lifecycle_counts(), counts);
+    assert!(task_meta_keys(Side::Customer, task.1)
+        .contains(&lifecycle_key(task.1, LifecycleStage::Lapsed)));
+    assert_eq!(
+        task_meta_keys(Side::Product, 0),
+        [stream_time_key(Side::Product, 0)]
+    );
+}

@@ -22,6 +22,7 @@ pub fn erase(key: &str, state: &mut Option<ShopperState>, event_id: &str, ctx: &
     let Some(erased) = state.take() else {
         return;
     };
+    super::segments::on_erased(&erased, ctx);
     super::profile::delete(key, &erased, Some(key), event_id, ctx);
     if let Some(due) = erased.reminder_armed {
         ctx.cancel_timer(Timer {

@@ -18,7 +18,7 @@ pub mod shopper;
 pub mod site;
 
 use crate::config::RulesConfig;
-use crate::decision::Decision;
+use crate::decision::{Decision, LifecycleStage, SegmentChange};
 use crate::forward::Forward;
 use crate::time::Millis;
 use crate::timer::{Timer, TimerOp};
@@ -30,6 +30,9 @@ pub enum Note {
     SuppressedNoConsent,
     /// A back-in-stock notification found no matching request (erased, served, anonymous).
     NotificationDropped,
+    /// A customer entered or left a lifecycle stage (with a `segment_changed` decision,
+    /// or silently when erased): what keeps the count of customers per stage.
+    Lifecycle(LifecycleStage, SegmentChange),
 }
 
 /// Why an input was refused: applying it would break a bound of `rules.limits`. A

@@ -7,9 +7,9 @@
 //! segments (an order ageing out of a window), so one timer per shopper is armed for
 //! the next moment that can happen.
 
-use super::{interests, profile, Ctx};
+use super::{interests, profile, Ctx, Note};
 use crate::config::SegmentsConfig;
-use crate::decision::{decision_id, Decision, DecisionBody, Rfm, SegmentChange};
+use crate::decision::{decision_id, Decision, DecisionBody, LifecycleStage, Rfm, SegmentChange};
 use crate::event::{Event, EventBody};
 use crate::state::{OrderRecord, SegmentState, ShopperState};
 use crate::time::{format_rfc3339, Millis};
@@ -81,15 +81,15 @@ pub fn standing(
                 config.lapsed_after.millis(),
             );
             let stage = if now - first < new_for {
-                "new"
+                LifecycleStage::New
             } else if now - last < active_for {
-                "active"
+                LifecycleStage::Active
             } else if now - last < lapsed_after {
-                "at_risk"
+                LifecycleStage::AtRisk
             } else {
-                "lapsed"
+                LifecycleStage::Lapsed
             };
-            segments.insert(format!("lifecycle:{stage}"));
+            segments.insert(stage.segment());
             boundaries.extend([first + new_for, last + active_for, last + lapsed_after]);
 
             let since = now - last;
@@ -106,7 +106,7 @@ pub fn standing(
             }
         }
         _ => {
-            segments.insert("lifecycle:prospect".to_string());
+            segments.insert(LifecycleStage::Prospect.segment());
         }
     }
     if let Some(department) = preferred_department {
@@ -276,6 +276,9 @@ fn evaluate(key: &str, shopper: &mut ShopperState, cause: Cause, ctx: &mut Ctx) 
         .chain(entered.into_iter().map(|s| (s, SegmentChange::Entered)))
     {
         state.changes += 1;
+        if let Some(stage) = LifecycleStage::of(segment) {
+            ctx.note(Note::Lifecycle(stage, change));
+        }
         ctx.emit(segment_changed(key, segment, change, cause, state, ctx.now));
     }
     state.current = now.segments.into_iter().collect();
@@ -487,5 +490,87 @@ mod tests {
     fn the_preferred_department_is_a_segment() {
         let s = standing(&SegmentState::default(), Some("women"), 0, &config());
         assert_eq!(names(&s), ["interest:women", "lifecycle:prospect"]);
+    }
+}
+
+/// The shopper's state is about to go (erasure): their lifecycle stage is left without
+/// a decision (nothing is sent about an erased customer), so the counts stay true.
+pub fn on_erased(shopper: &ShopperState, ctx: &mut Ctx) {
+    for segment in &shopper.profile.segments.current {
+        if let Some(stage) = LifecycleStage::of(segment) {
+            ctx.note(Note::Lifecycle(stage, SegmentChange::Exited));
+        }
+    }
+}
+
+#[cfg(test)]
+mod stage_count_tests {
+    use super::*;
+    use crate::config::RulesConfig;
+    use crate::rules::testing::{event, run, T0};
+
+    fn lifecycle_notes(notes: &[Note]) -> Vec<(LifecycleStage, SegmentChange)> {
+        notes
+            .iter()
+            .filter_map(|n| match n {
+                Note::Lifecycle(stage, change) => Some((*stage, *change)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn stage_moves_and_erasure_are_noted_for_the_counts() {
+        let rules = RulesConfig::default();
+        let mut shopper = ShopperState {
+            customer_id: Some("c1".into()),
+            ..ShopperState::default()
+        };
+        let signed_up = event("e1", T0, Some("c1"), EventBody::SiteSelected);
+        let (_, out) = run(T0, &rules, |ctx| {
+            on_event("c1", &mut shopper, &signed_up, ctx)
+        });
+        assert_eq!(
+            lifecycle_notes(&out.notes),
+            [(LifecycleStage::Prospect, SegmentChange::Entered)]
+        );
+
+        let ordered = event(
+            "e2",
+            T0 + 1_000,
+            Some("c1"),
+            EventBody::OrderCompleted {
+                order_id: "o1".into(),
+                cart_id: None,
+                items: Vec::new(),
+                total: 10.0,
+                currency: "EUR".into(),
+            },
+        );
+        let (_, out) = run(T0 + 1_000, &rules, |ctx| {
+            on_event("c1", &mut shopper, &ordered, ctx)
+        });
+        assert_eq!(
+            lifecycle_notes(&out.notes),
+            [
+                (LifecycleStage::Prospect, SegmentChange::Exited),
+                (LifecycleStage::New, SegmentChange::Entered)
+            ]
+        );
+
+        // Erased: the stage is left without a word to anyone.
+        let mut state = Some(shopper);
+        let (_, out) = run(T0 + 2_000, &rules, |ctx| {
+            super::super::consent::erase("c1", &mut state, "e3", ctx)
+        });
+        assert!(state.is_none());
+        assert_eq!(
+            lifecycle_notes(&out.notes),
+            [(LifecycleStage::New, SegmentChange::Exited)]
+        );
+        assert!(out
+            .decisions
+            .iter()
+            .all(|d| !matches!(d.body, DecisionBody::SegmentChanged { .. })));
     }
 }

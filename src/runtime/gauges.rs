@@ -3,6 +3,7 @@
 
 use super::assignment::{Assignment, Topics};
 use super::watermarks::cached_watermarks;
+use crate::decision::LifecycleStage;
 use crate::engine::{Core, Side};
 use crate::store::Store;
 use crate::telemetry::metrics::Metrics;
@@ -52,6 +53,15 @@ pub fn refresh<C: ConsumerContext>(
             .timers_pending
             .with_label_values(&[side.name()])
             .set(core.pending_timers(side) as i64);
+    }
+    let lifecycle = core.lifecycle_counts();
+    for stage in LifecycleStage::ALL {
+        // A count starts when a task first runs this version: customers whose state an
+        // older one wrote leave stages they were never counted in, so it may dip below 0.
+        metrics
+            .customers_by_lifecycle_stage
+            .with_label_values(&[stage.label()])
+            .set(lifecycle.get(stage).max(0));
     }
     let stats = store.stats();
     let mut memtables = 0;

@@ -77,6 +77,13 @@ pub const SEGMENT_CHANGES: Spec = spec(
     "segment_changed decisions committed, by segment family (lifecycle, rfm, high_value, \
      interest, cart_abandoner) and change (entered, exited).",
 );
+pub const CUSTOMERS_BY_LIFECYCLE_STAGE: Spec = spec(
+    "personalizer_customers_by_lifecycle_stage",
+    Kind::Gauge,
+    &["stage"],
+    "Customers of the assigned tasks in each lifecycle stage (prospect, new, active, \
+     at_risk, lapsed), as their lifecycle segment_changed decisions and erasures left them.",
+);
 pub const FORWARDED: Spec = spec(
     "personalizer_forwarded_messages_total",
     Kind::Counter,
@@ -227,6 +234,7 @@ pub const CATALOG: &[Spec] = &[
     EVENTS,
     DECISIONS,
     SEGMENT_CHANGES,
+    CUSTOMERS_BY_LIFECYCLE_STAGE,
     FORWARDED,
     DEAD_LETTERS,
     EVENT_LATENCY,
@@ -286,6 +294,7 @@ pub struct Metrics {
     pub events: IntCounterVec,
     pub decisions: IntCounterVec,
     pub segment_changes: IntCounterVec,
+    pub customers_by_lifecycle_stage: IntGaugeVec,
     pub forwarded: IntCounterVec,
     pub dead_letters: IntCounterVec,
     pub event_latency: Histogram,
@@ -323,6 +332,11 @@ impl Metrics {
             decisions: IntCounterVec::new(opts(&DECISIONS), DECISIONS.labels).expect("valid"),
             segment_changes: IntCounterVec::new(opts(&SEGMENT_CHANGES), SEGMENT_CHANGES.labels)
                 .expect("valid"),
+            customers_by_lifecycle_stage: IntGaugeVec::new(
+                opts(&CUSTOMERS_BY_LIFECYCLE_STAGE),
+                CUSTOMERS_BY_LIFECYCLE_STAGE.labels,
+            )
+            .expect("valid"),
             forwarded: IntCounterVec::new(opts(&FORWARDED), FORWARDED.labels).expect("valid"),
             dead_letters: IntCounterVec::new(opts(&DEAD_LETTERS), DEAD_LETTERS.labels)
                 .expect("valid"),
@@ -373,6 +387,7 @@ impl Metrics {
             Box::new(metrics.events.clone()),
             Box::new(metrics.decisions.clone()),
             Box::new(metrics.segment_changes.clone()),
+            Box::new(metrics.customers_by_lifecycle_stage.clone()),
             Box::new(metrics.forwarded.clone()),
             Box::new(metrics.dead_letters.clone()),
             Box::new(metrics.event_latency.clone()),
@@ -436,6 +451,10 @@ impl Metrics {
                 self.segment_changes
                     .with_label_values(&[family.label(), change.label()]);
             }
+        }
+        for stage in crate::decision::LifecycleStage::ALL {
+            self.customers_by_lifecycle_stage
+                .with_label_values(&[stage.label()]);
         }
         for to in ["shopper", "product"] {
             for route in ["in_process", "topic"] {

@@ -2,7 +2,7 @@
 //! changelogs and opened in the core.
 
 use super::{StreamError, StreamThread};
-use crate::engine::core::stream_time_key;
+use crate::engine::core::{stream_time_key, task_meta_keys};
 use crate::engine::{Side, TaskId};
 use crate::runtime::assignment::Assignment;
 use crate::runtime::clients::ClientError;
@@ -101,7 +101,7 @@ impl StreamThread<'_> {
                 changelog: self.topics.changelog(side).to_string(),
                 partition,
                 families: side.families().to_vec(),
-                task_meta: vec![stream_time_key(side, partition)],
+                task_meta: task_meta_keys(side, partition),
             })
             .collect();
         let counters: Vec<_> = ids
@@ -125,7 +125,7 @@ impl StreamThread<'_> {
             },
         )?;
         let mut records = 0;
-        for ((&id, target), restored) in ids.iter().zip(&targets).zip(restored) {
+        for (&id, restored) in ids.iter().zip(restored) {
             let (side, partition) = id;
             records += restored.records;
             TaskRestored {
@@ -140,7 +140,7 @@ impl StreamThread<'_> {
                 seconds: restored.seconds,
             }
             .emit(&telemetry.metrics);
-            let stream_time = self.store.read_meta(&target.task_meta[0])?;
+            let stream_time = self.store.read_meta(&stream_time_key(side, partition))?;
             self.core.open_task(self.store, id, stream_time)?;
         }
         self.totals.restored_records += records;
