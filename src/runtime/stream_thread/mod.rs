@@ -46,6 +46,10 @@ const POLL_BATCH: usize = 2_000;
 const POLL_WAIT: Duration = Duration::from_millis(10);
 /// How often lag, task and RocksDB gauges are refreshed.
 const GAUGE_INTERVAL: Duration = Duration::from_secs(1);
+/// What librdkafka fetches ahead per input partition: about half of what a partition's
+/// merge buffer holds before it is paused.
+const INPUT_PREFETCH_RECORDS: usize = 10_000;
+const INPUT_PREFETCH_KIB: usize = 4 << 10;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StreamError {
@@ -180,7 +184,14 @@ impl<'a> StreamThread<'a> {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
-            .set("isolation.level", "read_committed");
+            .set("isolation.level", "read_committed")
+            // A backlog arrives faster than it is processed, so the prefetch queues are
+            // full most of the time. librdkafka's defaults (100,000 records or 64 MiB
+            // per partition, and 1 s before fetching again once full) held hundreds of
+            // MiB that the merge buffers hold again after decoding.
+            .set("queued.min.messages", INPUT_PREFETCH_RECORDS.to_string())
+            .set("queued.max.messages.kbytes", INPUT_PREFETCH_KIB.to_string())
+            .set("fetch.queue.backoff.ms", "5");
         let committer = Arc::new(CommitterBusy::default());
         let context = GroupContext {
             rebalanced: AtomicBool::new(false),
