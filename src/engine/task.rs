@@ -61,7 +61,9 @@ struct Slot<S> {
 
 pub struct Task<P: Processor> {
     partition: u16,
-    cache: FxHashMap<String, Slot<P::State>>,
+    /// Slots are boxed: a state is hundreds of bytes, and inline in the table every
+    /// empty bucket and every resize (old and new table at once) would cost as much.
+    cache: FxHashMap<String, Box<Slot<P::State>>>,
     timers: BTreeSet<Timer>,
     /// Timers set (`true`) or cancelled since the last commit; the last word wins.
     timer_changes: FxHashMap<Timer, bool>,
@@ -147,14 +149,14 @@ impl<P: Processor> Task<P> {
             };
             self.cache.insert(
                 key.to_string(),
-                Slot {
+                Box::new(Slot {
                     value,
                     bytes,
                     dirty: false,
                     seen,
                     seen_dirty: false,
                     last_used: clock,
-                },
+                }),
             );
         }
         let slot = self.cache.get_mut(key).expect("inserted above");
