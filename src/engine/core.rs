@@ -18,67 +18,17 @@ use super::stats::Stats;
 use super::task::{Task, TaskError};
 use super::Outcome;
 use crate::config::RulesConfig;
-use crate::decision::{Decision, LifecycleStage, SegmentChange};
-use crate::event::{Event, RoutingKey};
+use crate::decision::{Decision, LifecycleStage};
+use crate::event::Event;
 use crate::forward::Forward;
 use crate::rules::{Ctx, Note, Outputs};
-use crate::store::{Family, StateChange, Store};
+use crate::store::{StateChange, Store};
 use crate::time::Millis;
 use crate::timer::Timer;
 use std::collections::{BTreeMap, VecDeque};
 
-/// The two processors: shoppers (keyed by shopper) and products (keyed by SKU).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Side {
-    Customer,
-    Product,
-}
-
-impl Side {
-    pub const ALL: [Side; 2] = [Side::Customer, Side::Product];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Side::Customer => CustomerProcessor::NAME,
-            Side::Product => ProductProcessor::NAME,
-        }
-    }
-
-    /// The column families that hold this side's tasks' state.
-    pub fn families(self) -> [Family; 3] {
-        match self {
-            Side::Customer => [
-                CustomerProcessor::STATE,
-                CustomerProcessor::TIMERS,
-                CustomerProcessor::DEDUPE,
-            ],
-            Side::Product => [
-                ProductProcessor::STATE,
-                ProductProcessor::TIMERS,
-                ProductProcessor::DEDUPE,
-            ],
-        }
-    }
-
-    /// The side a forwarded message is addressed to, with its key and event time.
-    /// The side whose tasks own `event`'s key.
-    pub fn of(event: &Event) -> Side {
-        match event.routing_key() {
-            RoutingKey::Shopper(_) => Side::Customer,
-            RoutingKey::Sku(_) => Side::Product,
-        }
-    }
-
-    pub fn addressee(forward: &Forward) -> (Side, &str, Millis) {
-        match forward {
-            Forward::ToShopper { key, at, .. } => (Side::Customer, key, *at),
-            Forward::ToProduct { sku, at, .. } => (Side::Product, sku, *at),
-        }
-    }
-}
-
-/// A task: one partition of one side.
-pub type TaskId = (Side, u16);
+pub use super::side::{Side, TaskId};
+pub use super::task_meta::{lifecycle_key, stream_time_key, task_meta_keys, LifecycleCounts};
 
 /// How stream time moves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -215,43 +165,6 @@ impl<P: Processor> SideTask for Clocked<P> {
     }
     fn evict(&mut self, max: usize) {
         self.task.evict(max);
-    }
-}
-
-/// The `meta` key under which a live task's stream time is kept (and changelogged).
-pub fn stream_time_key(side: Side, partition: u16) -> String {
-    format!("task/{}/{partition}/stream_time", side.name())
-}
-
-/// The `meta` key under which a customer task keeps how many of its customers are in
-/// `stage` (changelogged like the stream time, so the count survives a move).
-pub fn lifecycle_key(partition: u16, stage: LifecycleStage) -> String {
-    format!("task/customer/{partition}/lifecycle/{}", stage.label())
-}
-
-/// The `meta` keys a task keeps besides its state families.
-pub fn task_meta_keys(side: Side, partition: u16) -> Vec<String> {
-    let mut keys = vec![stream_time_key(side, partition)];
-    if side == Side::Customer {
-        keys.extend(LifecycleStage::ALL.map(|stage| lifecycle_key(partition, stage)));
-    }
-    keys
-}
-
-/// Customers per lifecycle stage, in [`LifecycleStage::ALL`] order.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct LifecycleCounts(pub [i64; 5]);
-
-impl LifecycleCounts {
-    fn apply(&mut self, stage: LifecycleStage, change: SegmentChange) {
-        self.0[stage as usize] += match change {
-            SegmentChange::Entered => 1,
-            SegmentChange::Exited => -1,
-        };
-    }
-
-    pub fn get(&self, stage: LifecycleStage) -> i64 {
-        self.0[stage as usize]
     }
 }
 

@@ -10,8 +10,10 @@
 pub mod core;
 pub mod partitioner;
 pub mod processor;
+pub mod side;
 pub mod stats;
 pub mod task;
+pub mod task_meta;
 
 pub use self::core::{Clock, Core, Delivery, Output, Side, TaskId};
 use crate::config::Config;

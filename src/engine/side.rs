@@ -1,0 +1,60 @@
+//! The two sides of the engine, and a task's identity.
+
+use super::processor::{CustomerProcessor, Processor, ProductProcessor};
+use crate::event::{Event, RoutingKey};
+use crate::forward::Forward;
+use crate::store::Family;
+use crate::time::Millis;
+
+/// The two processors: shoppers (keyed by shopper) and products (keyed by SKU).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Side {
+    Customer,
+    Product,
+}
+
+impl Side {
+    pub const ALL: [Side; 2] = [Side::Customer, Side::Product];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Side::Customer => CustomerProcessor::NAME,
+            Side::Product => ProductProcessor::NAME,
+        }
+    }
+
+    /// The column families that hold this side's tasks' state.
+    pub fn families(self) -> [Family; 3] {
+        match self {
+            Side::Customer => [
+                CustomerProcessor::STATE,
+                CustomerProcessor::TIMERS,
+                CustomerProcessor::DEDUPE,
+            ],
+            Side::Product => [
+                ProductProcessor::STATE,
+                ProductProcessor::TIMERS,
+                ProductProcessor::DEDUPE,
+            ],
+        }
+    }
+
+    /// The side whose tasks own `event`'s key.
+    pub fn of(event: &Event) -> Side {
+        match event.routing_key() {
+            RoutingKey::Shopper(_) => Side::Customer,
+            RoutingKey::Sku(_) => Side::Product,
+        }
+    }
+
+    /// The side a forwarded message is addressed to, with its key and event time.
+    pub fn addressee(forward: &Forward) -> (Side, &str, Millis) {
+        match forward {
+            Forward::ToShopper { key, at, .. } => (Side::Customer, key, *at),
+            Forward::ToProduct { sku, at, .. } => (Side::Product, sku, *at),
+        }
+    }
+}
+
+/// A task: one partition of one side.
+pub type TaskId = (Side, u16);
