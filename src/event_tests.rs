@@ -1,6 +1,7 @@
 //! Unit tests of the input model: decoding, validation, bad input.
 
 use super::*;
+use crate::time::parse_rfc3339;
 
 fn decode(text: &str) -> Result<Decoded, DecodeError> {
     decode_json(text.as_bytes())
