@@ -4,8 +4,11 @@
 //! into it directly, Avro is first turned into the same JSON shape (see `avro.rs`), so a
 //! rule about a field is written once and holds for both formats.
 
+#[path = "event_checks.rs"]
+mod checks;
 #[path = "event_wire.rs"]
 mod wire;
+pub use checks::*;
 pub use wire::*;
 
 use crate::time::Millis;
