@@ -54,14 +54,7 @@ pub fn plain_consumer<C: FromClientConfig>(config: &Config) -> Result<C, ClientE
     plain_config(config).create().map_err(ClientError::create)
 }
 
-/// [`plain_consumer`] with a context of its own.
-pub fn plain_consumer_with<Ctx: ConsumerContext>(
-    config: &Config,
-    context: Ctx,
-) -> Result<BaseConsumer<Ctx>, ClientError> {
-    consumer_with(&plain_config(config), context)
-}
-
+/// The properties of [`plain_consumer`]: no group offsets, read committed only.
 pub fn plain_config(config: &Config) -> ClientConfig {
     let mut client = base(config);
     client
