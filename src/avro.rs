@@ -87,7 +87,7 @@ pub const EVENT_SCHEMA_FILES: [(&str, &str); 17] = [
     ),
 ];
 
-pub const DECISION_SCHEMA_FILES: [(&str, &str); 5] = [
+pub const DECISION_SCHEMA_FILES: [(&str, &str); 6] = [
     (
         "abandoned_cart",
         include_str!("../schemas/decisions/abandoned_cart.avsc"),
@@ -105,6 +105,7 @@ pub const DECISION_SCHEMA_FILES: [(&str, &str); 5] = [
         include_str!("../schemas/decisions/segment_changed.avsc"),
     ),
     ("profile", include_str!("../schemas/decisions/profile.avsc")),
+    ("product", include_str!("../schemas/decisions/product.avsc")),
 ];
 
 /// A parsed schema with the named types it defines, for resolving references.

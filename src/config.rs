@@ -8,12 +8,14 @@ mod duration;
 mod kafka;
 mod limits;
 mod offers;
+mod products;
 mod profiles;
 mod segments;
 pub use duration::Dur;
 pub use kafka::{KafkaConfig, ProcessingGuarantee, TopicsConfig};
 pub use limits::{LimitsConfig, MAX_STATE_BYTES_CEILING};
 pub use offers::{OfferConfig, OffersConfig};
+pub use products::{ProductsConfig, RecsConfig};
 pub use profiles::{is_country_code, InterestWeights, InterestsConfig, ProfilesConfig, SiteConfig};
 pub use segments::{RfmConfig, SegmentsConfig};
 
@@ -109,6 +111,8 @@ pub struct RulesConfig {
     pub profiles: ProfilesConfig,
     pub segments: SegmentsConfig,
     pub offers: OffersConfig,
+    pub products: ProductsConfig,
+    pub recs: RecsConfig,
     /// Storefront sites by code, for the profile's site suggestion.
     pub sites: std::collections::BTreeMap<String, SiteConfig>,
 }
@@ -178,6 +182,8 @@ impl Default for RulesConfig {
             profiles: ProfilesConfig::default(),
             segments: SegmentsConfig::default(),
             offers: OffersConfig::default(),
+            products: ProductsConfig::default(),
+            recs: RecsConfig::default(),
             sites: Default::default(),
         }
     }
@@ -349,6 +355,8 @@ impl Config {
         self.rules.profiles.validate()?;
         self.rules.segments.validate()?;
         self.rules.offers.validate()?;
+        self.rules.products.validate()?;
+        self.rules.recs.validate()?;
         profiles::validate_sites(&self.rules.sites)?;
         self.validate_kafka()?;
         if self.http.listen.parse::<std::net::SocketAddr>().is_err() {

@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Decision {
     pub decision_id: String,
-    /// The registered customer; `None` only for an anonymous shopper's profile.
+    /// The registered customer; `None` for an anonymous shopper's profile and for a
+    /// product record.
     pub customer_id: Option<String>,
     /// The stream time at which the decision was made.
     #[serde(with = "rfc3339")]
@@ -58,6 +59,64 @@ pub enum DecisionBody {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         anonymous_id: Option<String>,
     },
+    Product(Box<ProductRecord>),
+}
+
+/// A SKU as the product table shows it (CONTRACT §5.4): details, stock, popularity,
+/// trending, conversion and its neighbours. Keyed by `sku`; there is no customer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProductRecord {
+    pub sku: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub product: Option<Product>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantity: Option<u64>,
+    /// `out_of_stock`, `low_stock`, `trending`, `new_arrival`, sorted.
+    pub segments: Vec<String>,
+    pub popularity: Popularity,
+    pub trending_score: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub view_to_purchase: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub view_to_cart: Option<f64>,
+    pub viewed_with: Vec<ScoredSku>,
+    pub bought_with: Vec<ScoredSku>,
+    pub viewed_then_bought: Vec<ScoredSku>,
+    /// Views and orders decayed with `recs.half_life` at `decided_at`: what another
+    /// SKU's co-occurrence with this one is divided by (the cosine's denominator).
+    pub ranking_basis: RankingBasis,
+}
+
+/// Decayed counts with `products.popularity_half_life` (3.5 days: about a week's worth).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+pub struct Popularity {
+    pub views_7d: f64,
+    pub purchases_7d: f64,
+    pub cart_adds_7d: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+pub struct RankingBasis {
+    pub views: f64,
+    pub orders: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScoredSku {
+    pub sku: String,
+    pub score: f64,
+}
+
+impl ProductRecord {
+    /// The top-level category: the department the `trending` segment ranks within.
+    pub fn department(&self) -> Option<&str> {
+        self.product
+            .as_ref()?
+            .category
+            .as_ref()?
+            .first()
+            .map(String::as_str)
+    }
 }
 
 /// A shopper's profile as the storefront reads it (CONTRACT §2, §5).
@@ -105,15 +164,17 @@ pub enum DecisionType {
     DiscountOffer,
     SegmentChanged,
     Profile,
+    Product,
 }
 
 impl DecisionType {
-    pub const ALL: [DecisionType; 5] = [
+    pub const ALL: [DecisionType; 6] = [
         DecisionType::AbandonedCart,
         DecisionType::BackInStock,
         DecisionType::DiscountOffer,
         DecisionType::SegmentChanged,
         DecisionType::Profile,
+        DecisionType::Product,
     ];
 
     pub fn name(self) -> &'static str {
@@ -123,6 +184,7 @@ impl DecisionType {
             DecisionType::DiscountOffer => "discount_offer",
             DecisionType::SegmentChanged => "segment_changed",
             DecisionType::Profile => "profile",
+            DecisionType::Product => "product",
         }
     }
 
@@ -138,6 +200,7 @@ impl DecisionType {
             DecisionType::DiscountOffer => "personalization.offers",
             DecisionType::SegmentChanged => "personalization.segments",
             DecisionType::Profile => "personalization.profiles",
+            DecisionType::Product => "personalization.products",
         }
     }
 }
@@ -150,6 +213,7 @@ impl DecisionBody {
             DecisionBody::DiscountOffer { .. } => DecisionType::DiscountOffer,
             DecisionBody::SegmentChanged { .. } => DecisionType::SegmentChanged,
             DecisionBody::Profile(_) | DecisionBody::ProfileDeleted { .. } => DecisionType::Profile,
+            DecisionBody::Product(_) => DecisionType::Product,
         }
     }
 }
@@ -290,9 +354,12 @@ impl Decision {
         self.body.decision_type()
     }
 
-    /// The record key on the output topic: the customer, else (an anonymous shopper's
-    /// profile) the anonymous id.
+    /// The record key on the output topic: the SKU of a product record, else the
+    /// customer, else (an anonymous shopper's profile) the anonymous id.
     pub fn record_key(&self) -> &str {
+        if let DecisionBody::Product(record) = &self.body {
+            return &record.sku;
+        }
         let anonymous = match &self.body {
             DecisionBody::Profile(profile) => profile.anonymous_id.as_deref(),
             DecisionBody::ProfileDeleted { anonymous_id } => anonymous_id.as_deref(),

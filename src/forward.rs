@@ -20,6 +20,37 @@ pub enum ProductMessage {
     CancelRequests {
         shopper: String,
     },
+    /// A shopper viewed the SKU; `before` are the distinct SKUs they viewed within
+    /// `recs.coview_window` before it (at most `recs.coview_max`, newest first).
+    Viewed {
+        event_id: String,
+        product: ProductInfo,
+        before: Vec<String>,
+    },
+    /// A shopper viewed `with` within `recs.coview_window` after viewing this SKU: the
+    /// other direction of the pair a [`ProductMessage::Viewed`] of `with` counts.
+    CoViewed {
+        event_id: String,
+        with: String,
+    },
+    AddedToCart {
+        event_id: String,
+        product: ProductInfo,
+    },
+    /// An order bought `units` of the SKU; `with` are the other SKUs among the order's
+    /// first `recs.order_pair_lines` lines.
+    Purchased {
+        event_id: String,
+        product: ProductInfo,
+        units: u32,
+        with: Vec<String>,
+    },
+    /// The shopper viewed this SKU within `recs.view_before_order` of an order that
+    /// bought `bought` (and not this SKU).
+    ViewedThenBought {
+        event_id: String,
+        bought: Vec<String>,
+    },
 }
 
 /// Messages to the customer processor, keyed by shopper.

@@ -79,6 +79,9 @@ struct Session {
     shopper: u32,
     actions_left: u32,
     signed_in: bool,
+    /// The category of the session's last product view: most views stay in it, as a
+    /// shopper browses within a category (the structure `viewed_with` finds).
+    focus: Option<usize>,
 }
 
 enum Actor {
@@ -144,7 +147,7 @@ impl Generator {
             .map(|i| {
                 let (department, subs) = DEPARTMENTS[i % DEPARTMENTS.len()];
                 let sub = subs[(i / DEPARTMENTS.len()) % subs.len()];
-                let sku = format!("SKU-{i:05}");
+                let sku = sku_of(i);
                 let price = (rng.random_range(500..30_000) as f64) / 100.0;
                 CatalogItem {
                     product: Product {
@@ -237,6 +240,18 @@ impl Generator {
             .min(self.catalog.len() - 1)
     }
 
+    /// A product of `category`, the popular ones more likely (the catalog is ordered by
+    /// popularity, and a category's products are every `CATEGORIES`-th of it).
+    fn product_in_category(&mut self, category: usize) -> usize {
+        let members = self
+            .catalog
+            .len()
+            .saturating_sub(category)
+            .div_ceil(CATEGORIES);
+        let rank = (self.exponential(2.0) as usize).min(members.saturating_sub(1));
+        category + rank * CATEGORIES
+    }
+
     fn event(&mut self, at: Millis, shopper: Option<(u32, bool)>, body: EventBody) -> Event {
         self.sequence += 1;
         let (customer_id, anonymous_id, site, country) = match shopper {
@@ -308,6 +323,7 @@ impl Generator {
                 shopper,
                 actions_left,
                 signed_in,
+                focus: None,
             }),
         );
     }
@@ -331,7 +347,13 @@ impl Generator {
                     .unwrap_or_default(),
             }
         } else if roll < 0.55 {
-            let product = self.popular_product();
+            let product = match session.focus {
+                Some(category) if self.rng.random_bool(BROWSE_WITHIN_CATEGORY) => {
+                    self.product_in_category(category)
+                }
+                _ => self.popular_product(),
+            };
+            session.focus = Some(category_of(product));
             if self.catalog[product].stock == 0 && self.rng.random_bool(0.15) {
                 EventBody::BackInStockRequested {
                     product: self.catalog[product].product.clone(),
@@ -375,16 +397,16 @@ impl Generator {
                 }
             } else {
                 let quantity = if self.rng.random_bool(0.85) { 1 } else { 2 };
-                let shopper = &mut self.shoppers[index];
-                match shopper.cart.iter_mut().find(|(p, _)| *p == product) {
-                    Some(line) => line.1 += quantity,
-                    None => shopper.cart.push((product, quantity)),
+                let companion = companion_of(product, self.catalog.len())
+                    .filter(|c| self.catalog[*c].stock > 0)
+                    .filter(|_| self.rng.random_bool(TAKE_THE_COMPANION));
+                if let Some(companion) = companion {
+                    // Added a moment later, as a shop's "goes well with" suggests it.
+                    let added = self.add_to_cart(index, companion, 1);
+                    let e = self.event(at + 2_000, who, added);
+                    self.push(e);
                 }
-                EventBody::CartItemAdded {
-                    cart_id: format!("cart-{index}-{}", shopper.cart_number),
-                    product: self.catalog[product].product.clone(),
-                    quantity,
-                }
+                self.add_to_cart(index, product, quantity)
             }
         } else if roll < 0.84 && !self.shoppers[index].cart.is_empty() {
             let shopper = &mut self.shoppers[index];
@@ -417,6 +439,20 @@ impl Generator {
         self.push(e);
         let next = at + 3_000 + self.exponential(35_000.0);
         self.schedule(next, Actor::Session(session));
+    }
+
+    /// Puts `quantity` of `product` in the shopper's cart: the event that says so.
+    fn add_to_cart(&mut self, index: usize, product: usize, quantity: u32) -> EventBody {
+        let shopper = &mut self.shoppers[index];
+        match shopper.cart.iter_mut().find(|(p, _)| *p == product) {
+            Some(line) => line.1 += quantity,
+            None => shopper.cart.push((product, quantity)),
+        }
+        EventBody::CartItemAdded {
+            cart_id: format!("cart-{index}-{}", shopper.cart_number),
+            product: self.catalog[product].product.clone(),
+            quantity,
+        }
     }
 
     fn end_session(&mut self, at: Millis, session: Session) {
@@ -525,6 +561,39 @@ impl Iterator for Generator {
             }
         }
     }
+}
+
+/// Leaf categories: every department's four.
+const CATEGORIES: usize = DEPARTMENTS.len() * 4;
+/// How often a session's next product view stays in the category of its last one.
+const BROWSE_WITHIN_CATEGORY: f64 = 0.7;
+/// How often a product with a companion brings the companion into the cart.
+const TAKE_THE_COMPANION: f64 = 0.6;
+
+/// The leaf category of catalog item `index` (items are dealt to categories in turn).
+fn category_of(index: usize) -> usize {
+    index % CATEGORIES
+}
+
+/// The product usually bought with catalog item `index`, for one item in ten: an item
+/// from the unpopular end of the catalog, bought mostly as the companion (a dress and
+/// its belt, a lamp and its bulb), as shops' "bought together" pairs usually are.
+fn companion_of(index: usize, products: usize) -> Option<usize> {
+    let companion = products.checked_sub(1 + index / 10)?;
+    // A companion is never a source itself: its sales would then not be mostly the pair's.
+    (index.is_multiple_of(10) && !companion.is_multiple_of(10)).then_some(companion)
+}
+
+/// The planted "bought together" pairs of a catalog of `products` items, by SKU: a test
+/// can check that they come out on top of the `bought_with` lists.
+pub fn planted_pairs(products: usize) -> Vec<(String, String)> {
+    (0..products)
+        .filter_map(|i| companion_of(i, products).map(|c| (sku_of(i), sku_of(c))))
+        .collect()
+}
+
+fn sku_of(index: usize) -> String {
+    format!("SKU-{index:05}")
 }
 
 fn capitalise(word: &str) -> String {

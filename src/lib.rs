@@ -7,6 +7,7 @@
 //! [`demo`] runs the runtime on an in-process cluster. `main.rs` is only the command line.
 
 pub mod avro;
+pub mod catalog;
 pub mod config;
 pub mod decision;
 pub mod demo;

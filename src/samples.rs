@@ -2,7 +2,8 @@
 //! codec and schema tests check each form against, so a new type cannot skip them.
 
 use crate::decision::{
-    decision_id, CartItem, CategoryScore, Decision, DecisionBody, Profile, Rfm, SegmentChange,
+    decision_id, CartItem, CategoryScore, Decision, DecisionBody, Popularity, ProductRecord,
+    Profile, RankingBasis, Rfm, ScoredSku, SegmentChange,
 };
 use crate::event::{Event, EventBody, OrderItem, PageType, Product};
 
@@ -158,6 +159,36 @@ pub fn one_of_each_decision_type() -> Vec<Decision> {
             orders: 4,
             last_order_at: Some(AT - 86_400_000),
         }))),
+        Decision {
+            customer_id: None,
+            ..decision(DecisionBody::Product(Box::new(ProductRecord {
+                sku: "SKU-1".into(),
+                product: Some(product()),
+                quantity: Some(3),
+                segments: vec!["low_stock".into(), "trending".into()],
+                popularity: Popularity {
+                    views_7d: 120.5,
+                    purchases_7d: 6.25,
+                    cart_adds_7d: 14.0,
+                },
+                trending_score: 3.2,
+                view_to_purchase: Some(0.0519),
+                view_to_cart: Some(0.1162),
+                viewed_with: vec![ScoredSku {
+                    sku: "SKU-2".into(),
+                    score: 0.41,
+                }],
+                bought_with: vec![ScoredSku {
+                    sku: "SKU-3".into(),
+                    score: 0.2,
+                }],
+                viewed_then_bought: vec![],
+                ranking_basis: RankingBasis {
+                    views: 300.0,
+                    orders: 12.5,
+                },
+            })))
+        },
     ]
 }
 

@@ -15,6 +15,10 @@ pub enum TimerKind {
     ProfilePublish = 3,
     /// Time alone may move the shopper between segments now.
     SegmentChange = 4,
+    /// The SKU's changed product record is due for publishing.
+    ProductPublish = 5,
+    /// The SKU stops being a `new_arrival`.
+    NewArrivalEnds = 6,
 }
 
 /// A timer: fires once stream time reaches `due`. Ordered by due time first.

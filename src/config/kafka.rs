@@ -54,6 +54,8 @@ pub struct TopicsConfig {
     pub offers: String,
     pub segments: String,
     pub profiles: String,
+    /// The product table: compacted, keyed by SKU, read in full by every instance.
+    pub products: String,
     pub dead_letter: String,
 }
 
@@ -86,6 +88,7 @@ impl Default for TopicsConfig {
             offers: "personalization.offers".into(),
             segments: "personalization.segments".into(),
             profiles: "personalization.profiles".into(),
+            products: "personalization.products".into(),
             dead_letter: "personalization.dlq".into(),
         }
     }
@@ -93,7 +96,7 @@ impl Default for TopicsConfig {
 
 impl TopicsConfig {
     /// Every topic setting with its name, for validation and messages.
-    pub fn all(&self) -> [(&'static str, &str); 10] {
+    pub fn all(&self) -> [(&'static str, &str); 11] {
         [
             ("clickstream", &self.clickstream),
             ("cart", &self.cart),
@@ -104,6 +107,7 @@ impl TopicsConfig {
             ("offers", &self.offers),
             ("segments", &self.segments),
             ("profiles", &self.profiles),
+            ("products", &self.products),
             ("dead_letter", &self.dead_letter),
         ]
     }
@@ -117,6 +121,7 @@ impl TopicsConfig {
             DecisionType::DiscountOffer => &self.offers,
             DecisionType::SegmentChanged => &self.segments,
             DecisionType::Profile => &self.profiles,
+            DecisionType::Product => &self.products,
         }
     }
 }

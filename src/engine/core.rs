@@ -17,8 +17,9 @@ use super::processor::{CustomerProcessor, Processor, ProductProcessor};
 use super::stats::Stats;
 use super::task::{Task, TaskError};
 use super::Outcome;
+use crate::catalog::{ProductCatalog, SharedCatalog};
 use crate::config::RulesConfig;
-use crate::decision::{Decision, LifecycleStage};
+use crate::decision::{Decision, DecisionBody, LifecycleStage};
 use crate::event::Event;
 use crate::forward::Forward;
 use crate::rules::{Ctx, Note, Outputs};
@@ -168,6 +169,16 @@ impl<P: Processor> SideTask for Clocked<P> {
     }
 }
 
+/// Where the product table the rules rank against comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CatalogSource {
+    /// The product records this core makes, as it makes them (`replay`: every SKU's
+    /// task is here).
+    OwnRecords,
+    /// Someone else fills it: live, the global table that follows the products topic.
+    Table,
+}
+
 /// Whether messages are being delivered (re-entrancy guard of [`Core::deliver_local`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Delivering {
@@ -192,6 +203,8 @@ pub struct Core {
     /// Each customer task's count of customers per lifecycle stage, and whether it
     /// changed since its changes were last taken.
     lifecycle: BTreeMap<TaskId, (LifecycleCounts, bool)>,
+    catalog: SharedCatalog,
+    catalog_source: CatalogSource,
 }
 
 impl Core {
@@ -208,7 +221,20 @@ impl Core {
             scratch: Outputs::default(),
             output: Output::default(),
             lifecycle: BTreeMap::new(),
+            catalog: ProductCatalog::shared(),
+            catalog_source: CatalogSource::OwnRecords,
         }
+    }
+
+    /// Ranks products against `catalog`, which the driver keeps filled.
+    pub fn use_catalog(&mut self, catalog: SharedCatalog) {
+        self.catalog = catalog;
+        self.catalog_source = CatalogSource::Table;
+    }
+
+    /// The product table the rules rank against.
+    pub fn catalog(&self) -> SharedCatalog {
+        self.catalog.clone()
     }
 
     /// Opens a task on what the store holds for it; `stream_time` is where its clock
@@ -336,12 +362,15 @@ impl Core {
         }
         self.advance(store, id, now)?;
         let task = self.tasks.get_mut(&id).expect("opened");
+        let catalog = read(&self.catalog);
         let mut ctx = Ctx {
             now,
             rules: &self.rules,
+            catalog: &catalog,
             out: &mut self.scratch,
         };
         task.on_event(store, key, event, &mut ctx)?;
+        drop(catalog);
         if let Some(refusal) = self.scratch.refused.take() {
             return Ok(Outcome::Refused(refusal));
         }
@@ -451,12 +480,15 @@ impl Core {
                 break;
             };
             let task = self.tasks.get_mut(&id).expect("found above");
+            let catalog = read(&self.catalog);
             let mut ctx = Ctx {
                 now: until,
                 rules: &self.rules,
+                catalog: &catalog,
                 out: &mut self.scratch,
             };
             task.fire_next_timer(store, until, &mut ctx)?;
+            drop(catalog);
             self.output.stats.timers_fired += 1;
             self.collect(id, due);
             self.deliver_local(store)?;
@@ -495,12 +527,15 @@ impl Core {
             .tasks
             .get_mut(&id)
             .expect("the driver routes to its own tasks");
+        let catalog = read(&self.catalog);
         let mut ctx = Ctx {
             now,
             rules: &self.rules,
+            catalog: &catalog,
             out: &mut self.scratch,
         };
         task.on_message(store, forward, &mut ctx)?;
+        drop(catalog);
         if self.scratch.refused.take().is_some() {
             // A message has no record to dead-letter: it is dropped and counted.
             self.output.stats.messages_refused += 1;
@@ -554,6 +589,14 @@ impl Core {
     fn collect(&mut self, id: TaskId, now: Millis) {
         for decision in &self.scratch.decisions {
             self.output.stats.count_decision(decision);
+            if let (CatalogSource::OwnRecords, DecisionBody::Product(record)) =
+                (self.catalog_source, &decision.body)
+            {
+                self.catalog
+                    .write()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .apply(record, decision.decided_at);
+            }
         }
         self.output.decisions.append(&mut self.scratch.decisions);
         self.local
@@ -571,6 +614,13 @@ impl Core {
             }
         }
     }
+}
+
+/// The catalog for reading; a writer that panicked left nothing half-done worth refusing.
+fn read(catalog: &SharedCatalog) -> std::sync::RwLockReadGuard<'_, ProductCatalog> {
+    catalog
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]

@@ -38,11 +38,12 @@ fn customers_on_two_tasks(core: &Core) -> (String, String) {
 }
 
 fn core_with_every_task(store: &Store, clock: Clock) -> Core {
-    // The email triggers alone: these tests count reminder timers, and profiles and
-    // segments arm timers of their own.
+    // The email triggers alone: these tests count reminder timers, and profiles,
+    // segments and product records arm timers of their own.
     let mut rules = Config::default().rules;
     rules.profiles.enabled = false;
     rules.segments.enabled = false;
+    rules.products.enabled = false;
     let mut core = Core::new(rules, clock, [PARTITIONS, PARTITIONS]);
     for side in Side::ALL {
         for p in 0..PARTITIONS {

@@ -10,6 +10,7 @@
 pub mod core;
 pub mod partitioner;
 pub mod processor;
+pub mod product_table;
 pub mod side;
 pub mod stats;
 pub mod task;
@@ -61,6 +62,8 @@ pub struct Engine {
     core: Core,
     stats: Stats,
     events_since_commit: usize,
+    /// The latest product record per SKU made since the last commit, as table rows.
+    table_rows: std::collections::BTreeMap<Vec<u8>, StateChange>,
 }
 
 impl Engine {
@@ -87,12 +90,19 @@ impl Engine {
             }
         }
         core.set_shared_time(store.read_meta(META_STREAM_TIME)?);
+        // Resuming: the product table is where the last run left it.
+        let catalog = core.catalog();
+        product_table::load(
+            &store,
+            &mut catalog.write().unwrap_or_else(|p| p.into_inner()),
+        )?;
         Ok(Engine {
             config,
             store,
             core,
             stats: Stats::default(),
             events_since_commit: 0,
+            table_rows: Default::default(),
         })
     }
 
@@ -152,6 +162,9 @@ impl Engine {
     fn collect(&mut self, decisions: &mut Vec<Decision>) {
         let mut output = self.core.take_output();
         debug_assert!(output.remote.is_empty(), "replay holds every task");
+        for row in output.decisions.iter().filter_map(product_table::row_for) {
+            self.table_rows.insert(row.key.clone(), row);
+        }
         decisions.append(&mut output.decisions);
         self.stats.add(&output.stats);
     }
@@ -164,6 +177,7 @@ impl Engine {
         for task in tasks {
             self.core.take_changes(task, &mut changes);
         }
+        changes.extend(std::mem::take(&mut self.table_rows).into_values());
         if let Some(t) = self.core.min_stream_time() {
             changes.push(Store::meta_change(META_STREAM_TIME, t));
             let window = self.config.rules.dedupe_window.millis();

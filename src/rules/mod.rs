@@ -8,15 +8,20 @@
 pub mod abandoned_cart;
 pub mod back_in_stock;
 pub mod consent;
+pub mod cooccurrence;
 pub mod identity;
 pub mod interests;
 pub mod offers;
+pub mod popularity;
 pub mod product;
+pub mod product_record;
+pub mod product_signals;
 pub mod profile;
 pub mod segments;
 pub mod shopper;
 pub mod site;
 
+use crate::catalog::ProductCatalog;
 use crate::config::RulesConfig;
 use crate::decision::{Decision, LifecycleStage, SegmentChange};
 use crate::forward::Forward;
@@ -86,6 +91,8 @@ pub struct Ctx<'a> {
     /// Stream time: decisions made now carry it as `decided_at`.
     pub now: Millis,
     pub rules: &'a RulesConfig,
+    /// The product table: other SKUs' last published records (CONTRACT §5.4).
+    pub catalog: &'a ProductCatalog,
     pub out: &'a mut Outputs,
 }
 
@@ -148,9 +155,11 @@ pub(crate) mod testing {
 
     pub fn run<R>(now: Millis, rules: &RulesConfig, f: impl FnOnce(&mut Ctx) -> R) -> (R, Outputs) {
         let mut out = Outputs::default();
+        let catalog = ProductCatalog::default();
         let mut ctx = Ctx {
             now,
             rules,
+            catalog: &catalog,
             out: &mut out,
         };
         let r = f(&mut ctx);

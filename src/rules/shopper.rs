@@ -2,7 +2,10 @@
 //! Every input reaches the email rules first and the profile after, so a profile shows
 //! the state the event left behind.
 
-use super::{abandoned_cart, back_in_stock, consent, identity, offers, profile, segments, Ctx};
+use super::{
+    abandoned_cart, back_in_stock, consent, identity, offers, product_signals, profile, segments,
+    Ctx,
+};
 use crate::decision::DecisionType;
 use crate::event::{Event, EventBody, InputTopic};
 use crate::forward::{Forward, ShopperMessage};
@@ -73,6 +76,7 @@ fn apply(
         | EventBody::OrderCompleted { .. } => abandoned_cart::on_cart_event(shopper, event),
         _ => {}
     }
+    product_signals::on_event(shopper, event, ctx);
     profile::on_event(key, shopper, event, ctx);
     segments::on_event(key, shopper, event, ctx);
     offers::on_event(key, shopper, event, ctx);
@@ -152,6 +156,6 @@ pub fn on_timer(key: &str, state: &mut Option<ShopperState>, timer: &Timer, ctx:
         }
         TimerKind::ProfilePublish => profile::on_timer(key, state, timer, ctx),
         TimerKind::SegmentChange => segments::on_timer(key, state, timer, ctx),
-        TimerKind::RequestExpiry => {}
+        TimerKind::RequestExpiry | TimerKind::ProductPublish | TimerKind::NewArrivalEnds => {}
     }
 }

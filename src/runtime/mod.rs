@@ -12,6 +12,7 @@ pub mod changelog;
 pub mod clients;
 pub mod events;
 pub mod gauges;
+pub mod global_table;
 pub mod input;
 pub mod latency;
 pub mod merge;
@@ -22,11 +23,13 @@ pub mod topics;
 pub mod transaction;
 pub mod watermarks;
 
+use crate::catalog::{ProductCatalog, SharedCatalog};
 use crate::config::Config;
 use crate::store::{Store, StoreError};
 use crate::telemetry::health::{Health, Phase};
 use crate::telemetry::Telemetry;
 use clients::ClientError;
+use global_table::GlobalTable;
 use restore::RestoreError;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -53,6 +56,8 @@ pub enum RuntimeError {
     },
     #[error(transparent)]
     Stream(StreamError),
+    #[error("product table: {0}")]
+    ProductTable(global_table::GlobalTableError),
 }
 
 /// Reads the layout from the cluster, creates what `create` allows, and reports what is
@@ -242,6 +247,18 @@ fn run_stream(
         partitions_of(&layout.stock),
     ];
     let store = Store::open(&dir, &config.state)?.keep_writes();
+    let catalog = ProductCatalog::shared();
+    let mut table = GlobalTable::open(
+        config,
+        &store,
+        catalog.clone(),
+        &telemetry.metrics,
+        i32::from(partitions_of(&config.kafka.topics.products)),
+    )
+    .map_err(RuntimeError::ProductTable)?;
+    table
+        .catch_up(shutdown)
+        .map_err(RuntimeError::ProductTable)?;
     let transactional_id = format!("{}-{}", config.application_id, instance_id(config, &dir)?);
     tracing::info!(
         application_id = %config.application_id,
@@ -250,16 +267,59 @@ fn run_stream(
         product_partitions = partitions[1],
         "starting"
     );
+    let stop_table = AtomicBool::new(false);
+    let totals = std::thread::scope(|scope| {
+        let follower = scope.spawn(|| table.follow(&[shutdown, &stop_table]));
+        let result = run_stream_thread(
+            config,
+            &layout,
+            &store,
+            &transactional_id,
+            partitions,
+            &catalog,
+            shutdown,
+            telemetry,
+        );
+        stop_table.store(true, Ordering::SeqCst);
+        match follower.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "the product table stopped following its topic")
+            }
+            Err(_) => tracing::error!("the product table reader panicked"),
+        }
+        result
+    })?;
+    health.set_phase(Phase::Stopping);
+    store.flush()?;
+    Ok(totals)
+}
+
+/// Runs stream threads one after another until `shutdown`: a thread that had to drop
+/// uncommitted work is replaced by a new one after a backoff.
+#[allow(clippy::too_many_arguments)]
+fn run_stream_thread(
+    config: &Config,
+    layout: &TopicLayout,
+    store: &Store,
+    transactional_id: &str,
+    partitions: [u16; 2],
+    catalog: &SharedCatalog,
+    shutdown: &AtomicBool,
+    telemetry: &Telemetry,
+) -> Result<Totals, RuntimeError> {
+    let health = &telemetry.health;
     let mut totals = Totals::default();
     let mut backoff = Duration::from_millis(500);
     while !shutdown.load(Ordering::SeqCst) {
         health.set_phase(Phase::Starting);
         let stream = StreamThread::new(
             config,
-            &layout,
-            &store,
-            &transactional_id,
+            layout,
+            store,
+            transactional_id,
             partitions,
+            catalog.clone(),
             telemetry,
         );
         let mut stream = match stream {
@@ -295,7 +355,5 @@ fn run_stream(
             Err(e) => return Err(RuntimeError::Stream(e)),
         }
     }
-    health.set_phase(Phase::Stopping);
-    store.flush()?;
     Ok(totals)
 }

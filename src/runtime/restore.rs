@@ -376,7 +376,7 @@ fn stable_end<C: ConsumerContext>(
     }
 }
 
-fn position_of<C: ConsumerContext>(
+pub(super) fn position_of<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
     topic: &str,
     partition: i32,

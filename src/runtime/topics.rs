@@ -84,7 +84,7 @@ impl TopicLayout {
                 name,
                 format!("kafka.topics.{setting}"),
                 role,
-                setting == "profiles",
+                matches!(setting, "profiles" | "products"),
             );
         }
         let layout_internal = [
@@ -335,7 +335,7 @@ impl ClusterTopics {
             )) {
                 Ok(results) => results,
                 Err(e) => {
-                    tracing::warn!(error = %e, "cannot read topic configurations; compaction of changelogs and profiles is not checked");
+                    tracing::warn!(error = %e, "cannot read topic configurations; compaction of changelogs, profiles and products is not checked");
                     Vec::new()
                 }
             };
@@ -455,6 +455,7 @@ mod tests {
             compacted,
             vec![
                 "personalization.profiles",
+                "personalization.products",
                 "personalizer-customer-changelog",
                 "personalizer-product-changelog"
             ]

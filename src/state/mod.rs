@@ -1,8 +1,10 @@
 //! What the rules remember: per shopper and per SKU. Plain data, no storage types; the
 //! store persists it through [`VersionedState`], which is where its byte layout lives.
 
+mod product;
 mod profile;
 mod v1;
+pub use product::{Decayed, Neighbour, NeighbourKind, ProductActivity, ProductState, StockRequest};
 pub use profile::{
     CategoryInterest, OrderRecord, ProfileChanges, RecentView, SegmentState, ShopperProfile,
     SiteChoice,
@@ -11,7 +13,6 @@ pub use profile::{
 use crate::event::Product;
 use crate::time::Millis;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
-use std::collections::BTreeMap;
 
 /// Product details as state keeps them. Separate from the wire [`Product`] so the JSON
 /// contract and the stored layout can each evolve without breaking the other.
@@ -104,28 +105,6 @@ pub struct ShopperState {
     pub profile: ShopperProfile,
 }
 
-/// A registered back-in-stock request, waiting for the SKU's next restock.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StockRequest {
-    pub requested_at: Millis,
-    pub expires_at: Millis,
-    pub event_id: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-pub struct ProductState {
-    /// Units available; `None` until a `stock_changed` told us.
-    pub quantity: Option<u64>,
-    pub last_restock_at: Option<Millis>,
-    pub last_restock_event: Option<String>,
-    pub details: Option<ProductInfo>,
-    /// Waiting requests by shopper key: a shopper asking again finds theirs at once,
-    /// however many wait for a popular product. Served oldest first.
-    pub requests: BTreeMap<String, StockRequest>,
-    /// Due time of the armed request-expiry timer: never later than the earliest expiry.
-    pub expiry_armed: Option<Millis>,
-}
-
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum StateDecodeError {
     #[error("empty value")]
@@ -182,12 +161,18 @@ impl VersionedState for ShopperState {
 }
 
 impl VersionedState for ProductState {
-    const VERSION: u8 = 1;
+    /// Version 2 added `activity`; version 1 values load with none.
+    const VERSION: u8 = 2;
+
+    fn migrate(version: u8, body: &[u8]) -> Option<Result<Self, postcard::Error>> {
+        (version == 1).then(|| postcard::from_bytes::<v1::ProductStateV1>(body).map(Self::from))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     fn info() -> ProductInfo {
         ProductInfo {
@@ -286,6 +271,39 @@ mod tests {
                 },
             )]),
             expiry_armed: Some(30),
+            activity: None,
+        }
+    }
+
+    /// Version 2: a SKU with popularity, neighbours and a pending publish.
+    fn product_v2() -> ProductState {
+        let count = |value, at| Decayed { value, at };
+        ProductState {
+            activity: Some(Box::new(ProductActivity {
+                first_seen: Some(5),
+                details_at: Some(12),
+                views: count(3.5, 40),
+                cart_adds: count(1.0, 41),
+                purchases: count(2.0, 42),
+                views_24h: count(3.25, 40),
+                views_72h: count(3.4, 40),
+                long_views: count(3.9, 40),
+                long_orders: count(1.0, 42),
+                viewed_with: vec![Neighbour {
+                    sku: "S2".into(),
+                    count: count(2.0, 40),
+                }],
+                bought_with: vec![Neighbour {
+                    sku: "S3".into(),
+                    count: count(1.0, 42),
+                }],
+                viewed_then_bought: vec![],
+                publish_due: Some(5_040),
+                changes: Some(("event e1".into(), "event e4".into(), 3)),
+                publishes: 7,
+                arrival_ends_armed: Some(1_209_600_005),
+            })),
+            ..product()
         }
     }
 
@@ -315,6 +333,17 @@ mod tests {
         assert_eq!(ProductState::decode(&unhex(PRODUCT_V1)).unwrap(), product());
     }
 
+    // Bytes written by format version 2 of the product state (popularity added).
+    const PRODUCT_V2: &str = "0201000114010273310102533101054472657373000001000000000000244000000001026331283c026532013c01010a01180000000000000c4050000000000000f03f520000000000000040540000000000000a40503333333333330b40503333333333330f4050000000000000f03f540102533200000000000000405001025333000000000000f03f540001e04e01086576656e74206531086576656e742065340307018aa0c88109";
+
+    #[test]
+    fn golden_product_version_2_bytes_still_load() {
+        assert_eq!(
+            ProductState::decode(&unhex(PRODUCT_V2)).unwrap(),
+            product_v2()
+        );
+    }
+
     #[test]
     fn golden_version_2_bytes_still_load() {
         assert_eq!(
@@ -326,7 +355,12 @@ mod tests {
     #[test]
     fn encoding_is_stable() {
         assert_eq!(hex(&shopper_v2().encode()), SHOPPER_V2);
-        assert_eq!(hex(&product().encode()), PRODUCT_V1);
+        assert_eq!(hex(&product_v2().encode()), PRODUCT_V2);
+        // A product with no activity is its version 1 body and one byte more.
+        assert_eq!(
+            hex(&product().encode()),
+            format!("02{}00", &PRODUCT_V1[2..])
+        );
     }
 
     #[test]

@@ -1,9 +1,14 @@
-//! Format version 1 of a shopper's stored state (before profiles), kept so that values
-//! written by earlier builds still load. Never change this layout.
+//! Format version 1 of the stored states (a shopper before profiles, a SKU before
+//! popularity and co-occurrence), kept so that values written by earlier builds still
+//! load. Never change these layouts.
 
-use super::{Cart, PendingStockRequest, ShopperProfile, ShopperState};
+use super::{
+    Cart, PendingStockRequest, ProductInfo, ProductState, ShopperProfile, ShopperState,
+    StockRequest,
+};
 use crate::time::Millis;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 
 #[derive(Deserialize)]
 pub(super) struct ShopperStateV1 {
@@ -31,6 +36,30 @@ impl From<ShopperStateV1> for ShopperState {
             reminder_armed: old.reminder_armed,
             stock_requests: old.stock_requests,
             profile: ShopperProfile::default(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub(super) struct ProductStateV1 {
+    quantity: Option<u64>,
+    last_restock_at: Option<Millis>,
+    last_restock_event: Option<String>,
+    details: Option<ProductInfo>,
+    requests: BTreeMap<String, StockRequest>,
+    expiry_armed: Option<Millis>,
+}
+
+impl From<ProductStateV1> for ProductState {
+    fn from(old: ProductStateV1) -> Self {
+        ProductState {
+            quantity: old.quantity,
+            last_restock_at: old.last_restock_at,
+            last_restock_event: old.last_restock_event,
+            details: old.details,
+            requests: old.requests,
+            expiry_armed: old.expiry_armed,
+            activity: None,
         }
     }
 }

@@ -74,6 +74,8 @@ pub fn parse_timer_key(key: &[u8]) -> Result<(u16, Timer), KeyError> {
         2 => TimerKind::RequestExpiry,
         3 => TimerKind::ProfilePublish,
         4 => TimerKind::SegmentChange,
+        5 => TimerKind::ProductPublish,
+        6 => TimerKind::NewArrivalEnds,
         _ => return Err(error("unknown timer kind")),
     };
     let entity = std::str::from_utf8(&key[11..]).map_err(|_| error("entity key is not UTF-8"))?;

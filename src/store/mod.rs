@@ -31,10 +31,12 @@ pub enum Family {
     ProductTimers,
     ProductDedupe,
     Meta,
+    /// The product table: the latest `product` record per SKU (a global table live).
+    ProductTable,
 }
 
 impl Family {
-    pub const ALL: [Family; 7] = [
+    pub const ALL: [Family; 8] = [
         Family::Shoppers,
         Family::ShopperTimers,
         Family::ShopperDedupe,
@@ -42,6 +44,7 @@ impl Family {
         Family::ProductTimers,
         Family::ProductDedupe,
         Family::Meta,
+        Family::ProductTable,
     ];
 
     pub fn name(self) -> &'static str {
@@ -53,6 +56,7 @@ impl Family {
             Family::ProductTimers => "product_timers",
             Family::ProductDedupe => "product_dedupe",
             Family::Meta => "meta",
+            Family::ProductTable => "product_table",
         }
     }
 
@@ -66,6 +70,7 @@ impl Family {
             Family::ProductTimers => 5,
             Family::ProductDedupe => 6,
             Family::Meta => 7,
+            Family::ProductTable => 8,
         }
     }
 

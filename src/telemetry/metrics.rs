@@ -228,6 +228,20 @@ pub const BROKER_REACHABLE: Spec = spec(
     "1 when the last metadata request to the brokers succeeded.",
 );
 
+pub const PRODUCT_TABLE_RECORDS: Spec = spec(
+    "personalizer_product_table_records_total",
+    Kind::Counter,
+    &["outcome"],
+    "Records read from the products topic into the local product table, by outcome: \
+     applied, deleted (a tombstone), unreadable (not a product record; skipped).",
+);
+pub const PRODUCT_TABLE_SKUS: Spec = spec(
+    "personalizer_product_table_skus",
+    Kind::Gauge,
+    &[],
+    "SKUs in this instance's product table (the global table of the products topic).",
+);
+
 /// Every metric the binary exports under `personalizer_`.
 pub const CATALOG: &[Spec] = &[
     BUILD_INFO,
@@ -258,6 +272,8 @@ pub const CATALOG: &[Spec] = &[
     READY,
     COMMIT_STALL,
     BROKER_REACHABLE,
+    PRODUCT_TABLE_RECORDS,
+    PRODUCT_TABLE_SKUS,
 ];
 
 /// The standard process metrics (Prometheus' process collector) exported beside ours.
@@ -278,6 +294,10 @@ pub const ABORT_REASONS: [&str; 4] = [
     "produce_failed",
     "rebalance",
 ];
+
+/// Outcomes of a record read into the product table, as the `outcome` label of
+/// [`PRODUCT_TABLE_RECORDS`].
+pub const PRODUCT_TABLE_OUTCOMES: [&str; 3] = ["applied", "deleted", "unreadable"];
 
 /// Seconds: 10 ms to an hour. Live traffic lands in the low buckets; a backlog being
 /// worked off (old event times) in the high ones.
@@ -318,6 +338,8 @@ pub struct Metrics {
     pub ready: Gauge,
     pub commit_stall: Gauge,
     pub broker_reachable: Gauge,
+    pub product_table_records: IntCounterVec,
+    pub product_table_skus: IntGauge,
 }
 
 fn opts(spec: &Spec) -> Opts {
@@ -375,6 +397,12 @@ impl Metrics {
             ready: Gauge::with_opts(opts(&READY)).expect("valid"),
             commit_stall: Gauge::with_opts(opts(&COMMIT_STALL)).expect("valid"),
             broker_reachable: Gauge::with_opts(opts(&BROKER_REACHABLE)).expect("valid"),
+            product_table_records: IntCounterVec::new(
+                opts(&PRODUCT_TABLE_RECORDS),
+                PRODUCT_TABLE_RECORDS.labels,
+            )
+            .expect("valid"),
+            product_table_skus: IntGauge::with_opts(opts(&PRODUCT_TABLE_SKUS)).expect("valid"),
             registry,
         };
         let build_info =
@@ -411,6 +439,8 @@ impl Metrics {
             Box::new(metrics.ready.clone()),
             Box::new(metrics.commit_stall.clone()),
             Box::new(metrics.broker_reachable.clone()),
+            Box::new(metrics.product_table_records.clone()),
+            Box::new(metrics.product_table_skus.clone()),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ];
         for collector in collectors {
@@ -430,6 +460,9 @@ impl Metrics {
         decision_types: &[&str],
         dead_letter_reasons: &[&str],
     ) {
+        for outcome in PRODUCT_TABLE_OUTCOMES {
+            self.product_table_records.with_label_values(&[outcome]);
+        }
         for (topic, types) in input_topics {
             for event_type in *types {
                 for outcome in ["processed", "duplicate", "misrouted"] {

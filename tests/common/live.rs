@@ -10,6 +10,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -59,6 +60,8 @@ pub fn stop_broker(args: &[&str]) {
     assert!(status.success());
 }
 
+const PRODUCT_SIDE_OFF: &str = "[rules.products]\nenabled = false\n";
+
 /// One application on the broker: its own application id and topic names, so tests
 /// running at the same time do not see each other.
 pub struct App {
@@ -77,6 +80,19 @@ impl App {
     }
 
     pub fn on(bootstrap: &str, test: &str, partitions: i32, extra_toml: &str) -> App {
+        // These apps' tests compare every decision with replay's, byte for byte. A
+        // product record depends on the order in which messages from several partitions
+        // reach its task, which differs live: `tests/live_products.rs` compares those as
+        // CONTRACT §5.4 promises, with the product side on.
+        Self::build(bootstrap, test, partitions, extra_toml, PRODUCT_SIDE_OFF)
+    }
+
+    /// An app with the product side on, and `tables` (TOML tables) in its configuration.
+    pub fn with_products(test: &str, partitions: i32, extra_toml: &str, tables: &str) -> App {
+        Self::build(&bootstrap(), test, partitions, extra_toml, tables)
+    }
+
+    fn build(bootstrap: &str, test: &str, partitions: i32, extra_toml: &str, tables: &str) -> App {
         let name = format!("{test}-{:08x}", rand::random::<u32>());
         let dir = tempfile::tempdir().unwrap();
         let topics = [
@@ -89,6 +105,7 @@ impl App {
             "offers",
             "segments",
             "profiles",
+            "products",
             "dead_letter",
         ]
         .iter()
@@ -106,7 +123,8 @@ impl App {
              [kafka]\nbootstrap_servers = \"{bootstrap}\"\ndefault_partitions = {partitions}\n\
              {commit_interval}\
              {extra_toml}\n\
-             [kafka.topics]\n{topics}"
+             [kafka.topics]\n{topics}\n\
+             {tables}"
         );
         let config_path = dir.path().join("personalizer.toml");
         std::fs::write(&config_path, &text).unwrap();
@@ -298,21 +316,60 @@ impl App {
     /// Waits until the processor's group has committed every input partition to its end:
     /// everything there is was processed.
     pub fn wait_until_input_processed(&self, within: Duration) {
-        let group: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &self.bootstrap)
-            .set("group.id", &self.name)
-            .set("enable.auto.commit", "false")
-            .create()
-            .unwrap();
-        let timeout = Duration::from_secs(10);
+        self.wait_until_processed(&self.input_topics(), within)
+    }
+
+    /// Waits until the processor's group has committed every partition of `topics` to
+    /// its end, as it is when the wait begins (topics written without transactions).
+    pub fn wait_until_processed(&self, topics: &[&str], within: Duration) {
+        let group = self.group_reader();
         let mut ends = TopicPartitionList::new();
-        for topic in self.input_topics() {
+        for &topic in topics {
             for p in 0..self.partitions {
-                let (_, high) = group.fetch_watermarks(topic, p, timeout).unwrap();
+                let (_, high) = group
+                    .fetch_watermarks(topic, p, Duration::from_secs(10))
+                    .unwrap();
                 ends.add_partition_offset(topic, p, Offset::Offset(high))
                     .unwrap();
             }
         }
+        self.wait_until_committed(&group, ends, within);
+    }
+
+    /// Waits until the processor's group has committed every partition of `topic`, an
+    /// internal topic written in transactions, past its last committed record. (Its high
+    /// watermark counts the transaction markers, which a consumer never hands out.)
+    pub fn wait_until_internal_processed(&self, topic: &str, within: Duration) {
+        let group = self.group_reader();
+        let mut last: BTreeMap<i32, i64> = BTreeMap::new();
+        for message in self.read_all(&[topic], "read_committed") {
+            let next = last.entry(message.partition()).or_default();
+            *next = (*next).max(message.offset() + 1);
+        }
+        let mut ends = TopicPartitionList::new();
+        for (p, next) in last {
+            ends.add_partition_offset(topic, p, Offset::Offset(next))
+                .unwrap();
+        }
+        self.wait_until_committed(&group, ends, within);
+    }
+
+    fn group_reader(&self) -> BaseConsumer {
+        ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .set("group.id", &self.name)
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap()
+    }
+
+    fn wait_until_committed(
+        &self,
+        group: &BaseConsumer,
+        ends: TopicPartitionList,
+        within: Duration,
+    ) {
+        let timeout = Duration::from_secs(10);
         let deadline = Instant::now() + within;
         loop {
             let committed = group.committed_offsets(ends.clone(), timeout).unwrap();

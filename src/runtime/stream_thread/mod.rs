@@ -21,6 +21,7 @@ use super::output::Output;
 use super::restore::RestoreError;
 use super::topics::TopicLayout;
 use super::transaction::CommitterBusy;
+use crate::catalog::SharedCatalog;
 use crate::config::Config;
 use crate::engine::stats::Stats;
 use crate::engine::task::TaskError;
@@ -175,6 +176,7 @@ impl<'a> StreamThread<'a> {
         store: &'a Store,
         transactional_id: &str,
         partitions: [u16; 2],
+        catalog: SharedCatalog,
         telemetry: &'a Telemetry,
     ) -> Result<StreamThread<'a>, StreamError> {
         let mut consumer_config = clients::base(config);
@@ -206,6 +208,8 @@ impl<'a> StreamThread<'a> {
         consumer
             .subscribe(&topics.subscription())
             .map_err(|e| ClientError::broker(config, "subscribe", e))?;
+        let mut core = Core::new(config.rules.clone(), Clock::PerTask, partitions);
+        core.use_catalog(catalog);
         Ok(StreamThread {
             config,
             layout,
@@ -213,7 +217,7 @@ impl<'a> StreamThread<'a> {
             consumer,
             output,
             topics,
-            core: Core::new(config.rules.clone(), Clock::PerTask, partitions),
+            core,
             assignment: Assignment::default(),
             merger: Merger::default(),
             batch_started: None,

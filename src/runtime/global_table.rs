@@ -1,0 +1,325 @@
+//! The product table as a global table (CONTRACT §5.4, like a Kafka Streams
+//! GlobalKTable): every instance reads every partition of the products topic into its
+//! `product_table` column family and the in-memory catalog the product rules rank
+//! against. It belongs to no consumer group; it keeps its own position per partition
+//! in the store, beside the rows it wrote, and resumes from there.
+//!
+//! At start the table catches up to the end of the topic before any task runs, so a
+//! restarted instance ranks against what it knew before; then a thread of its own
+//! follows the topic until shutdown.
+
+use super::clients::{self, ClientError};
+use super::restore::position_of;
+use crate::catalog::SharedCatalog;
+use crate::config::Config;
+use crate::engine::product_table;
+use crate::store::{StateChange, Store, StoreError};
+use crate::telemetry::metrics::Metrics;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+const WATERMARK_TIMEOUT: Duration = Duration::from_secs(10);
+/// Records written to the store in one batch while catching up or following.
+const BATCH_RECORDS: usize = 5_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GlobalTableError {
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What one record off the topic did to the table (the `outcome` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableOutcome {
+    Applied,
+    Deleted,
+    Unreadable,
+}
+
+impl TableOutcome {
+    pub const ALL: [TableOutcome; 3] = [
+        TableOutcome::Applied,
+        TableOutcome::Deleted,
+        TableOutcome::Unreadable,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            TableOutcome::Applied => "applied",
+            TableOutcome::Deleted => "deleted",
+            TableOutcome::Unreadable => "unreadable",
+        }
+    }
+}
+
+pub struct GlobalTable<'a> {
+    config: &'a Config,
+    partitions: i32,
+    consumer: BaseConsumer<TableContext>,
+    writer: TableWriter<'a>,
+}
+
+/// What takes the records read into the store and the catalog.
+struct TableWriter<'a> {
+    store: &'a Store,
+    catalog: SharedCatalog,
+    metrics: &'a Metrics,
+    topic: String,
+    /// Rows and positions read but not yet written.
+    pending: Vec<StateChange>,
+    pending_records: usize,
+}
+
+/// The store key of the table's position in one partition of `topic`.
+pub fn position_key(topic: &str, partition: i32) -> String {
+    format!("global/{topic}/{partition}")
+}
+
+impl<'a> GlobalTable<'a> {
+    /// Loads what the store holds into the catalog and positions a consumer on every
+    /// partition of the topic where the store left off.
+    pub fn open(
+        config: &'a Config,
+        store: &'a Store,
+        catalog: SharedCatalog,
+        metrics: &'a Metrics,
+        partitions: i32,
+    ) -> Result<GlobalTable<'a>, GlobalTableError> {
+        let topic = config.kafka.topics.products.clone();
+        let loaded = {
+            let mut catalog = catalog.write().unwrap_or_else(|p| p.into_inner());
+            product_table::load(store, &mut catalog)?
+        };
+        let consumer: BaseConsumer<TableContext> =
+            clients::consumer_with(&clients::plain_config(config), TableContext)?;
+        let mut assignment = TopicPartitionList::new();
+        for p in 0..partitions {
+            let offset = match store.read_meta(&position_key(&topic, p))? {
+                Some(next) => Offset::Offset(next),
+                None => Offset::Beginning,
+            };
+            assignment
+                .add_partition_offset(&topic, p, offset)
+                .expect("a fresh list accepts any partition");
+        }
+        consumer
+            .assign(&assignment)
+            .map_err(|e| ClientError::broker(config, &format!("read `{topic}`"), e))?;
+        tracing::info!(
+            topic,
+            stored = loaded.records,
+            unreadable = loaded.unreadable,
+            "product table opened"
+        );
+        metrics.product_table_skus.set(loaded.records as i64);
+        Ok(GlobalTable {
+            config,
+            partitions,
+            consumer,
+            writer: TableWriter {
+                store,
+                catalog,
+                metrics,
+                topic,
+                pending: Vec::new(),
+                pending_records: 0,
+            },
+        })
+    }
+
+    /// Reads up to the end of every partition as it is now (committed records only),
+    /// unless `stop` is set first.
+    pub fn catch_up(&mut self, stop: &AtomicBool) -> Result<u64, GlobalTableError> {
+        let started = Instant::now();
+        let mut ends = Vec::with_capacity(self.partitions as usize);
+        for p in 0..self.partitions {
+            let (_, end) = self
+                .consumer
+                .fetch_watermarks(&self.writer.topic, p, WATERMARK_TIMEOUT)
+                .map_err(|e| {
+                    ClientError::broker(
+                        self.config,
+                        &format!("read the end of `{}`", self.writer.topic),
+                        e,
+                    )
+                })?;
+            ends.push(end);
+        }
+        let mut records = 0;
+        loop {
+            let caught_up = (0..self.partitions).all(|p| {
+                let end = ends[p as usize];
+                end <= 0
+                    || position_of(&self.consumer, &self.writer.topic, p)
+                        .is_some_and(|at| at >= end)
+                    || self.writer.stored_position(p).is_some_and(|at| at >= end)
+            });
+            if caught_up || stop.load(Ordering::SeqCst) {
+                break;
+            }
+            records += self.poll_once(Duration::from_millis(100))?;
+        }
+        self.writer.write_pending()?;
+        tracing::info!(
+            topic = self.writer.topic,
+            records,
+            skus = self.writer.catalog_len(),
+            seconds = started.elapsed().as_secs_f64(),
+            "product table caught up"
+        );
+        Ok(records)
+    }
+
+    /// Follows the topic until one of `stops` is set, writing what it reads as it goes.
+    pub fn follow(&mut self, stops: &[&AtomicBool]) -> Result<(), GlobalTableError> {
+        while !stops.iter().any(|stop| stop.load(Ordering::SeqCst)) {
+            self.poll_once(Duration::from_millis(100))?;
+        }
+        self.writer.write_pending()
+    }
+
+    /// Reads what is there (waiting up to `wait` for the first record) and writes it.
+    fn poll_once(&mut self, wait: Duration) -> Result<u64, GlobalTableError> {
+        let mut read = 0;
+        let mut timeout = wait;
+        while self.writer.pending_records < BATCH_RECORDS {
+            match self.consumer.poll(timeout) {
+                Some(Ok(message)) => {
+                    self.writer.take(
+                        message.key().unwrap_or_default(),
+                        message.payload(),
+                        message.partition(),
+                        message.offset(),
+                    );
+                    read += 1;
+                    timeout = Duration::ZERO;
+                }
+                Some(Err(KafkaError::PartitionEOF(_))) => timeout = Duration::ZERO,
+                Some(Err(e)) => {
+                    tracing::warn!(topic = self.writer.topic, error = %e, "cannot read the product table");
+                    break;
+                }
+                None => break,
+            }
+        }
+        self.writer.write_pending()?;
+        Ok(read)
+    }
+}
+
+impl TableWriter<'_> {
+    fn stored_position(&self, partition: i32) -> Option<i64> {
+        self.store
+            .read_meta(&position_key(&self.topic, partition))
+            .ok()
+            .flatten()
+    }
+
+    fn catalog_len(&self) -> usize {
+        self.catalog.read().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// One record: a row (or a tombstone) and the partition's new position.
+    fn take(&mut self, key: &[u8], payload: Option<&[u8]>, partition: i32, offset: i64) {
+        let sku = String::from_utf8_lossy(key).into_owned();
+        let outcome = match payload {
+            None => {
+                self.pending.push(StateChange {
+                    family: crate::store::Family::ProductTable,
+                    key: key.to_vec(),
+                    value: None,
+                });
+                self.catalog
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&sku);
+                TableOutcome::Deleted
+            }
+            Some(json) => match product_table::parse(json) {
+                Some(decision) => {
+                    self.pending.push(product_table::row(&sku, json.to_vec()));
+                    product_table::apply(
+                        &mut self.catalog.write().unwrap_or_else(|p| p.into_inner()),
+                        &decision,
+                    );
+                    TableOutcome::Applied
+                }
+                None => {
+                    tracing::warn!(
+                        topic = self.topic,
+                        partition,
+                        offset,
+                        "a record on the products topic is not a product record; skipped"
+                    );
+                    TableOutcome::Unreadable
+                }
+            },
+        };
+        self.metrics
+            .product_table_records
+            .with_label_values(&[outcome.label()])
+            .inc();
+        self.pending.push(Store::meta_change(
+            &position_key(&self.topic, partition),
+            offset + 1,
+        ));
+        self.pending_records += 1;
+    }
+
+    /// Writes the rows with the positions they bring the table to, in one batch.
+    fn write_pending(&mut self) -> Result<(), GlobalTableError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        self.store.write(&self.pending)?;
+        self.pending.clear();
+        self.pending_records = 0;
+        self.metrics
+            .product_table_skus
+            .set(self.catalog_len() as i64);
+        Ok(())
+    }
+}
+
+/// Reaching the end of a partition is how catching up ends, not an error.
+pub struct TableContext;
+
+impl ClientContext for TableContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if matches!(error, KafkaError::PartitionEOF(_))
+            || error.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF)
+        {
+            tracing::debug!(%reason, "the product table reached the end of a partition");
+        } else {
+            tracing::warn!(error = %error, %reason, "librdkafka error while reading the product table");
+        }
+    }
+}
+
+impl ConsumerContext for TableContext {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcomes_are_the_series_the_metrics_start_at_zero() {
+        let labels: Vec<&str> = TableOutcome::ALL.iter().map(|o| o.label()).collect();
+        assert_eq!(labels, crate::telemetry::metrics::PRODUCT_TABLE_OUTCOMES);
+    }
+
+    #[test]
+    fn positions_are_kept_per_topic_and_partition() {
+        assert_eq!(
+            position_key("personalization.products", 3),
+            "global/personalization.products/3"
+        );
+        assert_ne!(position_key("a", 1), position_key("a", 2));
+    }
+}
