@@ -11,7 +11,8 @@
 use crate::decision::ProductRecord;
 use crate::state::Decayed;
 use crate::time::Millis;
-use std::collections::{BTreeSet, HashMap};
+use rustc_hash::FxHashMap;
+use std::collections::BTreeSet;
 use std::sync::{Arc, RwLock};
 
 /// What the table knows of one SKU.
@@ -46,9 +47,11 @@ impl Ranked {
 
 #[derive(Debug, Default)]
 pub struct ProductCatalog {
-    entries: HashMap<String, CatalogEntry>,
+    // FxHash: a product record looks up every neighbour it ranks (up to three lists of
+    // `recs.max_neighbours`), and SipHash was a tenth of replay's time.
+    entries: FxHashMap<String, CatalogEntry>,
     /// Per department, the SKUs with a trending score above 0, highest first.
-    trending: HashMap<String, BTreeSet<Ranked>>,
+    trending: FxHashMap<String, BTreeSet<Ranked>>,
 }
 
 /// The catalog as the engine and the runtime share it.

@@ -62,8 +62,9 @@ pub struct Engine {
     core: Core,
     stats: Stats,
     events_since_commit: usize,
-    /// The latest product record per SKU made since the last commit, as table rows.
-    table_rows: std::collections::BTreeMap<Vec<u8>, StateChange>,
+    /// The latest product record per SKU made since the last commit: written to the
+    /// product table at the commit (serialized once per SKU and commit, not per record).
+    table_rows: std::collections::BTreeMap<String, Decision>,
 }
 
 impl Engine {
@@ -162,8 +163,10 @@ impl Engine {
     fn collect(&mut self, decisions: &mut Vec<Decision>) {
         let mut output = self.core.take_output();
         debug_assert!(output.remote.is_empty(), "replay holds every task");
-        for row in output.decisions.iter().filter_map(product_table::row_for) {
-            self.table_rows.insert(row.key.clone(), row);
+        for decision in &output.decisions {
+            if let crate::decision::DecisionBody::Product(record) = &decision.body {
+                self.table_rows.insert(record.sku.clone(), decision.clone());
+            }
         }
         decisions.append(&mut output.decisions);
         self.stats.add(&output.stats);
@@ -177,7 +180,11 @@ impl Engine {
         for task in tasks {
             self.core.take_changes(task, &mut changes);
         }
-        changes.extend(std::mem::take(&mut self.table_rows).into_values());
+        changes.extend(
+            std::mem::take(&mut self.table_rows)
+                .values()
+                .filter_map(product_table::row_for),
+        );
         if let Some(t) = self.core.min_stream_time() {
             changes.push(Store::meta_change(META_STREAM_TIME, t));
             let window = self.config.rules.dedupe_window.millis();

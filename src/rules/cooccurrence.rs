@@ -65,7 +65,9 @@ pub fn ranked(
         NeighbourKind::ViewedWith | NeighbourKind::ViewedThenBought => own_views,
         NeighbourKind::BoughtWith => own_orders,
     };
-    let mut scored: Vec<ScoredSku> = activity
+    // Scored by reference and cut to the top before any SKU is copied: a record ranks
+    // up to three lists of `recs.max_neighbours` and lists only `recs.top_n` of each.
+    let mut scored: Vec<(f64, &str)> = activity
         .neighbours(kind)
         .iter()
         .map(|n| {
@@ -77,15 +79,23 @@ pub fn ranked(
                 popularity::value_at(basis, now, half_life)
             });
             let count = popularity::value_at(n.count, now, half_life);
-            ScoredSku {
-                sku: n.sku.clone(),
-                score: round4(count / (own.max(1.0) * theirs.max(1.0)).sqrt()),
-            }
+            let score = round4(count / (own.max(1.0) * theirs.max(1.0)).sqrt());
+            (score, n.sku.as_str())
         })
         .collect();
-    scored.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.sku.cmp(&b.sku)));
-    scored.truncate(config.top_n);
+    let best_first = |a: &(f64, &str), b: &(f64, &str)| b.0.total_cmp(&a.0).then(a.1.cmp(b.1));
+    if scored.len() > config.top_n {
+        scored.select_nth_unstable_by(config.top_n, best_first);
+        scored.truncate(config.top_n);
+    }
+    scored.sort_unstable_by(best_first);
     scored
+        .into_iter()
+        .map(|(score, sku)| ScoredSku {
+            sku: sku.to_string(),
+            score,
+        })
+        .collect()
 }
 
 #[cfg(test)]
