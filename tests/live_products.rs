@@ -160,6 +160,19 @@ fn stored_table(dir: &Path, app: &App) -> BTreeMap<String, Decision> {
         .collect()
 }
 
+/// The processors of a test: killed when it ends, also when it fails, so none outlives
+/// it (a stopped one is simply reaped again).
+struct Running(Vec<Child>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 fn http_address(log: &Path) -> String {
     App::http_address(log, Duration::from_secs(60))
 }
@@ -212,17 +225,16 @@ fn two_instances_make_replays_product_records_and_each_holds_the_whole_table() {
 
     let (a_dir, b_dir) = (app.dir.path().join("a"), app.dir.path().join("b"));
     let (a_log, b_log) = (app.dir.path().join("a.log"), app.dir.path().join("b.log"));
-    let mut a = app.spawn(&a_dir, &a_log);
-    let mut b = app.spawn(&b_dir, &b_log);
+    let mut running = Running(vec![app.spawn(&a_dir, &a_log), app.spawn(&b_dir, &b_log)]);
     // Once records flow, kill one instance mid-stream: its tasks move to the other and
     // come back when it restarts; nothing may be lost on the way.
     app.wait_for_decisions_where("product records", Duration::from_secs(120), |d| {
         d.iter().any(|d| matches!(d.body, DecisionBody::Product(_)))
     });
-    b.kill().unwrap();
-    b.wait().unwrap();
+    running.0[1].kill().unwrap();
+    running.0[1].wait().unwrap();
     app.produce(&app.producer(), &lines[lines.len() / 2..]);
-    let mut b: Child = app.spawn(&b_dir, &b_log);
+    running.0[1] = app.spawn(&b_dir, &b_log);
     app.wait_until_input_processed(Duration::from_secs(180));
     let by_sku = format!("{}-by-sku", app.config.application_id);
     app.wait_until_internal_processed(&by_sku, Duration::from_secs(60));
@@ -241,8 +253,9 @@ fn two_instances_make_replays_product_records_and_each_holds_the_whole_table() {
             Duration::from_secs(60),
         );
     }
-    assert_eq!(terminate(&mut a), Some(0));
-    assert_eq!(terminate(&mut b), Some(0));
+    for child in &mut running.0 {
+        assert_eq!(terminate(child), Some(0), "SIGTERM exits 0");
+    }
 
     // Each table is the last record per SKU on the topic, exactly.
     let on_topic: BTreeMap<String, Decision> = {

@@ -171,7 +171,7 @@ impl<'a> GlobalTable<'a> {
             records,
             skus = self.writer.catalog_len(),
             seconds = started.elapsed().as_secs_f64(),
-            "product table caught up"
+            "product table loaded: read to the end of its topic"
         );
         Ok(records)
     }
