@@ -7,6 +7,8 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::{ClientConfig, FromClientConfig, FromClientConfigAndContext};
 use rdkafka::consumer::{BaseConsumer, ConsumerContext};
 use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::ClientContext;
 use std::future::Future;
 
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +66,27 @@ pub fn plain_config(config: &Config) -> ClientConfig {
         .set("group.id", format!("{}-restore", config.application_id));
     client
 }
+
+/// The context of a consumer that reads partitions to their end (a restore, the product
+/// table): reaching the end is how it finishes, not an error, so librdkafka's report of
+/// it is logged at debug; anything else at error, naming what was being read.
+pub struct ReadToEnd {
+    pub reading: &'static str,
+}
+
+impl ClientContext for ReadToEnd {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if matches!(error, KafkaError::PartitionEOF(_))
+            || error.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF)
+        {
+            tracing::debug!(reading = self.reading, %reason, "reached the end of a partition");
+        } else {
+            tracing::error!(reading = self.reading, error = %error, %reason, "librdkafka error");
+        }
+    }
+}
+
+impl ConsumerContext for ReadToEnd {}
 
 pub fn consumer_with<Ctx: ConsumerContext>(
     client: &ClientConfig,

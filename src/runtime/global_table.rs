@@ -8,17 +8,17 @@
 //! restarted instance ranks against what it knew before; then a thread of its own
 //! follows the topic until shutdown.
 
-use super::clients::{self, ClientError};
+use super::clients::{self, ClientError, ReadToEnd};
 use super::restore::position_of;
 use crate::catalog::SharedCatalog;
 use crate::config::Config;
 use crate::engine::product_table;
 use crate::store::{StateChange, Store, StoreError};
 use crate::telemetry::metrics::Metrics;
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -61,7 +61,7 @@ impl TableOutcome {
 pub struct GlobalTable<'a> {
     config: &'a Config,
     partitions: i32,
-    consumer: BaseConsumer<TableContext>,
+    consumer: BaseConsumer<ReadToEnd>,
     writer: TableWriter<'a>,
 }
 
@@ -96,8 +96,12 @@ impl<'a> GlobalTable<'a> {
             let mut catalog = catalog.write().unwrap_or_else(|p| p.into_inner());
             product_table::load(store, &mut catalog)?
         };
-        let consumer: BaseConsumer<TableContext> =
-            clients::consumer_with(&clients::plain_config(config), TableContext)?;
+        let consumer: BaseConsumer<ReadToEnd> = clients::consumer_with(
+            &clients::plain_config(config),
+            ReadToEnd {
+                reading: "the product table",
+            },
+        )?;
         let mut assignment = TopicPartitionList::new();
         for p in 0..partitions {
             let offset = match store.read_meta(&position_key(&topic, p))? {
@@ -286,23 +290,6 @@ impl TableWriter<'_> {
         Ok(())
     }
 }
-
-/// Reaching the end of a partition is how catching up ends, not an error.
-pub struct TableContext;
-
-impl ClientContext for TableContext {
-    fn error(&self, error: KafkaError, reason: &str) {
-        if matches!(error, KafkaError::PartitionEOF(_))
-            || error.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF)
-        {
-            tracing::debug!(%reason, "the product table reached the end of a partition");
-        } else {
-            tracing::warn!(error = %error, %reason, "librdkafka error while reading the product table");
-        }
-    }
-}
-
-impl ConsumerContext for TableContext {}
 
 #[cfg(test)]
 mod tests {

@@ -7,14 +7,12 @@
 //! have (the topic was recreated, or records were deleted) drops the local state first.
 
 use super::changelog;
-use super::clients::{self, ClientError};
+use super::clients::{self, ClientError, ReadToEnd};
 use crate::config::Config;
 use crate::store::{Family, StagedWrites, StateChange, Store, StoreError};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, DefaultConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
-use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::ClientContext;
 use rdkafka::{Offset, TopicPartitionList};
 use std::time::{Duration, Instant};
 
@@ -166,7 +164,12 @@ fn restore_group(
             RESTORE_PREFETCH_KIB.to_string(),
         )
         .set("fetch.queue.backoff.ms", "5");
-    let consumer: BaseConsumer<RestoreContext> = clients::consumer_with(&reading, RestoreContext)?;
+    let consumer: BaseConsumer<ReadToEnd> = clients::consumer_with(
+        &reading,
+        ReadToEnd {
+            reading: "changelogs",
+        },
+    )?;
     let mut everything = clients::base(config);
     everything.set("isolation.level", "read_uncommitted");
     let uncommitted: BaseConsumer = clients::consumer_with(&everything, DefaultConsumerContext)?;
@@ -317,7 +320,7 @@ fn write_through(
 /// transaction markers that follow the last record.
 fn finish(
     store: &Store,
-    consumer: &BaseConsumer<RestoreContext>,
+    consumer: &BaseConsumer<ReadToEnd>,
     targets: &[RestoreTarget],
     task: &mut Progress,
     started: Instant,
@@ -387,24 +390,6 @@ pub(super) fn position_of<C: ConsumerContext>(
         .and_then(|tpl| tpl.find_partition(topic, partition).map(|e| e.offset()))
         .and_then(|o| o.to_raw())
 }
-
-/// The restore consumer's context: reaching the end of the changelog is how a restore
-/// ends, not an error, so librdkafka's end-of-partition report is logged at debug.
-pub struct RestoreContext;
-
-impl ClientContext for RestoreContext {
-    fn error(&self, error: KafkaError, reason: &str) {
-        if matches!(error, KafkaError::PartitionEOF(_))
-            || error.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF)
-        {
-            tracing::debug!(%reason, "restore reached the end of the changelog");
-        } else {
-            tracing::error!(error = %error, %reason, "librdkafka error while restoring");
-        }
-    }
-}
-
-impl ConsumerContext for RestoreContext {}
 
 #[cfg(test)]
 mod tests {
