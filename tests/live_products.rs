@@ -19,7 +19,6 @@ use personalizer::decision::{Decision, DecisionBody, ProductRecord, ScoredSku};
 use personalizer::store::{Family, Store};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::process::Child;
 use std::time::{Duration, Instant};
 
 /// Whole neighbour lists are published (at most 100 of 60 products), so which SKUs are
@@ -160,19 +159,6 @@ fn stored_table(dir: &Path, app: &App) -> BTreeMap<String, Decision> {
         .collect()
 }
 
-/// The processors of a test: killed when it ends, also when it fails, so none outlives
-/// it (a stopped one is simply reaped again).
-struct Running(Vec<Child>);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        for child in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
 fn http_address(log: &Path) -> String {
     App::http_address(log, Duration::from_secs(60))
 }
@@ -225,16 +211,17 @@ fn two_instances_make_replays_product_records_and_each_holds_the_whole_table() {
 
     let (a_dir, b_dir) = (app.dir.path().join("a"), app.dir.path().join("b"));
     let (a_log, b_log) = (app.dir.path().join("a.log"), app.dir.path().join("b.log"));
-    let mut running = Running(vec![app.spawn(&a_dir, &a_log), app.spawn(&b_dir, &b_log)]);
+    // Killed when `app` is dropped, also when the test fails.
+    let mut running = [app.spawn(&a_dir, &a_log), app.spawn(&b_dir, &b_log)];
     // Once records flow, kill one instance mid-stream: its tasks move to the other and
     // come back when it restarts; nothing may be lost on the way.
     app.wait_for_decisions_where("product records", Duration::from_secs(120), |d| {
         d.iter().any(|d| matches!(d.body, DecisionBody::Product(_)))
     });
-    running.0[1].kill().unwrap();
-    running.0[1].wait().unwrap();
+    running[1].kill().unwrap();
+    running[1].wait().unwrap();
     app.produce(&app.producer(), &lines[lines.len() / 2..]);
-    running.0[1] = app.spawn(&b_dir, &b_log);
+    running[1] = app.spawn(&b_dir, &b_log);
     app.wait_until_input_processed(Duration::from_secs(180));
     let by_sku = format!("{}-by-sku", app.config.application_id);
     app.wait_until_internal_processed(&by_sku, Duration::from_secs(60));
@@ -253,7 +240,7 @@ fn two_instances_make_replays_product_records_and_each_holds_the_whole_table() {
             Duration::from_secs(60),
         );
     }
-    for child in &mut running.0 {
+    for child in &mut running {
         assert_eq!(terminate(child), Some(0), "SIGTERM exits 0");
     }
 

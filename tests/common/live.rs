@@ -71,6 +71,23 @@ pub struct App {
     pub config_path: PathBuf,
     pub partitions: i32,
     pub dir: tempfile::TempDir,
+    /// Processors started with [`App::spawn`]: killed when the app is dropped, so a
+    /// failing test leaves none running.
+    spawned: std::sync::Mutex<Vec<u32>>,
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        let spawned = self.spawned.lock().unwrap_or_else(|e| e.into_inner());
+        for pid in spawned.iter() {
+            // Only a processor of ours: a pid that ended may have been reused.
+            let ours = std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|cmdline| cmdline.windows(12).any(|w| w == b"personalizer"));
+            if ours {
+                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            }
+        }
+    }
 }
 
 impl App {
@@ -137,6 +154,7 @@ impl App {
             config_path,
             partitions,
             dir,
+            spawned: Default::default(),
         };
         let output = app
             .command()
@@ -423,7 +441,8 @@ impl App {
             .append(true)
             .open(log)
             .unwrap();
-        self.command()
+        let child = self
+            .command()
             .args(["run", "--config"])
             .arg(&self.config_path)
             .arg("--state-dir")
@@ -431,7 +450,12 @@ impl App {
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .unwrap()
+            .unwrap();
+        self.spawned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(child.id());
+        child
     }
 
     fn reader(&self, isolation: &str) -> BaseConsumer {
