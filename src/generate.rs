@@ -17,8 +17,11 @@ mod orders;
 #[path = "generate_world.rs"]
 mod world;
 use orders::{regular_count, DAY};
-use world::{home_country, DEPARTMENTS, QUERIES};
-pub use world::{site_settings, SITES};
+use world::{
+    category_of, companion_of, home_country, sku_of, BROWSE_WITHIN_CATEGORY, CATEGORIES,
+    DEPARTMENTS, QUERIES, TAKE_THE_COMPANION,
+};
+pub use world::{planted_pairs, site_settings, SITES};
 
 use crate::event::{Event, EventBody, PageType, Product};
 use crate::time::Millis;
@@ -561,39 +564,6 @@ impl Iterator for Generator {
             }
         }
     }
-}
-
-/// Leaf categories: every department's four.
-const CATEGORIES: usize = DEPARTMENTS.len() * 4;
-/// How often a session's next product view stays in the category of its last one.
-const BROWSE_WITHIN_CATEGORY: f64 = 0.7;
-/// How often a product with a companion brings the companion into the cart.
-const TAKE_THE_COMPANION: f64 = 0.6;
-
-/// The leaf category of catalog item `index` (items are dealt to categories in turn).
-fn category_of(index: usize) -> usize {
-    index % CATEGORIES
-}
-
-/// The product usually bought with catalog item `index`, for one item in ten: an item
-/// from the unpopular end of the catalog, bought mostly as the companion (a dress and
-/// its belt, a lamp and its bulb), as shops' "bought together" pairs usually are.
-fn companion_of(index: usize, products: usize) -> Option<usize> {
-    let companion = products.checked_sub(1 + index / 10)?;
-    // A companion is never a source itself: its sales would then not be mostly the pair's.
-    (index.is_multiple_of(10) && !companion.is_multiple_of(10)).then_some(companion)
-}
-
-/// The planted "bought together" pairs of a catalog of `products` items, by SKU: a test
-/// can check that they come out on top of the `bought_with` lists.
-pub fn planted_pairs(products: usize) -> Vec<(String, String)> {
-    (0..products)
-        .filter_map(|i| companion_of(i, products).map(|c| (sku_of(i), sku_of(c))))
-        .collect()
-}
-
-fn sku_of(index: usize) -> String {
-    format!("SKU-{index:05}")
 }
 
 fn capitalise(word: &str) -> String {

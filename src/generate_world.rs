@@ -1,5 +1,6 @@
 //! The generator's fixed world: departments and their categories, storefront sites and
-//! the countries they serve, search queries.
+//! the countries they serve, search queries, and how shoppers browse and buy across the
+//! catalog (categories, companion products).
 
 pub(super) const DEPARTMENTS: [(&str, [&str; 4]); 4] = [
     ("women", ["dresses", "tops", "shoes", "bags"]),
@@ -34,3 +35,36 @@ pub fn site_settings() -> std::collections::BTreeMap<String, crate::config::Site
 pub(super) const QUERIES: [&str; 8] = [
     "dress", "linen", "sneakers", "gift", "blue", "sale", "lamp", "jacket",
 ];
+
+/// Leaf categories: every department's four.
+pub(super) const CATEGORIES: usize = DEPARTMENTS.len() * 4;
+/// How often a session's next product view stays in the category of its last one.
+pub(super) const BROWSE_WITHIN_CATEGORY: f64 = 0.7;
+/// How often a product with a companion brings the companion into the cart.
+pub(super) const TAKE_THE_COMPANION: f64 = 0.6;
+
+/// The leaf category of catalog item `index` (items are dealt to categories in turn).
+pub(super) fn category_of(index: usize) -> usize {
+    index % CATEGORIES
+}
+
+/// The product usually bought with catalog item `index`, for one item in ten: an item
+/// from the unpopular end of the catalog, bought mostly as the companion (a dress and
+/// its belt, a lamp and its bulb), as shops' "bought together" pairs usually are.
+pub(super) fn companion_of(index: usize, products: usize) -> Option<usize> {
+    let companion = products.checked_sub(1 + index / 10)?;
+    // A companion is never a source itself: its sales would then not be mostly the pair's.
+    (index.is_multiple_of(10) && !companion.is_multiple_of(10)).then_some(companion)
+}
+
+/// The planted "bought together" pairs of a catalog of `products` items, by SKU: a test
+/// can check that they come out on top of the `bought_with` lists.
+pub fn planted_pairs(products: usize) -> Vec<(String, String)> {
+    (0..products)
+        .filter_map(|i| companion_of(i, products).map(|c| (sku_of(i), sku_of(c))))
+        .collect()
+}
+
+pub(super) fn sku_of(index: usize) -> String {
+    format!("SKU-{index:05}")
+}

@@ -13,7 +13,8 @@
 //! clock when the task is quiet.
 
 use super::partitioner::partition_for;
-use super::processor::{CustomerProcessor, Processor, ProductProcessor};
+use super::processor::{CustomerProcessor, ProductProcessor};
+use super::side_task::{Clocked, SideTask};
 use super::stats::Stats;
 use super::task::{Task, TaskError};
 use super::Outcome;
@@ -25,7 +26,6 @@ use crate::forward::Forward;
 use crate::rules::{Ctx, Note, Outputs};
 use crate::store::{StateChange, Store};
 use crate::time::Millis;
-use crate::timer::Timer;
 use std::collections::{BTreeMap, VecDeque};
 
 pub use super::side::{Side, TaskId};
@@ -59,114 +59,6 @@ pub struct Output {
     pub stats: Stats,
     /// Forwarded messages by receiving side and delivery.
     pub forwarded: BTreeMap<(Side, Delivery), u64>,
-}
-
-/// One task with its clock, whichever side it is on.
-trait SideTask {
-    fn stream_time(&self) -> Option<Millis>;
-    fn set_stream_time(&mut self, t: Millis);
-    fn next_timer(&self) -> Option<&Timer>;
-    fn pending_timers(&self) -> usize;
-    fn seen_before(
-        &mut self,
-        store: &Store,
-        key: &str,
-        event_id: &str,
-        now: Millis,
-        window: Millis,
-    ) -> Result<bool, TaskError>;
-    fn on_event(
-        &mut self,
-        store: &Store,
-        key: &str,
-        event: &Event,
-        ctx: &mut Ctx,
-    ) -> Result<(), TaskError>;
-    /// Applies a message addressed to this side (the core routes by the message's side).
-    fn on_message(
-        &mut self,
-        store: &Store,
-        forward: Forward,
-        ctx: &mut Ctx,
-    ) -> Result<(), TaskError>;
-    fn fire_next_timer(
-        &mut self,
-        store: &Store,
-        until: Millis,
-        ctx: &mut Ctx,
-    ) -> Result<bool, TaskError>;
-    fn take_changes(&mut self, changes: &mut Vec<StateChange>);
-    fn cached_entries(&self) -> usize;
-    fn evict(&mut self, max: usize);
-}
-
-struct Clocked<P: Processor> {
-    task: Task<P>,
-    stream_time: Option<Millis>,
-}
-
-impl<P: Processor> SideTask for Clocked<P> {
-    fn stream_time(&self) -> Option<Millis> {
-        self.stream_time
-    }
-    fn set_stream_time(&mut self, t: Millis) {
-        if self.stream_time.is_none_or(|s| s < t) {
-            self.stream_time = Some(t);
-        }
-    }
-    fn next_timer(&self) -> Option<&Timer> {
-        self.task.next_timer()
-    }
-    fn pending_timers(&self) -> usize {
-        self.task.pending_timers()
-    }
-    fn seen_before(
-        &mut self,
-        store: &Store,
-        key: &str,
-        event_id: &str,
-        now: Millis,
-        window: Millis,
-    ) -> Result<bool, TaskError> {
-        self.task.seen_before(store, key, event_id, now, window)
-    }
-    fn on_event(
-        &mut self,
-        store: &Store,
-        key: &str,
-        event: &Event,
-        ctx: &mut Ctx,
-    ) -> Result<(), TaskError> {
-        self.task.on_event(store, key, event, ctx)
-    }
-    fn on_message(
-        &mut self,
-        store: &Store,
-        forward: Forward,
-        ctx: &mut Ctx,
-    ) -> Result<(), TaskError> {
-        match P::addressed(forward) {
-            Ok((key, at, message)) => self.task.on_message(store, &key, at, &message, ctx),
-            Err(other) => unreachable!("the core routes messages by their side: {other:?}"),
-        }
-    }
-    fn fire_next_timer(
-        &mut self,
-        store: &Store,
-        until: Millis,
-        ctx: &mut Ctx,
-    ) -> Result<bool, TaskError> {
-        self.task.fire_next_timer(store, until, ctx)
-    }
-    fn take_changes(&mut self, changes: &mut Vec<StateChange>) {
-        self.task.take_changes(changes);
-    }
-    fn cached_entries(&self) -> usize {
-        self.task.cached_entries()
-    }
-    fn evict(&mut self, max: usize) {
-        self.task.evict(max);
-    }
 }
 
 /// Where the product table the rules rank against comes from.

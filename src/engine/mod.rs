@@ -12,6 +12,7 @@ pub mod partitioner;
 pub mod processor;
 pub mod product_table;
 pub mod side;
+mod side_task;
 pub mod stats;
 pub mod task;
 pub mod task_meta;
