@@ -49,22 +49,6 @@ pub enum NeighbourKind {
     ViewedThenBought,
 }
 
-impl NeighbourKind {
-    pub const ALL: [NeighbourKind; 3] = [
-        NeighbourKind::ViewedWith,
-        NeighbourKind::BoughtWith,
-        NeighbourKind::ViewedThenBought,
-    ];
-
-    pub fn label(self) -> &'static str {
-        match self {
-            NeighbourKind::ViewedWith => "viewed_with",
-            NeighbourKind::BoughtWith => "bought_with",
-            NeighbourKind::ViewedThenBought => "viewed_then_bought",
-        }
-    }
-}
-
 /// Another SKU and the decayed count of their co-occurrence.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Neighbour {
