@@ -4,6 +4,7 @@
 //! `config/personalizer.toml` lists every setting with its default and meaning; a test
 //! keeps that file and these defaults equal.
 
+mod api;
 mod duration;
 mod kafka;
 mod limits;
@@ -11,6 +12,7 @@ mod offers;
 mod products;
 mod profiles;
 mod segments;
+pub use api::{ApiConfig, SearchOrderWeights};
 pub use duration::Dur;
 pub use kafka::{KafkaConfig, ProcessingGuarantee, TopicsConfig};
 pub use limits::{LimitsConfig, MAX_STATE_BYTES_CEILING};
@@ -36,6 +38,7 @@ pub struct Config {
     pub state: StateConfig,
     pub kafka: KafkaConfig,
     pub http: HttpConfig,
+    pub api: ApiConfig,
     pub log: LogConfig,
 }
 
@@ -155,6 +158,7 @@ impl Default for Config {
             state: StateConfig::default(),
             kafka: KafkaConfig::default(),
             http: HttpConfig::default(),
+            api: ApiConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -359,6 +363,7 @@ impl Config {
         self.rules.recs.validate()?;
         profiles::validate_sites(&self.rules.sites)?;
         self.validate_kafka()?;
+        self.api.validate()?;
         if self.http.listen.parse::<std::net::SocketAddr>().is_err() {
             return Err(invalid(
                 "http.listen",

@@ -64,7 +64,8 @@ pub fn run(options: &DemoOptions, shutdown: Arc<AtomicBool>) -> Result<()> {
             .with_context(|| format!("cannot create topic {} in the mock cluster", spec.name))?;
     }
     let telemetry = Arc::new(Telemetry::new(&config));
-    let http = crate::http_port::serve(&options.http_listen, telemetry.clone())?;
+    let api = crate::api::ApiSlot::default();
+    let http = crate::http_port::serve(&options.http_listen, telemetry.clone(), api.clone())?;
     eprintln!(
         "demo: in-process Kafka at {bootstrap}; {} shoppers, {} events/s; reminders after 10s and 30s of inactivity. Ctrl-C stops.",
         options.shoppers, options.events_per_second
@@ -82,7 +83,7 @@ pub fn run(options: &DemoOptions, shutdown: Arc<AtomicBool>) -> Result<()> {
         let shutdown = shutdown.clone();
         let telemetry = telemetry.clone();
         std::thread::spawn(move || {
-            crate::runtime::run(&config, &shutdown, &telemetry).map_err(anyhow::Error::from)
+            crate::runtime::run(&config, &shutdown, &telemetry, &api).map_err(anyhow::Error::from)
         })
     };
     let sent = Arc::new(AtomicU64::new(0));

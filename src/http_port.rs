@@ -8,8 +8,10 @@
 //! [`CONNECTION_LIFETIME`], and a failed accept (no file descriptors left, say) is
 //! retried after a pause instead of ending the server.
 
+use crate::api::ApiSlot;
 use crate::telemetry::health::Verdict;
 use crate::telemetry::Telemetry;
+use axum::extract::Request;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -21,6 +23,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use tower::ServiceExt;
 
 /// Connections served at once.
 pub const MAX_CONNECTIONS: usize = 256;
@@ -72,7 +75,11 @@ impl Drop for HttpServer {
 
 /// Binds `listen` now (so a taken port is a start-up error naming the setting) and
 /// serves from a thread of its own.
-pub fn serve(listen: &str, telemetry: Arc<Telemetry>) -> Result<HttpServer, HttpError> {
+pub fn serve(
+    listen: &str,
+    telemetry: Arc<Telemetry>,
+    api: ApiSlot,
+) -> Result<HttpServer, HttpError> {
     let bind_error = |source| HttpError::Bind {
         addr: listen.to_string(),
         source,
@@ -86,7 +93,7 @@ pub fn serve(listen: &str, telemetry: Arc<Telemetry>) -> Result<HttpServer, Http
         .build()
         .map_err(HttpError::Runtime)?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let app = router(telemetry);
+    let app = router(telemetry, api);
     let thread = std::thread::Builder::new()
         .name("http".into())
         .spawn(move || {
@@ -102,7 +109,7 @@ pub fn serve(listen: &str, telemetry: Arc<Telemetry>) -> Result<HttpServer, Http
             });
         })
         .map_err(HttpError::Runtime)?;
-    tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
+    tracing::info!(%addr, "serving /metrics, /healthz, /readyz and the read API under /v1");
     Ok(HttpServer {
         addr,
         stop: Some(stop),
@@ -151,12 +158,30 @@ async fn accept_loop(
     }
 }
 
-pub fn router(telemetry: Arc<Telemetry>) -> Router {
-    Router::new()
+pub fn router(telemetry: Arc<Telemetry>, api: ApiSlot) -> Router {
+    let probes = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .with_state(telemetry)
+        .with_state(telemetry);
+    // The read API comes from the processor once its state is open; until then its
+    // paths answer 503. `/metrics` and the probes never need a token. A fallback, not a
+    // `/v1/{*rest}` route, so the API's own routes see only their own path parameters.
+    probes.fallback(move |request: Request| {
+        let api = api.clone();
+        async move {
+            if request.uri().path() != "/v1" && !request.uri().path().starts_with("/v1/") {
+                return StatusCode::NOT_FOUND.into_response();
+            }
+            match api.router() {
+                Some(router) => match router.oneshot(request).await {
+                    Ok(response) => response,
+                    Err(never) => match never {},
+                },
+                None => crate::api::not_open_yet(),
+            }
+        }
+    })
 }
 
 async fn metrics(State(telemetry): State<Arc<Telemetry>>) -> Response {

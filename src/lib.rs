@@ -6,6 +6,7 @@
 //! [`runtime`], which reports through [`telemetry`], served over HTTP by [`http_port`].
 //! [`demo`] runs the runtime on an in-process cluster. `main.rs` is only the command line.
 
+pub mod api;
 pub mod avro;
 pub mod catalog;
 pub mod config;
@@ -17,6 +18,7 @@ pub mod forward;
 pub mod generate;
 pub mod http_port;
 pub mod load;
+pub mod product_index;
 pub mod replay;
 pub mod resources;
 pub mod rules;

@@ -46,6 +46,24 @@ enum Command {
     /// Run the processor on an in-process Kafka with synthetic shoppers, printing
     /// decisions as they happen. Needs nothing installed.
     Demo(DemoArgs),
+    /// Answer one read-API path (e.g. `/v1/shoppers/c1/profile`) from a stopped
+    /// processor's or a replay's state directory and print the JSON.
+    Query(QueryArgs),
+}
+
+#[derive(Args)]
+struct QueryArgs {
+    /// Configuration file (TOML): the settings the answer is computed with.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The state directory of a stopped `run` or of `replay --state-dir`.
+    #[arg(long)]
+    state_dir: PathBuf,
+    /// Send a POST with this JSON body (the search order) instead of a GET.
+    #[arg(long)]
+    body: Option<String>,
+    /// The path and query string, e.g. `/v1/recommendations?type=trending&limit=5`.
+    path: String,
 }
 
 #[derive(Args)]
@@ -198,6 +216,7 @@ fn main() {
         Command::Run(args) => run_live(args),
         Command::Topics(args) => run_topics(args),
         Command::Demo(args) => run_demo(args),
+        Command::Query(args) => run_query(args),
     };
     if let Err(error) = result {
         eprintln!("personalizer: {error:#}");
@@ -232,6 +251,25 @@ fn output_writer(path: Option<&PathBuf>) -> Result<Box<dyn Write>> {
             std::io::stdout().lock(),
         )),
     })
+}
+
+/// Prints the answer's JSON; an error status (404, 400, …) exits with status 1 after
+/// printing its JSON body too, so scripts can tell the two apart.
+fn run_query(args: QueryArgs) -> Result<()> {
+    use personalizer::api::query;
+    let config = Config::load(args.config.as_deref())?;
+    init_logging(&config.log);
+    let method = match args.body {
+        Some(_) => axum::http::Method::POST,
+        None => axum::http::Method::GET,
+    };
+    let read = query::open(config, &args.state_dir)?;
+    let (status, json) = query::answer(read, method, &args.path, args.body)?;
+    println!("{json}");
+    if !status.is_success() {
+        anyhow::bail!("{} answered {status}", args.path);
+    }
+    Ok(())
 }
 
 fn run_replay(args: ReplayArgs) -> Result<()> {
@@ -360,8 +398,10 @@ fn run_live(args: RunArgs) -> Result<()> {
     }
     let shutdown = shutdown_flag()?;
     let telemetry = Arc::new(Telemetry::new(&config));
-    let _http = personalizer::http_port::serve(&config.http.listen, telemetry.clone())?;
-    let totals = personalizer::runtime::run(&config, &shutdown, &telemetry)?;
+    let api = personalizer::api::ApiSlot::default();
+    let _http =
+        personalizer::http_port::serve(&config.http.listen, telemetry.clone(), api.clone())?;
+    let totals = personalizer::runtime::run(&config, &shutdown, &telemetry, &api)?;
     tracing::info!(
         events = totals.stats.events_processed(),
         decisions = totals.stats.decisions_made(),

@@ -74,7 +74,12 @@ fn get_status(address: &str, path: &str, within: Duration) -> String {
 
 fn server() -> http_port::HttpServer {
     let telemetry = Arc::new(Telemetry::new(&Config::default()));
-    http_port::serve("127.0.0.1:0", telemetry).unwrap()
+    http_port::serve(
+        "127.0.0.1:0",
+        telemetry,
+        personalizer::api::ApiSlot::default(),
+    )
+    .unwrap()
 }
 
 fn nofile_limit() -> libc::rlimit {

@@ -294,6 +294,34 @@ fn prometheus_scrapes_the_processor_and_counts_what_it_did() {
     assert!(metric_sum(&metrics, "personalizer_rebalances_total", &[]) >= 1.0);
     assert_eq!(metric_sum(&metrics, "personalizer_ready", &[]), 1.0);
 
+    // The read API answers from committed state (and is counted): the profile of the
+    // last shopper who viewed a product lists that product first among recently viewed;
+    // a bad request is a 400 naming the parameter.
+    let last_view: serde_json::Value = lines
+        .iter()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["type"] == "product_viewed")
+        .last()
+        .unwrap();
+    let key = last_view["customer_id"]
+        .as_str()
+        .or(last_view["anonymous_id"].as_str())
+        .unwrap();
+    let (status, body) = http_get(&http, &format!("/v1/shoppers/{key}/profile"));
+    assert_eq!(status, 200, "{body}");
+    let profile: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        profile["recently_viewed"][0], last_view["product"]["sku"],
+        "{body}"
+    );
+    let (status, body) = http_get(&http, "/v1/recommendations?type=nope");
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("`type`"), "{body}");
+    prometheus.wait_for(
+        "sum(personalizer_api_requests_total{route=~\"profile|recommendations\"})",
+        2.0,
+    );
+
     // The same counts, read back through Prometheus.
     prometheus.wait_for(
         "sum(personalizer_decisions_total)",

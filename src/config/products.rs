@@ -2,6 +2,7 @@
 
 use super::{invalid, ConfigError, Dur};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 const DAY: u64 = 86_400;
@@ -45,6 +46,9 @@ pub struct RecsConfig {
     pub max_neighbours: usize,
     /// Neighbours listed per kind in the product record.
     pub top_n: usize,
+    /// `complements`: for a category path prefix, the categories whose most purchased
+    /// products complement it (the read API's `complements` type, after bought-with).
+    pub complements: BTreeMap<String, Vec<String>>,
 }
 
 impl Default for ProductsConfig {
@@ -72,6 +76,7 @@ impl Default for RecsConfig {
             half_life: Dur(Duration::from_secs(90 * DAY)),
             max_neighbours: 50,
             top_n: 20,
+            complements: BTreeMap::new(),
         }
     }
 }
@@ -129,6 +134,7 @@ impl RecsConfig {
                 ));
             }
         }
+        super::api::validate_complements(&self.complements)?;
         if self.max_neighbours == 0 {
             return Err(invalid("rules.recs.max_neighbours", "must be at least 1"));
         }

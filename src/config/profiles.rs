@@ -19,6 +19,11 @@ pub struct InterestsConfig {
     pub top_n: usize,
     /// Distinct SKUs kept in `recently_viewed`.
     pub recent_max: usize,
+    /// Distinct SKUs bought kept per shopper (newest first) for the read API's
+    /// exclusions and bought-with recommendations.
+    pub purchases_max: usize,
+    /// Clicked search results kept per shopper (query and SKU) for the search order.
+    pub search_clicks_max: usize,
     pub weights: InterestWeights,
 }
 
@@ -61,6 +66,8 @@ impl Default for InterestsConfig {
             min_score: 3.0,
             top_n: 5,
             recent_max: 20,
+            purchases_max: 50,
+            search_clicks_max: 50,
             weights: InterestWeights::default(),
         }
     }
@@ -96,6 +103,8 @@ impl InterestsConfig {
             ("max_categories", self.max_categories),
             ("top_n", self.top_n),
             ("recent_max", self.recent_max),
+            ("purchases_max", self.purchases_max),
+            ("search_clicks_max", self.search_clicks_max),
         ] {
             if !(1..=1000).contains(&value) {
                 return Err(invalid(

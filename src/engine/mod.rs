@@ -191,9 +191,11 @@ impl Engine {
             let window = self.config.rules.dedupe_window.millis();
             self.store.set_dedupe_horizon(t.saturating_sub(window));
         }
+        let partitions = i64::from(self.config.engine.partitions);
+        changes.push(Store::meta_change(META_PARTITIONS, partitions));
         changes.push(Store::meta_change(
-            META_PARTITIONS,
-            i64::from(self.config.engine.partitions),
+            crate::store::META_CUSTOMER_PARTITIONS,
+            partitions,
         ));
         self.store.write_sorted(&mut changes)?;
         self.core.trim_caches(self.config.state.cache_max_entries);

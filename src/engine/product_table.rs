@@ -48,11 +48,19 @@ pub fn apply(catalog: &mut ProductCatalog, decision: &Decision) {
 
 /// Fills `catalog` with every stored record.
 pub fn load(store: &Store, catalog: &mut ProductCatalog) -> Result<Loaded, StoreError> {
+    for_each_record(store, |decision| apply(catalog, decision))
+}
+
+/// Calls `take` with every stored record, in SKU order.
+pub fn for_each_record(
+    store: &Store,
+    mut take: impl FnMut(&Decision),
+) -> Result<Loaded, StoreError> {
     let mut loaded = Loaded::default();
     for (_, value) in store.scan_prefix(Family::ProductTable, &[])? {
         match parse(&value) {
             Some(decision) => {
-                apply(catalog, &decision);
+                take(&decision);
                 loaded.records += 1;
             }
             None => loaded.unreadable += 1,

@@ -115,6 +115,20 @@ pub fn prefix_score(
         .sum()
 }
 
+/// The interest in a product's category `path`: the kept paths on its line, the path
+/// itself, its ancestors (a department viewed as a whole) and its descendants.
+pub fn path_score(
+    profile: &ShopperProfile,
+    path: &str,
+    now: Millis,
+    config: &InterestsConfig,
+) -> f64 {
+    scores_at(profile, now, config)
+        .filter(|(kept, _)| is_under(kept, path) || is_under(path, kept))
+        .map(|(_, score)| score)
+        .sum()
+}
+
 /// The top-level category with the highest score, when it reaches `min_score`; ties go
 /// to the alphabetically first.
 pub fn preferred_department(
@@ -216,6 +230,20 @@ mod tests {
 
     fn close(a: f64, b: f64) -> bool {
         (a - b).abs() < 1e-9
+    }
+
+    #[test]
+    fn a_path_scores_the_kept_paths_on_its_line() {
+        let c = config();
+        let mut p = ShopperProfile::default();
+        add(&mut p, "women", 1.0, 0, 0, &c);
+        add(&mut p, "women/dresses", 2.0, 0, 0, &c);
+        add(&mut p, "women/dresses/maxi", 4.0, 0, 0, &c);
+        add(&mut p, "women/shoes", 8.0, 0, 0, &c);
+        add(&mut p, "womenswear", 16.0, 0, 0, &c);
+        assert!(close(path_score(&p, "women/dresses", 0, &c), 7.0));
+        assert!(close(path_score(&p, "women/dresses/maxi", 0, &c), 7.0));
+        assert!(close(path_score(&p, "men/shirts", 0, &c), 0.0));
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod abandoned_cart;
 pub mod back_in_stock;
 pub mod consent;
 pub mod cooccurrence;
+pub mod history;
 pub mod identity;
 pub mod interests;
 pub mod offers;

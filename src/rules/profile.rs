@@ -4,7 +4,7 @@
 //! is then goes out. So a shopper gets at most one profile record per interval, however
 //! busy, and the record always shows the latest state.
 
-use super::{interests, site, Ctx};
+use super::{history, interests, site, Ctx};
 use crate::decision::{decision_id, CategoryScore, Decision, DecisionBody, Profile};
 use crate::event::{Event, EventBody};
 use crate::state::{ProfileChanges, ShopperProfile, ShopperState};
@@ -21,6 +21,7 @@ pub fn on_event(key: &str, shopper: &mut ShopperState, event: &Event, ctx: &mut 
     let weights = &config.weights;
     let (at, now) = (event.occurred_at, ctx.now);
     let profile = &mut shopper.profile;
+    history::on_event(profile, event, config);
     let mut changed = site::on_event(profile, event);
     let mut interest = |profile: &mut ShopperProfile, category: Option<&[String]>, weight| {
         if let Some(path) = interests::path_of(category) {
@@ -78,6 +79,7 @@ pub fn on_absorb(
     }
     let profile = &mut shopper.profile;
     interests::merge(profile, anonymous, ctx.now, &ctx.rules.interests);
+    history::merge(profile, anonymous, &ctx.rules.interests);
     profile.orders = profile.orders.saturating_add(anonymous.orders);
     for (mine, theirs) in [
         (&mut profile.site, &anonymous.site),

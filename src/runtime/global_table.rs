@@ -13,6 +13,7 @@ use super::restore::position_of;
 use crate::catalog::SharedCatalog;
 use crate::config::Config;
 use crate::engine::product_table;
+use crate::product_index::SharedProductIndex;
 use crate::store::{StateChange, Store, StoreError};
 use crate::telemetry::metrics::Metrics;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -69,6 +70,8 @@ pub struct GlobalTable<'a> {
 struct TableWriter<'a> {
     store: &'a Store,
     catalog: SharedCatalog,
+    /// The read API's view of the same rows.
+    index: SharedProductIndex,
     metrics: &'a Metrics,
     topic: String,
     /// Rows and positions read but not yet written.
@@ -88,13 +91,18 @@ impl<'a> GlobalTable<'a> {
         config: &'a Config,
         store: &'a Store,
         catalog: SharedCatalog,
+        index: SharedProductIndex,
         metrics: &'a Metrics,
         partitions: i32,
     ) -> Result<GlobalTable<'a>, GlobalTableError> {
         let topic = config.kafka.topics.products.clone();
         let loaded = {
             let mut catalog = catalog.write().unwrap_or_else(|p| p.into_inner());
-            product_table::load(store, &mut catalog)?
+            let mut index = index.write().unwrap_or_else(|p| p.into_inner());
+            product_table::for_each_record(store, |record| {
+                product_table::apply(&mut catalog, record);
+                index.apply(record);
+            })?
         };
         let consumer: BaseConsumer<ReadToEnd> = clients::consumer_with(
             &clients::plain_config(config),
@@ -129,6 +137,7 @@ impl<'a> GlobalTable<'a> {
             writer: TableWriter {
                 store,
                 catalog,
+                index,
                 metrics,
                 topic,
                 pending: Vec::new(),
@@ -243,6 +252,10 @@ impl TableWriter<'_> {
                     .write()
                     .unwrap_or_else(|p| p.into_inner())
                     .remove(&sku);
+                self.index
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&sku);
                 TableOutcome::Deleted
             }
             Some(json) => match product_table::parse(json) {
@@ -252,6 +265,10 @@ impl TableWriter<'_> {
                         &mut self.catalog.write().unwrap_or_else(|p| p.into_inner()),
                         &decision,
                     );
+                    self.index
+                        .write()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .apply(&decision);
                     TableOutcome::Applied
                 }
                 None => {

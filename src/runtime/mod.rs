@@ -23,9 +23,12 @@ pub mod topics;
 pub mod transaction;
 pub mod watermarks;
 
-use crate::catalog::{ProductCatalog, SharedCatalog};
+use crate::api::shoppers::{ServedPartitions, StoreShoppers};
+use crate::api::{ApiMetrics, ApiSlot, ReadSide};
+use crate::catalog::ProductCatalog;
 use crate::config::Config;
-use crate::store::{Store, StoreError};
+use crate::product_index::ProductIndex;
+use crate::store::{Store, StoreError, META_CUSTOMER_PARTITIONS};
 use crate::telemetry::health::{Health, Phase};
 use crate::telemetry::Telemetry;
 use clients::ClientError;
@@ -33,8 +36,9 @@ use global_table::GlobalTable;
 use restore::RestoreError;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
-use stream_thread::{StreamError, StreamThread, Totals};
+use stream_thread::{SharedWithReaders, StreamError, StreamThread, Totals};
 use topics::{ClusterTopics, Role, TopicLayout, TopicProblem};
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -192,15 +196,17 @@ macro_rules! log_stream_error {
 
 /// Runs the processor until `shutdown` is set; then commits, leaves the group and
 /// flushes the state store. It reports through `telemetry` as it goes.
+/// Once the state is open, the read API is published to `api` for the HTTP port.
 pub fn run(
     config: &Config,
     shutdown: &AtomicBool,
     telemetry: &Telemetry,
+    api: &ApiSlot,
 ) -> Result<Totals, RuntimeError> {
     let stop_probe = AtomicBool::new(false);
     std::thread::scope(|scope| {
         scope.spawn(|| broker_probe::run(config, telemetry, &stop_probe));
-        let result = run_stream(config, shutdown, telemetry);
+        let result = run_stream(config, shutdown, telemetry, api);
         stop_probe.store(true, Ordering::SeqCst);
         if let Err(RuntimeError::Stream(e)) = &result {
             log_stream_error!(tracing::Level::ERROR, e, "the processor stops");
@@ -213,6 +219,7 @@ fn run_stream(
     config: &Config,
     shutdown: &AtomicBool,
     telemetry: &Telemetry,
+    api: &ApiSlot,
 ) -> Result<Totals, RuntimeError> {
     let health = &telemetry.health;
     health.set_phase(Phase::Starting);
@@ -246,12 +253,20 @@ fn run_stream(
         partitions_of(&layout.clickstream),
         partitions_of(&layout.stock),
     ];
-    let store = Store::open(&dir, &config.state)?.keep_writes();
+    let store = Arc::new(Store::open(&dir, &config.state)?.keep_writes());
+    // `personalizer query` finds shoppers in this directory after the processor stops.
+    store.write(&[Store::meta_change(
+        META_CUSTOMER_PARTITIONS,
+        i64::from(partitions[0]),
+    )])?;
     let catalog = ProductCatalog::shared();
+    let index = ProductIndex::shared(config.rules.products.popularity_half_life.millis());
+    let served = Arc::new(ServedPartitions::new(partitions[0]));
     let mut table = GlobalTable::open(
         config,
         &store,
         catalog.clone(),
+        index.clone(),
         &telemetry.metrics,
         i32::from(partitions_of(&config.kafka.topics.products)),
     )
@@ -259,6 +274,15 @@ fn run_stream(
     table
         .catch_up(shutdown)
         .map_err(RuntimeError::ProductTable)?;
+    let read_side = ReadSide {
+        config: Arc::new(config.clone()),
+        shoppers: StoreShoppers::new(Arc::clone(&store), partitions[0], Some(served.clone())),
+        products: index,
+    };
+    api.publish(crate::api::router(
+        Arc::new(read_side),
+        Some(ApiMetrics::of(&telemetry.metrics)),
+    ));
     let transactional_id = format!("{}-{}", config.application_id, instance_id(config, &dir)?);
     tracing::info!(
         application_id = %config.application_id,
@@ -276,7 +300,10 @@ fn run_stream(
             &store,
             &transactional_id,
             partitions,
-            &catalog,
+            &SharedWithReaders {
+                catalog: catalog.clone(),
+                served: served.clone(),
+            },
             shutdown,
             telemetry,
         );
@@ -304,7 +331,7 @@ fn run_stream_thread(
     store: &Store,
     transactional_id: &str,
     partitions: [u16; 2],
-    catalog: &SharedCatalog,
+    shared: &SharedWithReaders,
     shutdown: &AtomicBool,
     telemetry: &Telemetry,
 ) -> Result<Totals, RuntimeError> {
@@ -319,7 +346,7 @@ fn run_stream_thread(
             store,
             transactional_id,
             partitions,
-            catalog.clone(),
+            shared.clone(),
             telemetry,
         );
         let mut stream = match stream {

@@ -6,8 +6,8 @@ mod profile;
 mod v1;
 pub use product::{Decayed, Neighbour, NeighbourKind, ProductActivity, ProductState, StockRequest};
 pub use profile::{
-    CategoryInterest, OrderRecord, ProfileChanges, RecentView, SegmentState, ShopperProfile,
-    SiteChoice,
+    normalize_query, CategoryInterest, OrderRecord, ProfileChanges, Purchase, RecentView,
+    SearchClick, SegmentState, ShopperProfile, SiteChoice,
 };
 
 use crate::event::Product;
@@ -152,11 +152,32 @@ pub trait VersionedState: Serialize + DeserializeOwned + Sized {
 }
 
 impl VersionedState for ShopperState {
-    /// Version 2 added `profile`; version 1 values load with an empty profile.
-    const VERSION: u8 = 2;
+    /// Version 2 added `profile`; version 1 values load with an empty profile. Version 3
+    /// added the profile's `purchases` and `search_clicks` at the very end: a version 2
+    /// body followed by two empty lists (one zero byte each) is the same value in
+    /// version 3.
+    const VERSION: u8 = 3;
 
     fn migrate(version: u8, body: &[u8]) -> Option<Result<Self, postcard::Error>> {
-        (version == 1).then(|| postcard::from_bytes::<v1::ShopperStateV1>(body).map(Self::from))
+        match version {
+            1 => Some(postcard::from_bytes::<v1::ShopperStateV1>(body).map(Self::from)),
+            2 => {
+                let mut extended = Vec::with_capacity(body.len() + 2);
+                extended.extend_from_slice(body);
+                extended.extend_from_slice(&[0, 0]);
+                // Every byte must be used: trailing bytes mean the body was not version 2.
+                Some(
+                    postcard::take_from_bytes::<Self>(&extended).and_then(|(value, rest)| {
+                        if rest.is_empty() {
+                            Ok(value)
+                        } else {
+                            Err(postcard::Error::DeserializeBadEncoding)
+                        }
+                    }),
+                )
+            }
+            _ => None,
+        }
     }
 }
 
@@ -251,9 +272,27 @@ mod tests {
                 },
                 offers_sent: vec!["DRESSES10".into()],
                 ordered_categories: vec![("home/lamps".into(), 800)],
+                purchases: vec![],
+                search_clicks: vec![],
             },
             ..shopper()
         }
+    }
+
+    /// Version 3: purchases and search clicks too.
+    fn shopper_v3() -> ShopperState {
+        let mut shopper = shopper_v2();
+        shopper.profile.purchases = vec![Purchase {
+            sku: "S3".into(),
+            at: 800,
+        }];
+        shopper.profile.search_clicks = vec![SearchClick {
+            query: "red dress".into(),
+            sku: "S1".into(),
+            at: 960,
+            clicks: 2,
+        }];
+        shopper
     }
 
     fn product() -> ProductState {
@@ -352,9 +391,36 @@ mod tests {
         );
     }
 
+    // Bytes written by format version 3 (purchases and search clicks added).
+    const SHOPPER_V3: &str = "0301026331000102613101d00f01c00c010101026b310102533101054472657373000001000000000000244000000002026531880e0101d0c9b70301025332e807026530010d776f6d656e2f647265737365730000000000000440ec0e01025331ec0e01027573d80e01024e5ad80e010102415503018cab0101026531026533020401c00c0000000000205e4001f80a01c00c02653001d0c9b703020d6c6966656379636c653a6e65770772666d3a6e657701f8aaf6a713020109445245535345533130010a686f6d652f6c616d7073c00c01025333c00c0109726564206472657373025331800f02";
+
+    #[test]
+    fn golden_version_3_bytes_still_load() {
+        assert_eq!(
+            ShopperState::decode(&unhex(SHOPPER_V3)).unwrap(),
+            shopper_v3()
+        );
+    }
+
+    #[test]
+    fn a_version_2_body_with_bytes_left_over_is_corrupt() {
+        let mut bytes = unhex(SHOPPER_V2);
+        bytes.push(7);
+        assert!(matches!(
+            ShopperState::decode(&bytes),
+            Err(StateDecodeError::Corrupt { version: 2, .. })
+        ));
+    }
+
     #[test]
     fn encoding_is_stable() {
-        assert_eq!(hex(&shopper_v2().encode()), SHOPPER_V2);
+        assert_eq!(hex(&shopper_v3().encode()), SHOPPER_V3);
+        // A version 3 shopper without purchases or clicks is its version 2 body and two
+        // zero bytes.
+        assert_eq!(
+            hex(&shopper_v2().encode()),
+            format!("03{}0000", &SHOPPER_V2[2..])
+        );
         assert_eq!(hex(&product_v2().encode()), PRODUCT_V2);
         // A product with no activity is its version 1 body and one byte more.
         assert_eq!(
@@ -368,13 +434,13 @@ mod tests {
         assert_eq!(ShopperState::decode(&[]), Err(StateDecodeError::Empty));
         assert!(matches!(
             ShopperState::decode(&[9, 1, 2]),
-            Err(StateDecodeError::UnknownVersion { found: 9, known: 2 })
+            Err(StateDecodeError::UnknownVersion { found: 9, known: 3 })
         ));
         let mut truncated = shopper().encode();
         truncated.truncate(truncated.len() / 2);
         assert!(matches!(
             ShopperState::decode(&truncated),
-            Err(StateDecodeError::Corrupt { version: 2, .. })
+            Err(StateDecodeError::Corrupt { version: 3, .. })
         ));
         let mut truncated_v1 = unhex(SHOPPER_V1);
         truncated_v1.truncate(truncated_v1.len() / 2);

@@ -32,6 +32,40 @@ pub struct ShopperProfile {
     pub offers_sent: Vec<String>,
     /// Category paths of order lines within `offers.lookback`, with the order's time.
     pub ordered_categories: Vec<(String, Millis)>,
+    /// Distinct SKUs bought, newest first; at most `interests.purchases_max`. The read
+    /// API excludes the recent ones and recommends what is bought with them.
+    /// (Format version 3: the last fields, so a version 2 value is a version 3 value
+    /// without them.)
+    pub purchases: Vec<Purchase>,
+    /// Search results the shopper clicked, newest first; at most
+    /// `interests.search_clicks_max`. The search order lifts what the shopper clicked
+    /// before for the same query.
+    pub search_clicks: Vec<SearchClick>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Purchase {
+    pub sku: String,
+    /// When the shopper last bought it.
+    pub at: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchClick {
+    /// The query as [`normalize_query`] leaves it.
+    pub query: String,
+    pub sku: String,
+    pub at: Millis,
+    pub clicks: u32,
+}
+
+/// Queries that differ only in case or spacing are the same query.
+pub fn normalize_query(query: &str) -> String {
+    query
+        .split_whitespace()
+        .map(str::to_lowercase)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// What customer segments (CONTRACT §5.3) are computed from, and where they stand.

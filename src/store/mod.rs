@@ -83,6 +83,11 @@ impl Family {
     }
 }
 
+/// The `meta` key under which both drivers record how many partitions the shopper
+/// side has, so that the read API can find a shopper in a stopped processor's or a
+/// replay's state directory.
+pub const META_CUSTOMER_PARTITIONS: &str = "customer_partitions";
+
 /// A stored key and its value.
 pub type KeyValue = (Vec<u8>, Vec<u8>);
 
@@ -129,6 +134,12 @@ pub enum StoreError {
     },
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    ReadWrite,
+    ReadOnly,
+}
+
 pub struct Store {
     db: DB,
     path: PathBuf,
@@ -150,7 +161,13 @@ impl Store {
             path: dir.to_path_buf(),
             source,
         })?;
-        Store::open_inner(dir, config, None)
+        Store::open_inner(dir, config, None, Access::ReadWrite)
+    }
+
+    /// Opens the store in `dir` to read it only: several readers (and `personalizer
+    /// query` beside a running processor) may hold it at once; every write fails.
+    pub fn open_read_only(dir: &Path, config: &StateConfig) -> Result<Store, StoreError> {
+        Store::open_inner(dir, config, None, Access::ReadOnly)
     }
 
     /// A store in a fresh temporary directory, deleted when the store is dropped.
@@ -163,13 +180,14 @@ impl Store {
                 source,
             })?;
         let path = temp.path().to_path_buf();
-        Store::open_inner(&path, config, Some(temp))
+        Store::open_inner(&path, config, Some(temp), Access::ReadWrite)
     }
 
     fn open_inner(
         dir: &Path,
         config: &StateConfig,
         temporary: Option<tempfile::TempDir>,
+        access: Access,
     ) -> Result<Store, StoreError> {
         let block_cache = Cache::new_lru_cache(config.block_cache_bytes as usize);
         // No stall: writes never block on the budget (a stalled commit was seen to wait
@@ -214,11 +232,15 @@ impl Store {
             }
             ColumnFamilyDescriptor::new(family.name(), cf)
         });
-        let db = DB::open_cf_descriptors(&db_options, dir, descriptors).map_err(|source| {
-            StoreError::Rocks {
-                path: dir.to_path_buf(),
-                source,
+        let db = match access {
+            Access::ReadWrite => DB::open_cf_descriptors(&db_options, dir, descriptors),
+            Access::ReadOnly => {
+                DB::open_cf_descriptors_read_only(&db_options, dir, descriptors, false)
             }
+        }
+        .map_err(|source| StoreError::Rocks {
+            path: dir.to_path_buf(),
+            source,
         })?;
         Ok(Store {
             db,

@@ -21,6 +21,7 @@ use super::output::Output;
 use super::restore::RestoreError;
 use super::topics::TopicLayout;
 use super::transaction::CommitterBusy;
+use crate::api::shoppers::ServedPartitions;
 use crate::catalog::SharedCatalog;
 use crate::config::Config;
 use crate::engine::stats::Stats;
@@ -153,12 +154,23 @@ pub struct StreamThread<'a> {
     batch: BatchCounts,
     /// The previous batch, while its commit is under way.
     committing: Option<commit::Committing>,
+    /// Which customer partitions the read API may answer for from this instance.
+    served: Arc<ServedPartitions>,
     telemetry: &'a Telemetry,
     last_gauges: Instant,
     /// When the first record since the last catch-up was processed.
     behind_since: Option<Instant>,
     events_at_behind: u64,
     pub totals: Totals,
+}
+
+/// What the stream thread shares with other threads: the product catalog it ranks
+/// against (the product table's reader fills it), and which customer partitions it
+/// serves to the read API.
+#[derive(Clone)]
+pub struct SharedWithReaders {
+    pub catalog: SharedCatalog,
+    pub served: Arc<ServedPartitions>,
 }
 
 fn wall_clock_millis() -> Millis {
@@ -176,9 +188,10 @@ impl<'a> StreamThread<'a> {
         store: &'a Store,
         transactional_id: &str,
         partitions: [u16; 2],
-        catalog: SharedCatalog,
+        shared: SharedWithReaders,
         telemetry: &'a Telemetry,
     ) -> Result<StreamThread<'a>, StreamError> {
+        let SharedWithReaders { catalog, served } = shared;
         let mut consumer_config = clients::base(config);
         consumer_config
             .set("group.id", &config.application_id)
@@ -223,6 +236,7 @@ impl<'a> StreamThread<'a> {
             batch_started: None,
             batch: BatchCounts::default(),
             committing: None,
+            served,
             telemetry,
             last_gauges: Instant::now(),
             behind_since: None,

@@ -2,6 +2,7 @@
 //! changelogs and opened in the core.
 
 use super::{StreamError, StreamThread};
+use crate::api::shoppers::PartitionStatus;
 use crate::engine::core::{stream_time_key, task_meta_keys};
 use crate::engine::{Side, TaskId};
 use crate::runtime::assignment::Assignment;
@@ -45,6 +46,9 @@ impl StreamThread<'_> {
         self.batch.clear();
         self.core.close_tasks();
         self.assignment = Assignment::default();
+        for partition in 0..self.served.partitions() {
+            self.served.set(partition, PartitionStatus::NotHere);
+        }
         metrics.consumer_lag.reset();
         self.telemetry.health.set_phase(Phase::Restoring);
         let assigned = self
@@ -74,7 +78,18 @@ impl StreamThread<'_> {
         }
         .emit(metrics);
         let ids: Vec<TaskId> = assignment.tasks.keys().copied().collect();
+        let customer_partitions = || {
+            ids.iter()
+                .filter(|(side, _)| *side == Side::Customer)
+                .map(|(_, partition)| *partition)
+        };
+        for partition in customer_partitions() {
+            self.served.set(partition, PartitionStatus::Restoring);
+        }
         self.open_tasks(&ids)?;
+        for partition in customer_partitions() {
+            self.served.set(partition, PartitionStatus::Serving);
+        }
         // librdkafka keeps a partition paused across a reassignment; this assignment
         // starts with nothing buffered, so a partition left paused (under the last one
         // its buffer was full; above, for the restore) would never be fetched again,
