@@ -49,6 +49,10 @@ pub struct HttpConfig {
     pub listen: String,
     /// `/healthz` fails when input has waited this long with no commit succeeding.
     pub commit_stall_limit: Dur,
+    /// The URL other instances reach this one's HTTP port at (the read API forwards a
+    /// request to the instance that owns its shopper). Unset: `http://` and the listen
+    /// address, with this machine's host name for an unspecified address (`0.0.0.0`).
+    pub advertised_url: Option<String>,
 }
 
 impl Default for HttpConfig {
@@ -56,6 +60,7 @@ impl Default for HttpConfig {
         HttpConfig {
             listen: "0.0.0.0:8080".into(),
             commit_stall_limit: Dur(crate::telemetry::health::DEFAULT_COMMIT_STALL_LIMIT),
+            advertised_url: None,
         }
     }
 }

@@ -93,6 +93,7 @@ pub fn serve(
         .build()
         .map_err(HttpError::Runtime)?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    api.set_bound(addr);
     let app = router(telemetry, api);
     let thread = std::thread::Builder::new()
         .name("http".into())

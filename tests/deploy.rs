@@ -521,6 +521,24 @@ fn kubernetes_manifests_agree_with_the_processor_settings() {
         .iter()
         .any(|e| e["name"] == "PERSONALIZER_KAFKA__INSTANCE_ID"
             && e["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"));
+    // Other pods reach each pod's read API at its name under the headless service.
+    let service = manifest("Service");
+    assert_eq!(at(&service, &["spec", "clusterIP"]).as_str(), Some("None"));
+    let advertised = format!(
+        "http://$(POD_NAME).{}:{}",
+        str_at(&set, &["spec", "serviceName"]),
+        at(container, &["ports", "0", "containerPort"])
+            .as_u64()
+            .unwrap()
+    );
+    assert!(env
+        .iter()
+        .any(|e| e["name"] == "PERSONALIZER_HTTP__ADVERTISED_URL"
+            && e["value"] == advertised.as_str()));
+    assert!(env
+        .iter()
+        .any(|e| e["name"] == "POD_NAME"
+            && e["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"));
     // Long enough for the open transaction to commit (30 s at most) and a flush.
     let grace = at(pod, &["spec", "terminationGracePeriodSeconds"])
         .as_u64()

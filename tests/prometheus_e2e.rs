@@ -300,8 +300,7 @@ fn prometheus_scrapes_the_processor_and_counts_what_it_did() {
     let last_view: serde_json::Value = lines
         .iter()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter(|e| e["type"] == "product_viewed")
-        .last()
+        .rfind(|e| e["type"] == "product_viewed")
         .unwrap();
     let key = last_view["customer_id"]
         .as_str()

@@ -7,11 +7,13 @@
 //! product table feeds. `personalizer query` runs the same router over a state
 //! directory, so an answer there is the answer the server gives.
 
+mod forward;
 pub mod query;
 mod recommend;
 mod search_order;
 pub mod shoppers;
 
+pub use forward::{ForwardOutcome, Forwarder, Owner, Owners, FORWARDED_HEADER};
 pub use recommend::{RecType, DEFAULT_LIMIT, MAX_LIMIT};
 pub use search_order::MAX_SKUS;
 
@@ -63,7 +65,12 @@ pub enum ApiError {
     #[error("request body over {MAX_BODY_BYTES} bytes")]
     BodyTooLarge,
     #[error("partition {partition}, which holds this shopper, is not served by this instance")]
-    NotHere { partition: u16 },
+    NotHere {
+        partition: u16,
+        /// The key the owner is to read (the customer, when the key asked about is an
+        /// anonymous id that signed in).
+        key: String,
+    },
     #[error("{0}")]
     Unavailable(String),
     #[error("{0}")]
@@ -104,6 +111,13 @@ struct ErrorBody {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
+        let elsewhere = match &self {
+            ApiError::NotHere { partition, key } => Some(forward::Elsewhere {
+                partition: *partition,
+                key: key.clone(),
+            }),
+            _ => None,
+        };
         let mut response = (
             status,
             Json(ErrorBody {
@@ -111,6 +125,9 @@ impl IntoResponse for ApiError {
             }),
         )
             .into_response();
+        if let Some(elsewhere) = elsewhere {
+            response.extensions_mut().insert(elsewhere);
+        }
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -129,19 +146,30 @@ pub struct ReadSide {
 }
 
 impl ReadSide {
-    fn shopper(&self, key: &str) -> Result<Option<ShopperView>, ApiError> {
+    /// The shopper a request asks about: `key`, unless the instance that forwarded the
+    /// request already found that `key` became another (see [`SHOPPER_KEY_HEADER`]).
+    fn shopper(&self, key: &str, headers: &HeaderMap) -> Result<Option<ShopperView>, ApiError> {
         if key.is_empty() {
             return Err(ApiError::bad("key", "must not be empty"));
         }
-        self.shoppers.shopper(key)
+        let resolved = headers
+            .get(SHOPPER_KEY_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .filter(|k| !k.is_empty());
+        self.shoppers.shopper(resolved.unwrap_or(key))
     }
 }
+
+/// Set on a forwarded request: the shopper key the owner is to read. Sending it is no
+/// different from asking about that key directly.
+pub const SHOPPER_KEY_HEADER: &str = "x-personalizer-shopper-key";
 
 /// The API's counters: handles on the process's metrics (cheap clones).
 #[derive(Clone)]
 pub struct ApiMetrics {
     requests: prometheus::IntCounterVec,
     duration: prometheus::HistogramVec,
+    pub forwards: prometheus::IntCounterVec,
 }
 
 impl ApiMetrics {
@@ -149,6 +177,7 @@ impl ApiMetrics {
         ApiMetrics {
             requests: metrics.api_requests.clone(),
             duration: metrics.api_request_duration.clone(),
+            forwards: metrics.api_forwards.clone(),
         }
     }
 }
@@ -158,9 +187,19 @@ impl ApiMetrics {
 #[derive(Clone, Default)]
 pub struct ApiSlot {
     router: Arc<std::sync::OnceLock<Router>>,
+    bound: Arc<std::sync::OnceLock<std::net::SocketAddr>>,
 }
 
 impl ApiSlot {
+    /// The HTTP port records the address it is bound to (the advertised URL's default).
+    pub fn set_bound(&self, address: std::net::SocketAddr) {
+        let _ = self.bound.set(address);
+    }
+
+    pub fn bound(&self) -> Option<std::net::SocketAddr> {
+        self.bound.get().copied()
+    }
+
     /// Serves `router` from now on; a second call is ignored (the first one stays).
     pub fn publish(&self, router: Router) {
         let _ = self.router.set(router);
@@ -180,7 +219,12 @@ pub fn not_open_yet() -> Response {
 }
 
 /// The API's routes over `read`, with the token check and metrics around them.
-pub fn router(read: Arc<ReadSide>, metrics: Option<ApiMetrics>) -> Router {
+/// `forwarder`: live, where requests about shoppers served elsewhere go.
+pub fn router(
+    read: Arc<ReadSide>,
+    metrics: Option<ApiMetrics>,
+    forwarder: Option<Forwarder>,
+) -> Router {
     let token = read.config.api.token.clone().map(Arc::<str>::from);
     Router::new()
         .route("/v1/shoppers/{key}/profile", get(get_profile))
@@ -189,6 +233,9 @@ pub fn router(read: Arc<ReadSide>, metrics: Option<ApiMetrics>) -> Router {
         .fallback(|request: Request| async move {
             ApiError::NoRoute(format!("{} {}", request.method(), request.uri().path()))
         })
+        .layer(axum::middleware::from_fn(move |request, next| {
+            forward::forward_if_elsewhere(forwarder.clone(), request, next)
+        }))
         .layer(axum::middleware::from_fn(move |request, next| {
             check_token(token.clone(), request, next)
         }))
@@ -269,9 +316,10 @@ struct ProfileAnswer {
 async fn get_profile(
     State(read): State<Arc<ReadSide>>,
     Path(key): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Json<ProfileAnswer>, ApiError> {
     let shopper = read
-        .shopper(&key)?
+        .shopper(&key, &headers)?
         .ok_or_else(|| ApiError::UnknownShopper(key.clone()))?;
     let catalog = ProductCatalog::default();
     let mut outputs = Outputs::default();
@@ -363,11 +411,12 @@ fn parse_recommendation(params: &HashMap<String, String>) -> Result<RecRequest, 
 async fn get_recommendations(
     State(read): State<Arc<ReadSide>>,
     Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let request = parse_recommendation(&params)?;
     // An unknown shopper is not an error: they get what a shopper without history gets.
     let shopper = match &request.shopper_key {
-        Some(key) => read.shopper(key)?,
+        Some(key) => read.shopper(key, &headers)?,
         None => None,
     };
     let config = &read.config;
@@ -385,13 +434,14 @@ async fn get_recommendations(
 async fn post_search_order(
     State(read): State<Arc<ReadSide>>,
     Path(key): Path<String>,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
         .await
         .map_err(|_| ApiError::BodyTooLarge)?;
     let request = SearchOrderRequest::parse(&bytes)?;
-    let shopper = read.shopper(&key)?;
+    let shopper = read.shopper(&key, &headers)?;
     let config = &read.config;
     let index = read.products.read().unwrap_or_else(|p| p.into_inner());
     let answer = search_order::order(

@@ -61,7 +61,7 @@ pub fn answer(
     let mut config = (*read.config).clone();
     config.api.token = None;
     read.config = Arc::new(config);
-    let app = router(Arc::new(read), None);
+    let app = router(Arc::new(read), None, None);
     let mut request = Request::builder().method(method).uri(path);
     if body.is_some() {
         request = request.header(header::CONTENT_TYPE, "application/json");

@@ -137,7 +137,12 @@ impl StoreShoppers {
                          on this instance; retry shortly"
                     )))
                 }
-                PartitionStatus::NotHere => return Err(ApiError::NotHere { partition }),
+                PartitionStatus::NotHere => {
+                    return Err(ApiError::NotHere {
+                        partition,
+                        key: key.to_string(),
+                    })
+                }
             }
         }
         let bytes = self

@@ -15,6 +15,9 @@ pub struct ApiConfig {
     pub exclude_bought_for: Dur,
     /// `recommended_for_you`: the k-th most recent view weighs `recent_view_decay^k`.
     pub recent_view_decay: f64,
+    /// How long a request forwarded to the instance that owns its shopper may take
+    /// before it is answered with a 503 naming that instance.
+    pub forward_timeout: Dur,
     pub search_order: SearchOrderWeights,
 }
 
@@ -40,6 +43,7 @@ impl Default for ApiConfig {
             token: None,
             exclude_bought_for: Dur(Duration::from_secs(30 * 86_400)),
             recent_view_decay: 0.8,
+            forward_timeout: Dur(Duration::from_secs(2)),
             search_order: SearchOrderWeights::default(),
         }
     }
@@ -66,6 +70,9 @@ impl ApiConfig {
                     "must not be empty (leave it out to serve /v1 without a token)",
                 ));
             }
+        }
+        if self.forward_timeout.0 < Duration::from_millis(10) {
+            return Err(invalid("api.forward_timeout", "must be at least 10ms"));
         }
         if !(self.recent_view_decay > 0.0 && self.recent_view_decay <= 1.0) {
             return Err(invalid(

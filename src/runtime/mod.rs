@@ -14,6 +14,7 @@ pub mod events;
 pub mod gauges;
 pub mod global_table;
 pub mod input;
+pub mod instances;
 pub mod latency;
 pub mod merge;
 pub mod output;
@@ -24,7 +25,7 @@ pub mod transaction;
 pub mod watermarks;
 
 use crate::api::shoppers::{ServedPartitions, StoreShoppers};
-use crate::api::{ApiMetrics, ApiSlot, ReadSide};
+use crate::api::{ApiMetrics, ApiSlot, Forwarder, ReadSide};
 use crate::catalog::ProductCatalog;
 use crate::config::Config;
 use crate::product_index::ProductIndex;
@@ -33,6 +34,7 @@ use crate::telemetry::health::{Health, Phase};
 use crate::telemetry::Telemetry;
 use clients::ClientError;
 use global_table::GlobalTable;
+use instances::Announcer;
 use restore::RestoreError;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -274,16 +276,29 @@ fn run_stream(
     table
         .catch_up(shutdown)
         .map_err(RuntimeError::ProductTable)?;
+    let transactional_id = format!("{}-{}", config.application_id, instance_id(config, &dir)?);
+    let directory = instances::shared(&transactional_id);
+    let url = instances::advertised_url(config, api.bound());
+    let announcer = Arc::new(
+        Announcer::new(config, &layout.instances, &transactional_id, &url)
+            .map_err(|e| RuntimeError::Stream(StreamError::Client(e)))?,
+    );
     let read_side = ReadSide {
         config: Arc::new(config.clone()),
         shoppers: StoreShoppers::new(Arc::clone(&store), partitions[0], Some(served.clone())),
         products: index,
     };
+    let api_metrics = ApiMetrics::of(&telemetry.metrics);
+    let forwarder = Forwarder::new(
+        directory.clone(),
+        config.api.forward_timeout.0,
+        Some(api_metrics.forwards.clone()),
+    );
     api.publish(crate::api::router(
         Arc::new(read_side),
-        Some(ApiMetrics::of(&telemetry.metrics)),
+        Some(api_metrics),
+        Some(forwarder),
     ));
-    let transactional_id = format!("{}-{}", config.application_id, instance_id(config, &dir)?);
     tracing::info!(
         application_id = %config.application_id,
         transactional_id,
@@ -294,6 +309,14 @@ fn run_stream(
     let stop_table = AtomicBool::new(false);
     let totals = std::thread::scope(|scope| {
         let follower = scope.spawn(|| table.follow(&[shutdown, &stop_table]));
+        let directory_reader = scope.spawn(|| {
+            instances::follow(
+                config,
+                &layout.instances,
+                &directory,
+                &[shutdown, &stop_table],
+            )
+        });
         let result = run_stream_thread(
             config,
             &layout,
@@ -303,11 +326,19 @@ fn run_stream(
             &SharedWithReaders {
                 catalog: catalog.clone(),
                 served: served.clone(),
+                announcer: announcer.clone(),
             },
             shutdown,
             telemetry,
         );
         stop_table.store(true, Ordering::SeqCst);
+        // Other instances stop sending read-API requests here.
+        announcer.announce(&[]);
+        match directory_reader.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "the instances topic could not be read"),
+            Err(_) => tracing::error!("the instances topic reader panicked"),
+        }
         match follower.join() {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {

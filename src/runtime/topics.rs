@@ -50,6 +50,8 @@ pub struct TopicLayout {
     pub by_sku: String,
     pub customer_changelog: String,
     pub product_changelog: String,
+    /// Where instances say which customer partitions they serve, and at what URL.
+    pub instances: String,
     pub dead_letter: String,
     /// The largest changelog record a state can make: `rules.limits.max_state_bytes`
     /// plus room for its key and the record's framing.
@@ -92,6 +94,7 @@ impl TopicLayout {
             (internal("by-sku"), false),
             (internal("customer-changelog"), true),
             (internal("product-changelog"), true),
+            (internal("instances"), true),
         ];
         for (name, compacted) in &layout_internal {
             add(
@@ -110,6 +113,7 @@ impl TopicLayout {
             by_sku: layout_internal[1].0.clone(),
             customer_changelog: layout_internal[2].0.clone(),
             product_changelog: layout_internal[3].0.clone(),
+            instances: layout_internal[4].0.clone(),
             dead_letter: t.dead_letter.clone(),
             state_record_bytes: config.rules.limits.max_state_bytes as i64 + RECORD_OVERHEAD_BYTES,
             specs,
@@ -136,6 +140,7 @@ impl TopicLayout {
             Role::Internal if spec.name == self.by_sku || spec.name == self.product_changelog => {
                 Some(product)
             }
+            Role::Internal if spec.name == self.instances => Some(1),
             Role::Internal => Some(customer),
             Role::Output => None,
         }
@@ -426,7 +431,11 @@ mod tests {
             .map(|s| {
                 (
                     s.name.clone(),
-                    partitions,
+                    if s.name == layout.instances {
+                        1
+                    } else {
+                        partitions
+                    },
                     s.compacted.then(|| "compact".to_string()),
                 )
             })
@@ -457,8 +466,27 @@ mod tests {
                 "personalization.profiles",
                 "personalization.products",
                 "personalizer-customer-changelog",
-                "personalizer-product-changelog"
+                "personalizer-product-changelog",
+                "personalizer-instances"
             ]
+        );
+    }
+
+    #[test]
+    fn the_instances_topic_has_one_partition_whatever_the_inputs_have() {
+        let layout = TopicLayout::new(&Config::default());
+        let mut topics = full_cluster(&layout, 6);
+        for t in &mut topics {
+            if t.0 == layout.instances {
+                t.1 = 3;
+            }
+        }
+        let problems = layout.check(&cluster(&as_refs(&topics)), 8);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        let text = problems[0].to_string();
+        assert!(
+            text.contains("personalizer-instances") && text.contains("must have 1"),
+            "{text}"
         );
     }
 

@@ -256,6 +256,14 @@ pub const API_REQUEST_DURATION: Spec = spec(
     "Time to answer a read API request, by route.",
 );
 
+pub const API_FORWARDS: Spec = spec(
+    "personalizer_api_forwards_total",
+    Kind::Counter,
+    &["outcome"],
+    "Read API requests about a shopper another instance owns, by outcome: answered (by \
+     the owner), no_owner (none known: a rebalance under way), owner_unreachable.",
+);
+
 /// Every metric the binary exports under `personalizer_`.
 pub const CATALOG: &[Spec] = &[
     BUILD_INFO,
@@ -290,6 +298,7 @@ pub const CATALOG: &[Spec] = &[
     PRODUCT_TABLE_SKUS,
     API_REQUESTS,
     API_REQUEST_DURATION,
+    API_FORWARDS,
 ];
 
 /// The standard process metrics (Prometheus' process collector) exported beside ours.
@@ -314,6 +323,8 @@ pub const ABORT_REASONS: [&str; 4] = [
 /// Outcomes of a record read into the product table, as the `outcome` label of
 /// [`PRODUCT_TABLE_RECORDS`].
 pub const PRODUCT_TABLE_OUTCOMES: [&str; 3] = ["applied", "deleted", "unreadable"];
+/// The `outcome` label of `personalizer_api_forwards_total`.
+pub const API_FORWARD_OUTCOMES: [&str; 3] = ["answered", "no_owner", "owner_unreachable"];
 /// The `route` label of the read API's metrics.
 pub const API_ROUTES: [&str; 4] = ["profile", "recommendations", "search_order", "other"];
 
@@ -365,6 +376,7 @@ pub struct Metrics {
     pub product_table_skus: IntGauge,
     pub api_requests: IntCounterVec,
     pub api_request_duration: HistogramVec,
+    pub api_forwards: IntCounterVec,
 }
 
 fn opts(spec: &Spec) -> Opts {
@@ -435,6 +447,8 @@ impl Metrics {
                 API_REQUEST_DURATION.labels,
             )
             .expect("valid"),
+            api_forwards: IntCounterVec::new(opts(&API_FORWARDS), API_FORWARDS.labels)
+                .expect("valid"),
             registry,
         };
         let build_info =
@@ -475,6 +489,7 @@ impl Metrics {
             Box::new(metrics.product_table_skus.clone()),
             Box::new(metrics.api_requests.clone()),
             Box::new(metrics.api_request_duration.clone()),
+            Box::new(metrics.api_forwards.clone()),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ];
         for collector in collectors {
@@ -496,6 +511,9 @@ impl Metrics {
     ) {
         for outcome in PRODUCT_TABLE_OUTCOMES {
             self.product_table_records.with_label_values(&[outcome]);
+        }
+        for outcome in API_FORWARD_OUTCOMES {
+            self.api_forwards.with_label_values(&[outcome]);
         }
         for route in API_ROUTES {
             self.api_requests.with_label_values(&[route, "200"]);

@@ -15,6 +15,7 @@ use super::batch::BatchCounts;
 use super::clients::{self, ClientError};
 use super::gauges;
 use super::input::{self, Item, ReadAt};
+use super::instances::Announcer;
 use super::latency::LatencyHistogram;
 use super::merge::{Merger, Pending};
 use super::output::Output;
@@ -156,6 +157,7 @@ pub struct StreamThread<'a> {
     committing: Option<commit::Committing>,
     /// Which customer partitions the read API may answer for from this instance.
     served: Arc<ServedPartitions>,
+    announcer: Arc<Announcer>,
     telemetry: &'a Telemetry,
     last_gauges: Instant,
     /// When the first record since the last catch-up was processed.
@@ -165,12 +167,14 @@ pub struct StreamThread<'a> {
 }
 
 /// What the stream thread shares with other threads: the product catalog it ranks
-/// against (the product table's reader fills it), and which customer partitions it
-/// serves to the read API.
+/// against (the product table's reader fills it), which customer partitions it serves
+/// to the read API, and the announcer that tells the other instances.
 #[derive(Clone)]
 pub struct SharedWithReaders {
     pub catalog: SharedCatalog,
     pub served: Arc<ServedPartitions>,
+    /// Tells the other instances which customer partitions this one now serves.
+    pub announcer: Arc<Announcer>,
 }
 
 fn wall_clock_millis() -> Millis {
@@ -191,7 +195,11 @@ impl<'a> StreamThread<'a> {
         shared: SharedWithReaders,
         telemetry: &'a Telemetry,
     ) -> Result<StreamThread<'a>, StreamError> {
-        let SharedWithReaders { catalog, served } = shared;
+        let SharedWithReaders {
+            catalog,
+            served,
+            announcer,
+        } = shared;
         let mut consumer_config = clients::base(config);
         consumer_config
             .set("group.id", &config.application_id)
@@ -237,6 +245,7 @@ impl<'a> StreamThread<'a> {
             batch: BatchCounts::default(),
             committing: None,
             served,
+            announcer,
             telemetry,
             last_gauges: Instant::now(),
             behind_since: None,

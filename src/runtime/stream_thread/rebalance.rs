@@ -90,6 +90,8 @@ impl StreamThread<'_> {
         for partition in customer_partitions() {
             self.served.set(partition, PartitionStatus::Serving);
         }
+        self.announcer
+            .announce(&customer_partitions().collect::<Vec<_>>());
         // librdkafka keeps a partition paused across a reassignment; this assignment
         // starts with nothing buffered, so a partition left paused (under the last one
         // its buffer was full; above, for the restore) would never be fetched again,
