@@ -59,8 +59,14 @@ pub fn run(options: &DemoOptions, shutdown: Arc<AtomicBool>) -> Result<()> {
     config.validate()?;
     let layout = TopicLayout::new(&config);
     for spec in layout.specs() {
+        // The directory of instances is read in full, in order: one partition.
+        let partitions = if spec.name == layout.instances {
+            1
+        } else {
+            options.partitions
+        };
         cluster
-            .create_topic(&spec.name, options.partitions, 1)
+            .create_topic(&spec.name, partitions, 1)
             .with_context(|| format!("cannot create topic {} in the mock cluster", spec.name))?;
     }
     let telemetry = Arc::new(Telemetry::new(&config));
@@ -110,6 +116,7 @@ pub fn run(options: &DemoOptions, shutdown: Arc<AtomicBool>) -> Result<()> {
     let started = Instant::now();
     let mut last_summary = Instant::now();
     let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
+    let mut showed_api = false;
     let mut out = std::io::stdout().lock();
     while !shutdown.load(Ordering::SeqCst) {
         if options.duration.is_some_and(|d| started.elapsed() >= d) {
@@ -121,6 +128,9 @@ pub fn run(options: &DemoOptions, shutdown: Arc<AtomicBool>) -> Result<()> {
                 .payload()
                 .and_then(|p| serde_json::from_slice::<Decision>(p).ok())
             {
+                if !showed_api {
+                    showed_api = show_read_api(&shown, &decision);
+                }
                 let kind = decision.decision_type().name();
                 let count = counts.entry(kind).or_default();
                 *count += 1;
@@ -158,6 +168,37 @@ pub fn run(options: &DemoOptions, shutdown: Arc<AtomicBool>) -> Result<()> {
         totals.commits
     );
     Ok(())
+}
+
+/// Prints ready-to-run `curl` lines for the shopper of the first published profile
+/// that has recently viewed products; true once printed.
+fn show_read_api(address: &std::net::SocketAddr, decision: &Decision) -> bool {
+    let crate::decision::DecisionBody::Profile(profile) = &decision.body else {
+        return false;
+    };
+    let Some(sku) = profile.recently_viewed.first() else {
+        return false;
+    };
+    let key = decision.record_key();
+    let skus: Vec<String> = profile
+        .recently_viewed
+        .iter()
+        .take(5)
+        .map(|s| format!("\"{s}\""))
+        .collect();
+    let base = format!("http://{address}");
+    eprintln!("demo: the read API answers for the live shopper `{key}` (try these while it runs):");
+    eprintln!("  curl -s '{base}/v1/shoppers/{key}/profile'");
+    eprintln!(
+        "  curl -s '{base}/v1/recommendations?type=recommended_for_you&shopper={key}&limit=5'"
+    );
+    eprintln!("  curl -s '{base}/v1/recommendations?type=viewed_viewed&sku={sku}&limit=5'");
+    eprintln!("  curl -s '{base}/v1/recommendations?type=trending&limit=5'");
+    eprintln!(
+        "  curl -s -X POST -H 'Content-Type: application/json' -d '{{\"query\": \"dress\", \"skus\": [{}]}}' '{base}/v1/shoppers/{key}/search-order'",
+        skus.join(", ")
+    );
+    true
 }
 
 /// Synthetic shoppers shopping now: the generator's sessions, sent at a steady rate and

@@ -4,150 +4,16 @@
 
 mod common;
 
-use common::*;
+use common::shop::{shop, Shop};
+use personalizer::api::{self, query, ApiSlot};
 use personalizer::config::Config;
+use personalizer::http_port;
+use personalizer::telemetry::Telemetry;
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
+use std::collections::BTreeSet;
+use std::path::Path;
 use std::process::Command;
-use std::sync::OnceLock;
-
-/// `[rules.recs.complements]` of the scenario: a dress goes with a bag.
-const CONFIG: &str = r#"
-[rules.recs.complements]
-"women/dresses" = ["accessories/bags"]
-"#;
-
-struct Shop {
-    _dir: tempfile::TempDir,
-    state: PathBuf,
-    config: PathBuf,
-}
-
-fn item(sku: &str) -> Value {
-    let (path, brand, price): (&[&str], &str, f64) = match sku {
-        "D1" => (&["women", "dresses"], "Acme", 100.0),
-        "D2" => (&["women", "dresses"], "Acme", 110.0),
-        "D3" => (&["women", "dresses"], "Zeta", 95.0),
-        "D4" => (&["women", "dresses"], "Acme", 300.0),
-        "OOS" => (&["women", "dresses"], "Acme", 105.0),
-        "S1" => (&["women", "shoes"], "Acme", 80.0),
-        "B1" => (&["accessories", "bags"], "Zeta", 60.0),
-        "M1" => (&["men", "shirts"], "Northwind", 40.0),
-        other => panic!("the scenario has no SKU {other}"),
-    };
-    json!({"sku": sku, "name": format!("Product {sku}"), "category": path, "brand": brand,
-           "price": price, "currency": "EUR"})
-}
-
-fn view(e: &mut Events, who: &str, minutes: i64, sku: &str) {
-    e.push(shopper_event(
-        who,
-        minutes,
-        "product_viewed",
-        json!({"product": item(sku)}),
-    ));
-}
-
-fn cart_add(e: &mut Events, who: &str, minutes: i64, sku: &str) {
-    e.push(shopper_event(
-        who,
-        minutes,
-        "cart_item_added",
-        json!({"cart_id": format!("k-{who}"), "product": item(sku), "quantity": 1}),
-    ));
-}
-
-fn order(e: &mut Events, who: &str, minutes: i64, skus: &[&str]) {
-    let items: Vec<Value> = skus
-        .iter()
-        .map(|sku| json!({"product": item(sku), "quantity": 1}))
-        .collect();
-    e.push(shopper_event(
-        who,
-        minutes,
-        "order_completed",
-        json!({"order_id": format!("o-{who}-{minutes}"), "items": items, "total": 100.0, "currency": "EUR"}),
-    ));
-}
-
-/// The shop every test reads:
-/// - 25 shoppers view D1 then D2 a minute later (viewed with), 2 of them D3 after;
-///   2 more view D1 alone;
-/// - OOS is viewed 40 times, then goes out of stock;
-/// - 4 shoppers buy D1 with S1 (bought with);
-/// - 3 shoppers view D3, then buy B1 (viewed then bought);
-/// - M1 is viewed 22 times and added to 6 carts (most added to cart, view to cart);
-/// - `c-main` clicked D1 searching "Dress", bought S1, views M1, D3, D2 and has D3 in
-///   the cart; `anon-main` signed in as `c-main`.
-fn shop() -> &'static Shop {
-    static SHOP: OnceLock<Shop> = OnceLock::new();
-    SHOP.get_or_init(|| {
-        let mut e = Events::new();
-        for sku in ["D1", "D2", "D3", "D4", "OOS", "S1", "B1", "M1"] {
-            e.push(
-                json!({"type": "stock_changed", "occurred_at": ts(0), "sku": sku,
-                          "quantity": 10, "product": item(sku)}),
-            );
-        }
-        for i in 0..25 {
-            let who = format!("v{i}");
-            view(&mut e, &who, 10 + i, "D1");
-            view(&mut e, &who, 11 + i, "D2");
-            if i < 2 {
-                view(&mut e, &who, 12 + i, "D3");
-            }
-        }
-        // D1 stays the most viewed in stock once c-main views D2 too.
-        for i in 0..2 {
-            view(&mut e, &format!("w{i}"), 60 + i, "D1");
-        }
-        for i in 0..40 {
-            view(&mut e, &format!("o{i}"), 20 + i, "OOS");
-        }
-        e.stock("OOS", 70, 0);
-        for i in 0..4 {
-            order(&mut e, &format!("b{i}"), 80 + i, &["D1", "S1"]);
-        }
-        for i in 0..3 {
-            let who = format!("t{i}");
-            view(&mut e, &who, 90 + i, "D3");
-            order(&mut e, &who, 95 + i, &["B1"]);
-        }
-        for i in 0..22 {
-            let who = format!("m{i}");
-            view(&mut e, &who, 100 + i, "M1");
-            if i < 6 {
-                cart_add(&mut e, &who, 101 + i, "M1");
-            }
-        }
-        e.push(shopper_event(
-            "anon-main",
-            130,
-            "search_result_clicked",
-            json!({"query": "Dress", "sku": "D1"}),
-        ));
-        e.sign_in("c-main", "anon-main", 131);
-        order(&mut e, "c-main", 132, &["S1"]);
-        view(&mut e, "c-main", 140, "M1");
-        view(&mut e, "c-main", 141, "D3");
-        view(&mut e, "c-main", 142, "D2");
-        cart_add(&mut e, "c-main", 143, "D3");
-
-        let dir = tempfile::tempdir().unwrap();
-        let state = dir.path().join("state");
-        let config_path = dir.path().join("personalizer.toml");
-        std::fs::write(&config_path, CONFIG).unwrap();
-        let mut config = Config::load(Some(&config_path)).unwrap();
-        config.state.dir = Some(state.clone());
-        // An hour later: every pending product record has been published.
-        replay_lines(&config, &e.lines, Some(200));
-        Shop {
-            _dir: dir,
-            state,
-            config: config_path,
-        }
-    })
-}
+use std::sync::{Arc, OnceLock};
 
 /// Runs `personalizer query` and returns (exit success, JSON).
 fn query_raw(shop: &Shop, path: &str, body: Option<&str>) -> (bool, Value) {
@@ -420,4 +286,302 @@ fn query_refuses_what_is_not_a_state_directory() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("not a directory"), "{stderr}");
+}
+
+// ---- The server, and the examples of docs/api.md ------------------------------------
+
+/// `personalizer`'s HTTP port serving the shop's state (read-only, beside `query`).
+fn server() -> &'static str {
+    static SERVER: OnceLock<String> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        let shop = shop();
+        let config = Config::load(Some(&shop.config)).unwrap();
+        let telemetry = Arc::new(Telemetry::new(&config));
+        let read = query::open(config, &shop.state).unwrap();
+        let slot = ApiSlot::default();
+        slot.publish(api::router(Arc::new(read), None, None));
+        let server = http_port::serve("127.0.0.1:0", telemetry, slot).unwrap();
+        let address = server.local_addr().to_string();
+        // Serves until the test process ends.
+        std::mem::forget(server);
+        address
+    })
+}
+
+/// One example of docs/api.md: the request, and the status and JSON it is answered with.
+#[derive(Debug)]
+struct Example {
+    method: String,
+    path: String,
+    body: Option<String>,
+    status: u16,
+    answer: Value,
+}
+
+/// Every ```http block: `METHOD PATH`, optionally a JSON body, a blank line,
+/// `HTTP <status>`, then the JSON answer.
+fn examples(page: &str) -> Vec<Example> {
+    let mut found = Vec::new();
+    let mut rest = page;
+    while let Some(start) = rest.find("```http\n") {
+        let block_start = start + "```http\n".len();
+        let end = rest[block_start..].find("```").expect("an http block ends") + block_start;
+        let block = &rest[block_start..end];
+        rest = &rest[end + 3..];
+        let (request, response) = block
+            .split_once("\n\n")
+            .unwrap_or_else(|| panic!("no blank line before the answer in:\n{block}"));
+        let (request_line, body) = match request.split_once('\n') {
+            Some((line, body)) => (line, Some(body.trim().to_string())),
+            None => (request, None),
+        };
+        let (method, path) = request_line.split_once(' ').unwrap();
+        let (status_line, answer) = response.split_once('\n').unwrap();
+        let status = status_line
+            .strip_prefix("HTTP ")
+            .unwrap_or_else(|| panic!("`{status_line}` is not `HTTP <status>`"))
+            .parse()
+            .unwrap();
+        found.push(Example {
+            method: method.to_string(),
+            path: path.to_string(),
+            body,
+            status,
+            answer: serde_json::from_str(answer).unwrap_or_else(|e| {
+                panic!("{request_line}: the answer is not JSON ({e}):\n{answer}")
+            }),
+        });
+    }
+    found
+}
+
+/// Equal, numbers within 0.001 (the page rounds scores to three decimals).
+fn same(documented: &Value, served: &Value) -> bool {
+    match (documented, served) {
+        (Value::Number(a), Value::Number(b)) => {
+            (a.as_f64().unwrap() - b.as_f64().unwrap()).abs() <= 1e-3
+        }
+        (Value::Array(a), Value::Array(b)) => {
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| same(x, y))
+        }
+        (Value::Object(a), Value::Object(b)) => {
+            a.len() == b.len() && a.iter().all(|(k, v)| b.get(k).is_some_and(|w| same(v, w)))
+        }
+        (a, b) => a == b,
+    }
+}
+
+#[test]
+fn every_example_of_the_api_page_is_what_the_server_answers() {
+    let page =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/api.md")).unwrap();
+    let examples = examples(&page);
+    assert!(examples.len() >= 15, "only {} examples", examples.len());
+    let address = server();
+    let mut wrong = Vec::new();
+    for example in &examples {
+        let url = format!("http://{address}{}", example.path);
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .new_agent();
+        let response = match (example.method.as_str(), &example.body) {
+            ("GET", None) => agent.get(&url).call(),
+            ("POST", Some(body)) => agent
+                .post(&url)
+                .header("Content-Type", "application/json")
+                .send(body.as_str()),
+            other => panic!("an example must be a GET or a POST with a body: {other:?}"),
+        }
+        .unwrap();
+        let status = response.status().as_u16();
+        let text = response.into_body().read_to_string().unwrap();
+        let served: Value = serde_json::from_str(&text).unwrap();
+        if status != example.status || !same(&example.answer, &served) {
+            wrong.push(format!(
+                "{} {}\nHTTP {status}\n{}",
+                example.method,
+                example.path,
+                serde_json::to_string_pretty(&served).unwrap()
+            ));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "the server answers otherwise:\n\n{}",
+        wrong.join("\n\n")
+    );
+}
+
+// ---- docs/openapi.yaml -------------------------------------------------------------------
+
+fn openapi() -> Value {
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/openapi.yaml"))
+            .unwrap();
+    serde_yaml_ng::from_str(&text).unwrap()
+}
+
+/// Follows a `$ref` within the document.
+fn resolve<'a>(document: &'a Value, schema: &'a Value) -> &'a Value {
+    match schema["$ref"].as_str() {
+        Some(reference) => {
+            let pointer = reference.strip_prefix('#').expect("a local reference");
+            resolve(
+                document,
+                document
+                    .pointer(pointer)
+                    .unwrap_or_else(|| panic!("{reference} leads nowhere")),
+            )
+        }
+        None => schema,
+    }
+}
+
+/// Why `value` does not fit `schema` (types, required and unexpected properties,
+/// array items), or `None`.
+fn misfit(document: &Value, schema: &Value, value: &Value, at: &str) -> Option<String> {
+    let schema = resolve(document, schema);
+    let types: Vec<&str> = match &schema["type"] {
+        Value::String(t) => vec![t.as_str()],
+        Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+        _ => vec![],
+    };
+    let fits = |t: &str| match t {
+        "object" => value.is_object(),
+        "array" => value.is_array(),
+        "string" => value.is_string(),
+        "number" => value.is_number(),
+        "integer" => value.is_i64() || value.is_u64(),
+        "boolean" => value.is_boolean(),
+        "null" => value.is_null(),
+        other => panic!("the checker does not know type {other}"),
+    };
+    if !types.is_empty() && !types.iter().any(|t| fits(t)) {
+        return Some(format!("{at}: {value} is not {types:?}"));
+    }
+    if let (Some(object), Some(properties)) = (value.as_object(), schema["properties"].as_object())
+    {
+        for required in schema["required"].as_array().into_iter().flatten() {
+            if !object.contains_key(required.as_str().unwrap()) {
+                return Some(format!("{at}: no `{required}`"));
+            }
+        }
+        for (key, field) in object {
+            match properties.get(key) {
+                Some(property) => {
+                    if let Some(problem) = misfit(document, property, field, &format!("{at}.{key}"))
+                    {
+                        return Some(problem);
+                    }
+                }
+                None if schema["additionalProperties"] == Value::Bool(false) => {
+                    return Some(format!("{at}: `{key}` is not in the schema"))
+                }
+                None => {}
+            }
+        }
+    }
+    if let (Some(items), Some(list)) = (schema.get("items"), value.as_array()) {
+        for (i, item) in list.iter().enumerate() {
+            if let Some(problem) = misfit(document, items, item, &format!("{at}[{i}]")) {
+                return Some(problem);
+            }
+        }
+    }
+    None
+}
+
+#[test]
+fn the_openapi_document_describes_the_routes_the_server_serves() {
+    let document = openapi();
+    let mut documented: Vec<(String, String)> = Vec::new();
+    for (path, operations) in document["paths"].as_object().unwrap() {
+        for method in operations.as_object().unwrap().keys() {
+            documented.push((method.clone(), path.clone()));
+        }
+    }
+    documented.sort();
+    let mut served: Vec<(String, String)> = api::ROUTES
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    served.sort();
+    assert_eq!(documented, served);
+
+    // The recommendation parameters and types are the server's.
+    let parameters = document["paths"]["/v1/recommendations"]["get"]["parameters"]
+        .as_array()
+        .unwrap();
+    let names: Vec<&str> = parameters
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, api::RECOMMENDATION_PARAMETERS);
+    let types: Vec<&str> = parameters[0]["schema"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    let known: Vec<&str> = api::RecType::ALL.iter().map(|t| t.name()).collect();
+    assert_eq!(types, known);
+
+    // Every example answer of docs/api.md fits its documented response, and every
+    // documented route answers on the server (a route it does not serve is a 404 "no
+    // such route").
+    let page =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/api.md")).unwrap();
+    let mut checked = BTreeSet::new();
+    for example in examples(&page) {
+        let path = example.path.split('?').next().unwrap();
+        let (template, _) = api::ROUTES
+            .iter()
+            .map(|(m, t)| (t, m))
+            .find(|(t, m)| **m == example.method.to_lowercase() && route_matches(t, path))
+            .map(|(t, m)| (t.to_string(), m.to_string()))
+            .unwrap_or_else(|| {
+                assert!(
+                    example.answer["error"]
+                        .as_str()
+                        .is_some_and(|e| e.contains("no such route")),
+                    "{} {path} is served but not documented",
+                    example.method
+                );
+                (String::new(), String::new())
+            });
+        if template.is_empty() {
+            continue;
+        }
+        let operation = &document["paths"][&template][example.method.to_lowercase()];
+        let response = resolve(
+            &document,
+            &operation["responses"][example.status.to_string()],
+        );
+        assert!(
+            response.is_object(),
+            "{} {template}: status {} is not documented",
+            example.method,
+            example.status
+        );
+        let schema = &response["content"]["application/json"]["schema"];
+        if let Some(problem) = misfit(&document, schema, &example.answer, "answer") {
+            panic!("{} {}: {problem}", example.method, example.path);
+        }
+        checked.insert(template);
+    }
+    assert_eq!(
+        checked.len(),
+        api::ROUTES.len(),
+        "an example for every route"
+    );
+}
+
+/// Whether `path` is an instance of `template` (`{name}` matches one segment).
+fn route_matches(template: &str, path: &str) -> bool {
+    let (t, p): (Vec<&str>, Vec<&str>) = (template.split('/').collect(), path.split('/').collect());
+    t.len() == p.len()
+        && t.iter()
+            .zip(&p)
+            .all(|(t, p)| (t.starts_with('{') && !p.is_empty()) || t == p)
 }

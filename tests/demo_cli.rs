@@ -29,6 +29,7 @@ fn the_demo_prints_decisions_as_they_happen_and_serves_metrics() {
         .spawn()
         .unwrap();
     let (address_tx, address_rx) = mpsc::channel();
+    let (curl_tx, curl_rx) = mpsc::channel();
     let stderr = child.stderr.take().unwrap();
     let stderr_reader = std::thread::spawn(move || {
         let mut all = String::new();
@@ -37,6 +38,9 @@ fn the_demo_prints_decisions_as_they_happen_and_serves_metrics() {
             if let Some(rest) = line.split("metrics at http://").nth(1) {
                 let address = rest.split('/').next().unwrap().to_string();
                 let _ = address_tx.send(address);
+            }
+            if line.trim_start().starts_with("curl ") {
+                let _ = curl_tx.send(line.clone());
             }
             all.push_str(&line);
             all.push('\n');
@@ -73,6 +77,27 @@ fn the_demo_prints_decisions_as_they_happen_and_serves_metrics() {
         std::thread::sleep(Duration::from_millis(500));
     }
 
+    // The curl lines it prints for a live shopper answer while it runs.
+    let mut curls = Vec::new();
+    while curls.len() < 5 {
+        let line = curl_rx
+            .recv_timeout(Duration::from_secs(25))
+            .unwrap_or_else(|_| panic!("the demo printed {} curl lines of 5", curls.len()));
+        curls.push(line);
+    }
+    for line in &curls {
+        let (status, body) = run_curl(line);
+        assert_eq!(status, 200, "{line}\n{body}");
+        let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert!(answer.is_object(), "{line}\n{body}");
+        if line.contains("/profile") {
+            assert!(
+                !answer["recently_viewed"].as_array().unwrap().is_empty(),
+                "{body}"
+            );
+        }
+    }
+
     let status = child.wait().unwrap();
     let stdout = stdout_reader.join().unwrap();
     let stderr = stderr_reader.join().unwrap();
@@ -94,4 +119,32 @@ fn the_demo_prints_decisions_as_they_happen_and_serves_metrics() {
     let summaries = stderr.lines().filter(|l| l.contains("events sent")).count();
     assert!(summaries >= 5, "a summary line every 5 s:\n{stderr}");
     assert!(stderr.contains("demo: done"), "{stderr}");
+}
+
+/// Runs one of the demo's `curl -s [-X POST -H … -d 'BODY'] 'URL'` lines.
+fn run_curl(line: &str) -> (u16, String) {
+    let quoted: Vec<&str> = line.split('\'').skip(1).step_by(2).collect();
+    let url = *quoted.last().unwrap_or_else(|| panic!("no URL in {line}"));
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
+    let response = if line.contains("-X POST") {
+        let body = line
+            .split("-d '")
+            .nth(1)
+            .unwrap()
+            .split('\'')
+            .next()
+            .unwrap();
+        agent
+            .post(url)
+            .header("Content-Type", "application/json")
+            .send(body)
+    } else {
+        agent.get(url).call()
+    }
+    .unwrap();
+    let status = response.status().as_u16();
+    (status, response.into_body().read_to_string().unwrap())
 }

@@ -338,7 +338,8 @@ async fn get_profile(
     }))
 }
 
-const RECOMMENDATION_PARAMETERS: [&str; 5] = ["type", "shopper", "sku", "category", "limit"];
+/// The query parameters of `GET /v1/recommendations`.
+pub const RECOMMENDATION_PARAMETERS: [&str; 5] = ["type", "shopper", "sku", "category", "limit"];
 
 fn parse_recommendation(params: &HashMap<String, String>) -> Result<RecRequest, ApiError> {
     if let Some(unknown) = params

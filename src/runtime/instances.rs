@@ -8,7 +8,7 @@
 //! full on a thread of its own. A partition claimed by two instances (one has not yet
 //! heard of the rebalance that took it away) belongs to the later announcement.
 
-use super::clients::{self, ClientError};
+use super::clients::{self, ClientError, ReadToEnd};
 use crate::api::{Owner, Owners};
 use crate::config::Config;
 use crate::time::Millis;
@@ -164,7 +164,12 @@ pub fn follow(
     directory: &Directory,
     stops: &[&AtomicBool],
 ) -> Result<(), ClientError> {
-    let consumer: BaseConsumer = clients::plain_consumer(config)?;
+    let consumer: BaseConsumer<ReadToEnd> = clients::consumer_with(
+        &clients::plain_config(config),
+        ReadToEnd {
+            reading: "the instances topic",
+        },
+    )?;
     let mut assignment = TopicPartitionList::new();
     assignment
         .add_partition_offset(topic, 0, Offset::Beginning)

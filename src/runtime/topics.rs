@@ -162,13 +162,15 @@ impl TopicLayout {
                         spec: spec.clone(),
                         actual: info.partitions,
                         required,
-                        reference: if matches!(spec.role, Role::ProductInput)
+                        reference: if spec.name == self.instances {
+                            None
+                        } else if matches!(spec.role, Role::ProductInput)
                             || spec.name == self.by_sku
                             || spec.name == self.product_changelog
                         {
-                            self.stock.clone()
+                            Some(self.stock.clone())
                         } else {
-                            self.clickstream.clone()
+                            Some(self.clickstream.clone())
                         },
                     });
                 }
@@ -224,7 +226,8 @@ pub enum TopicProblem {
         spec: TopicSpec,
         actual: i32,
         required: i32,
-        reference: String,
+        /// The topic it must be partitioned like; `None`: its count is fixed.
+        reference: Option<String>,
     },
     NotCompacted {
         spec: TopicSpec,
@@ -250,11 +253,23 @@ impl fmt::Display for TopicProblem {
                 spec,
                 actual,
                 required,
-                reference,
+                reference: Some(reference),
             } => write!(
                 f,
                 "topic `{}` (`{}`) has {actual} partitions but must have {required}, like \
                  `{reference}`: its partitions are read together, partition by partition",
+                spec.name, spec.setting
+            ),
+            TopicProblem::Partitions {
+                spec,
+                actual,
+                required,
+                reference: None,
+            } => write!(
+                f,
+                "topic `{}` (`{}`) has {actual} partitions but must have {required}: every \
+                 instance reads it in full, in order; delete it and run `personalizer topics \
+                 create`",
                 spec.name, spec.setting
             ),
             TopicProblem::NotCompacted { spec, policy } => write!(

@@ -225,3 +225,4 @@ pub fn restock_notices(decisions: &[Decision]) -> Vec<(String, String)> {
 }
 pub mod compare;
 pub mod live;
+pub mod shop;
