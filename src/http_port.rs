@@ -161,6 +161,7 @@ async fn accept_loop(
 
 pub fn router(telemetry: Arc<Telemetry>, api: ApiSlot) -> Router {
     let probes = Router::new()
+        .route("/", get(merchant_page))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -183,6 +184,18 @@ pub fn router(telemetry: Arc<Telemetry>, api: ApiSlot) -> Router {
             }
         }
     })
+}
+
+/// The merchant's page: plain HTML and a little JavaScript that read the API (no data
+/// of its own, so it needs no token; its requests to `/v1` carry one when set).
+const MERCHANT_PAGE: &str = include_str!("ui/merchant.html");
+
+async fn merchant_page() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        MERCHANT_PAGE,
+    )
+        .into_response()
 }
 
 async fn metrics(State(telemetry): State<Arc<Telemetry>>) -> Response {

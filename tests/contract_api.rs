@@ -5,6 +5,7 @@
 mod common;
 
 use common::shop::{shop, Shop};
+use personalizer::api::activity::RecentActivity;
 use personalizer::api::{self, query, ApiSlot};
 use personalizer::config::Config;
 use personalizer::http_port;
@@ -297,7 +298,14 @@ fn server() -> &'static str {
         let shop = shop();
         let config = Config::load(Some(&shop.config)).unwrap();
         let telemetry = Arc::new(Telemetry::new(&config));
-        let read = query::open(config, &shop.state).unwrap();
+        let mut read = query::open(config, &shop.state).unwrap();
+        // A running processor keeps the decisions it reads back from its output topics;
+        // here they are the replay's.
+        let activity = Arc::new(RecentActivity::default());
+        for decision in &shop.decisions {
+            activity.record(decision.clone());
+        }
+        read.activity = Some(activity);
         let slot = ApiSlot::default();
         slot.publish(api::router(Arc::new(read), None, None));
         let server = http_port::serve("127.0.0.1:0", telemetry, slot).unwrap();

@@ -31,6 +31,7 @@ back_in_stock = "$2.back_in_stock"
 offers = "$2.offers"
 segments = "$2.segments"
 profiles = "$2.profiles"
+products = "$2.products"
 dead_letter = "$2.dlq"
 CONF
   echo "$1/$2.toml"

@@ -244,6 +244,7 @@ mod tests {
             config: Arc::new(Config::default()),
             shoppers: StoreShoppers::new(store, 4, Some(Arc::new(ServedPartitions::new(4)))),
             products: ProductIndex::shared(1_000),
+            activity: None,
         };
         let forwarder = Forwarder::new(
             Arc::new(FixedOwners(owner)),

@@ -7,6 +7,7 @@
 //! product table feeds. `personalizer query` runs the same router over a state
 //! directory, so an answer there is the answer the server gives.
 
+pub mod activity;
 mod forward;
 pub mod query;
 mod recommend;
@@ -43,10 +44,12 @@ use std::time::Instant;
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// Every route of the API, as the router mounts them (the OpenAPI document's paths).
-pub const ROUTES: [(&str, &str); 3] = [
+pub const ROUTES: [(&str, &str); 5] = [
     ("get", "/v1/shoppers/{key}/profile"),
     ("get", "/v1/recommendations"),
     ("post", "/v1/shoppers/{key}/search-order"),
+    ("get", "/v1/shoppers/{key}/decisions"),
+    ("get", "/v1/activity"),
 ];
 
 /// Why a request was not answered; each becomes `{"error": "..."}` with its status.
@@ -143,6 +146,8 @@ pub struct ReadSide {
     pub config: Arc<Config>,
     pub shoppers: StoreShoppers,
     pub products: SharedProductIndex,
+    /// Recent decisions per shopper (a running processor only).
+    pub activity: Option<Arc<activity::RecentActivity>>,
 }
 
 impl ReadSide {
@@ -230,6 +235,8 @@ pub fn router(
         .route("/v1/shoppers/{key}/profile", get(get_profile))
         .route("/v1/recommendations", get(get_recommendations))
         .route("/v1/shoppers/{key}/search-order", post(post_search_order))
+        .route("/v1/shoppers/{key}/decisions", get(get_decisions))
+        .route("/v1/activity", get(get_activity))
         .fallback(|request: Request| async move {
             ApiError::NoRoute(format!("{} {}", request.method(), request.uri().path()))
         })
@@ -247,12 +254,15 @@ pub fn router(
 
 /// The metric label of a path: one of a few routes, never the key in it.
 fn route_label(path: &str) -> &'static str {
+    let shopper = |suffix: &str| path.starts_with("/v1/shoppers/") && path.ends_with(suffix);
     if path == "/v1/recommendations" {
         "recommendations"
-    } else if path.starts_with("/v1/shoppers/") && path.ends_with("/profile") {
+    } else if shopper("/profile") {
         "profile"
-    } else if path.starts_with("/v1/shoppers/") && path.ends_with("/search-order") {
+    } else if shopper("/search-order") {
         "search_order"
+    } else if shopper("/decisions") || path == "/v1/activity" {
+        "activity"
     } else {
         "other"
     }
@@ -432,6 +442,72 @@ async fn get_recommendations(
     Ok(Json(answer).into_response())
 }
 
+fn activity_of(read: &ReadSide) -> Result<&activity::RecentActivity, ApiError> {
+    read.activity.as_deref().ok_or_else(|| {
+        ApiError::Unavailable(
+            "recent decisions are kept by a running processor (`run`, `demo`), not in a \
+             state directory"
+                .into(),
+        )
+    })
+}
+
+#[derive(Serialize)]
+struct DecisionsAnswer {
+    shopper: String,
+    decisions: Vec<crate::decision::Decision>,
+}
+
+/// The decisions recently made about a shopper (as the output topics carry them),
+/// newest first; an empty list when there are none.
+async fn get_decisions(
+    State(read): State<Arc<ReadSide>>,
+    Path(key): Path<String>,
+) -> Result<Json<DecisionsAnswer>, ApiError> {
+    if key.is_empty() {
+        return Err(ApiError::bad("key", "must not be empty"));
+    }
+    let decisions = activity_of(&read)?.decisions(&key);
+    Ok(Json(DecisionsAnswer {
+        shopper: key,
+        decisions,
+    }))
+}
+
+#[derive(Serialize)]
+struct ActivityAnswer {
+    shoppers: Vec<activity::ActiveShopper>,
+}
+
+/// The shoppers decisions were recently made about, the most recent first.
+async fn get_activity(
+    State(read): State<Arc<ReadSide>>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<ActivityAnswer>, ApiError> {
+    if let Some(unknown) = params.keys().find(|k| k.as_str() != "limit") {
+        return Err(ApiError::bad(
+            "query",
+            format!("has unknown parameter `{unknown}` (known: limit)"),
+        ));
+    }
+    let limit = match params.get("limit") {
+        None => DEFAULT_LIMIT,
+        Some(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_LIMIT).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad(
+                    "limit",
+                    format!("`{text}` must be a whole number from 1 to {MAX_LIMIT}"),
+                )
+            })?,
+    };
+    Ok(Json(ActivityAnswer {
+        shoppers: activity_of(&read)?.active(limit),
+    }))
+}
+
 async fn post_search_order(
     State(read): State<Arc<ReadSide>>,
     Path(key): Path<String>,
@@ -487,6 +563,7 @@ mod tests {
             "/v1/shoppers/k/profile",
             "/v1/recommendations",
             "/v1/shoppers/k/search-order",
+            "/v1/activity",
             "/v1/elsewhere",
         ];
         let labels: Vec<&str> = paths.iter().map(|p| route_label(p)).collect();

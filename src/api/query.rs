@@ -41,6 +41,7 @@ pub fn open(config: Config, dir: &Path) -> Result<ReadSide, QueryError> {
     Ok(ReadSide {
         shoppers: StoreShoppers::from_directory(store)?,
         products: index,
+        activity: None,
         config: Arc::new(config),
     })
 }

@@ -10,6 +10,7 @@ pub mod batch;
 pub mod broker_probe;
 pub mod changelog;
 pub mod clients;
+pub mod decision_tail;
 pub mod events;
 pub mod gauges;
 pub mod global_table;
@@ -24,6 +25,7 @@ pub mod topics;
 pub mod transaction;
 pub mod watermarks;
 
+use crate::api::activity::RecentActivity;
 use crate::api::shoppers::{ServedPartitions, StoreShoppers};
 use crate::api::{ApiMetrics, ApiSlot, Forwarder, ReadSide};
 use crate::catalog::ProductCatalog;
@@ -283,10 +285,12 @@ fn run_stream(
         Announcer::new(config, &layout.instances, &transactional_id, &url)
             .map_err(|e| RuntimeError::Stream(StreamError::Client(e)))?,
     );
+    let activity = Arc::new(RecentActivity::default());
     let read_side = ReadSide {
         config: Arc::new(config.clone()),
         shoppers: StoreShoppers::new(Arc::clone(&store), partitions[0], Some(served.clone())),
         products: index,
+        activity: Some(activity.clone()),
     };
     let api_metrics = ApiMetrics::of(&telemetry.metrics);
     let forwarder = Forwarder::new(
@@ -317,6 +321,8 @@ fn run_stream(
                 &[shutdown, &stop_table],
             )
         });
+        let decision_reader =
+            scope.spawn(|| decision_tail::follow(config, &activity, &[shutdown, &stop_table]));
         let result = run_stream_thread(
             config,
             &layout,
@@ -334,23 +340,23 @@ fn run_stream(
         stop_table.store(true, Ordering::SeqCst);
         // Other instances stop sending read-API requests here.
         announcer.announce(&[]);
-        match directory_reader.join() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "the instances topic could not be read"),
-            Err(_) => tracing::error!("the instances topic reader panicked"),
-        }
-        match follower.join() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "the product table stopped following its topic")
-            }
-            Err(_) => tracing::error!("the product table reader panicked"),
-        }
+        join_reader(decision_reader.join(), "the decision topics");
+        join_reader(directory_reader.join(), "the instances topic");
+        join_reader(follower.join(), "the product table");
         result
     })?;
     health.set_phase(Phase::Stopping);
     store.flush()?;
     Ok(totals)
+}
+
+/// Logs how a reader thread beside the stream thread ended, if not cleanly.
+fn join_reader<E: std::fmt::Display>(joined: std::thread::Result<Result<(), E>>, reading: &str) {
+    match joined {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, reading, "a reader stopped following its topic"),
+        Err(_) => tracing::error!(reading, "a reader thread panicked"),
+    }
 }
 
 /// Runs stream threads one after another until `shutdown`: a thread that had to drop

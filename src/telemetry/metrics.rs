@@ -247,7 +247,7 @@ pub const API_REQUESTS: Spec = spec(
     Kind::Counter,
     &["route", "status"],
     "Read API requests answered, by route (profile, recommendations, search_order, \
-     other) and HTTP status code.",
+     activity, other) and HTTP status code.",
 );
 pub const API_REQUEST_DURATION: Spec = spec(
     "personalizer_api_request_duration_seconds",
@@ -326,7 +326,13 @@ pub const PRODUCT_TABLE_OUTCOMES: [&str; 3] = ["applied", "deleted", "unreadable
 /// The `outcome` label of `personalizer_api_forwards_total`.
 pub const API_FORWARD_OUTCOMES: [&str; 3] = ["answered", "no_owner", "owner_unreachable"];
 /// The `route` label of the read API's metrics.
-pub const API_ROUTES: [&str; 4] = ["profile", "recommendations", "search_order", "other"];
+pub const API_ROUTES: [&str; 5] = [
+    "profile",
+    "recommendations",
+    "search_order",
+    "activity",
+    "other",
+];
 
 /// Seconds: 10 ms to an hour. Live traffic lands in the low buckets; a backlog being
 /// worked off (old event times) in the high ones.

@@ -19,6 +19,8 @@ pub struct Shop {
     _dir: tempfile::TempDir,
     pub state: PathBuf,
     pub config: PathBuf,
+    /// What the replay decided, in order.
+    pub decisions: Vec<personalizer::decision::Decision>,
 }
 
 fn item(sku: &str) -> Value {
@@ -138,11 +140,12 @@ pub fn shop() -> &'static Shop {
         let mut config = Config::load(Some(&config_path)).unwrap();
         config.state.dir = Some(state.clone());
         // An hour later: every pending product record has been published.
-        replay_lines(&config, &e.lines, Some(200));
+        let decisions = replay_lines(&config, &e.lines, Some(200)).decisions;
         Shop {
             _dir: dir,
             state,
             config: config_path,
+            decisions,
         }
     })
 }
