@@ -11,32 +11,27 @@ pub mod activity;
 mod forward;
 pub mod query;
 mod recommend;
+mod routes;
 mod search_order;
 pub mod shoppers;
 
 pub use forward::{ForwardOutcome, Forwarder, Owner, Owners, FORWARDED_HEADER};
 pub use recommend::{RecType, DEFAULT_LIMIT, MAX_LIMIT};
+pub use routes::RECOMMENDATION_PARAMETERS;
 pub use search_order::MAX_SKUS;
 
-use crate::catalog::ProductCatalog;
 use crate::config::Config;
 use crate::product_index::SharedProductIndex;
-use crate::rules::{profile, Ctx, Outputs};
 use crate::store::StoreError;
 use crate::telemetry::metrics::Metrics;
-use crate::time::format_rfc3339;
-use axum::body::Body;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::Request;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use recommend::{Needs, RecRequest, RecSettings};
-use search_order::SearchOrderRequest;
 use serde::Serialize;
 use shoppers::{ShopperView, StoreShoppers};
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -232,11 +227,14 @@ pub fn router(
 ) -> Router {
     let token = read.config.api.token.clone().map(Arc::<str>::from);
     Router::new()
-        .route("/v1/shoppers/{key}/profile", get(get_profile))
-        .route("/v1/recommendations", get(get_recommendations))
-        .route("/v1/shoppers/{key}/search-order", post(post_search_order))
-        .route("/v1/shoppers/{key}/decisions", get(get_decisions))
-        .route("/v1/activity", get(get_activity))
+        .route("/v1/shoppers/{key}/profile", get(routes::get_profile))
+        .route("/v1/recommendations", get(routes::get_recommendations))
+        .route(
+            "/v1/shoppers/{key}/search-order",
+            post(routes::post_search_order),
+        )
+        .route("/v1/shoppers/{key}/decisions", get(routes::get_decisions))
+        .route("/v1/activity", get(routes::get_activity))
         .fallback(|request: Request| async move {
             ApiError::NoRoute(format!("{} {}", request.method(), request.uri().path()))
         })
@@ -312,226 +310,6 @@ fn bearer_matches(headers: &HeaderMap, token: &str) -> bool {
     difference == 0
 }
 
-#[derive(Serialize)]
-struct ProfileAnswer {
-    /// The key whose profile this is (the customer, when an anonymous id signed in).
-    shopper: String,
-    customer_id: Option<String>,
-    /// The stream time the profile is read at.
-    as_of: String,
-    #[serde(flatten)]
-    profile: crate::decision::Profile,
-}
-
-async fn get_profile(
-    State(read): State<Arc<ReadSide>>,
-    Path(key): Path<String>,
-    headers: HeaderMap,
-) -> Result<Json<ProfileAnswer>, ApiError> {
-    let shopper = read
-        .shopper(&key, &headers)?
-        .ok_or_else(|| ApiError::UnknownShopper(key.clone()))?;
-    let catalog = ProductCatalog::default();
-    let mut outputs = Outputs::default();
-    let ctx = Ctx {
-        now: shopper.now,
-        rules: &read.config.rules,
-        catalog: &catalog,
-        out: &mut outputs,
-    };
-    let record = profile::record(&shopper.key, &shopper.state, &ctx);
-    Ok(Json(ProfileAnswer {
-        shopper: shopper.key.clone(),
-        customer_id: shopper.state.customer_id.clone(),
-        as_of: format_rfc3339(shopper.now),
-        profile: record,
-    }))
-}
-
-/// The query parameters of `GET /v1/recommendations`.
-pub const RECOMMENDATION_PARAMETERS: [&str; 5] = ["type", "shopper", "sku", "category", "limit"];
-
-fn parse_recommendation(params: &HashMap<String, String>) -> Result<RecRequest, ApiError> {
-    if let Some(unknown) = params
-        .keys()
-        .find(|k| !RECOMMENDATION_PARAMETERS.contains(&k.as_str()))
-    {
-        return Err(ApiError::BadParameter {
-            name: "query",
-            problem: format!(
-                "has unknown parameter `{unknown}` (known: {})",
-                RECOMMENDATION_PARAMETERS.join(", ")
-            ),
-        });
-    }
-    let non_empty = |name: &'static str| -> Result<Option<String>, ApiError> {
-        match params.get(name) {
-            Some(v) if v.is_empty() => Err(ApiError::bad(name, "must not be empty")),
-            other => Ok(other.cloned()),
-        }
-    };
-    let type_name = non_empty("type")?.ok_or_else(|| ApiError::bad("type", "is required"))?;
-    let rec_type = RecType::from_name(&type_name).ok_or_else(|| {
-        let known: Vec<&str> = RecType::ALL.iter().map(|t| t.name()).collect();
-        ApiError::bad(
-            "type",
-            format!("`{type_name}` is not a type (one of {})", known.join(", ")),
-        )
-    })?;
-    let limit = match params.get("limit") {
-        None => DEFAULT_LIMIT,
-        Some(text) => match text.parse::<usize>() {
-            Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
-            _ => {
-                return Err(ApiError::bad(
-                    "limit",
-                    format!("`{text}` must be a whole number from 1 to {MAX_LIMIT}"),
-                ))
-            }
-        },
-    };
-    let category = non_empty("category")?;
-    if let Some(category) = &category {
-        if category.split('/').any(str::is_empty) {
-            return Err(ApiError::bad(
-                "category",
-                format!("`{category}` is not a category path (e.g. `women/dresses`)"),
-            ));
-        }
-    }
-    let request = RecRequest {
-        rec_type,
-        shopper_key: non_empty("shopper")?,
-        sku: non_empty("sku")?,
-        category,
-        limit,
-    };
-    let missing = |name: &'static str| {
-        ApiError::bad(name, format!("is required for type `{}`", rec_type.name()))
-    };
-    match rec_type.needs() {
-        Needs::Shopper if request.shopper_key.is_none() => Err(missing("shopper")),
-        Needs::Sku if request.sku.is_none() => Err(missing("sku")),
-        Needs::ShopperOrSku if request.shopper_key.is_none() && request.sku.is_none() => {
-            Err(missing("shopper"))
-        }
-        _ => Ok(request),
-    }
-}
-
-async fn get_recommendations(
-    State(read): State<Arc<ReadSide>>,
-    Query(params): Query<HashMap<String, String>>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let request = parse_recommendation(&params)?;
-    // An unknown shopper is not an error: they get what a shopper without history gets.
-    let shopper = match &request.shopper_key {
-        Some(key) => read.shopper(key, &headers)?,
-        None => None,
-    };
-    let config = &read.config;
-    let settings = RecSettings {
-        api: &config.api,
-        recs: &config.rules.recs,
-        interests: &config.rules.interests,
-    };
-    let index = read.products.read().unwrap_or_else(|p| p.into_inner());
-    let answer = recommend::recommend(&request, shopper.as_ref(), &index, &settings)?;
-    drop(index);
-    Ok(Json(answer).into_response())
-}
-
-fn activity_of(read: &ReadSide) -> Result<&activity::RecentActivity, ApiError> {
-    read.activity.as_deref().ok_or_else(|| {
-        ApiError::Unavailable(
-            "recent decisions are kept by a running processor (`run`, `demo`), not in a \
-             state directory"
-                .into(),
-        )
-    })
-}
-
-#[derive(Serialize)]
-struct DecisionsAnswer {
-    shopper: String,
-    decisions: Vec<crate::decision::Decision>,
-}
-
-/// The decisions recently made about a shopper (as the output topics carry them),
-/// newest first; an empty list when there are none.
-async fn get_decisions(
-    State(read): State<Arc<ReadSide>>,
-    Path(key): Path<String>,
-) -> Result<Json<DecisionsAnswer>, ApiError> {
-    if key.is_empty() {
-        return Err(ApiError::bad("key", "must not be empty"));
-    }
-    let decisions = activity_of(&read)?.decisions(&key);
-    Ok(Json(DecisionsAnswer {
-        shopper: key,
-        decisions,
-    }))
-}
-
-#[derive(Serialize)]
-struct ActivityAnswer {
-    shoppers: Vec<activity::ActiveShopper>,
-}
-
-/// The shoppers decisions were recently made about, the most recent first.
-async fn get_activity(
-    State(read): State<Arc<ReadSide>>,
-    Query(params): Query<HashMap<String, String>>,
-) -> Result<Json<ActivityAnswer>, ApiError> {
-    if let Some(unknown) = params.keys().find(|k| k.as_str() != "limit") {
-        return Err(ApiError::bad(
-            "query",
-            format!("has unknown parameter `{unknown}` (known: limit)"),
-        ));
-    }
-    let limit = match params.get("limit") {
-        None => DEFAULT_LIMIT,
-        Some(text) => text
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=MAX_LIMIT).contains(n))
-            .ok_or_else(|| {
-                ApiError::bad(
-                    "limit",
-                    format!("`{text}` must be a whole number from 1 to {MAX_LIMIT}"),
-                )
-            })?,
-    };
-    Ok(Json(ActivityAnswer {
-        shoppers: activity_of(&read)?.active(limit),
-    }))
-}
-
-async fn post_search_order(
-    State(read): State<Arc<ReadSide>>,
-    Path(key): Path<String>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
-    let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
-        .await
-        .map_err(|_| ApiError::BodyTooLarge)?;
-    let request = SearchOrderRequest::parse(&bytes)?;
-    let shopper = read.shopper(&key, &headers)?;
-    let config = &read.config;
-    let index = read.products.read().unwrap_or_else(|p| p.into_inner());
-    let answer = search_order::order(
-        &request,
-        shopper.as_ref(),
-        &index,
-        &config.api.search_order,
-        &config.rules.interests,
-    );
-    drop(index);
-    Ok(Json(answer).into_response())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -579,47 +357,5 @@ mod tests {
         );
         assert_eq!(route_label("/v1/recommendations"), "recommendations");
         assert_eq!(route_label("/v1/shoppers/c-123"), "other");
-    }
-
-    fn params(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
-    fn problem(pairs: &[(&str, &str)]) -> (&'static str, String) {
-        match parse_recommendation(&params(pairs)) {
-            Err(ApiError::BadParameter { name, problem }) => (name, problem),
-            other => panic!("expected a bad parameter, got {other:?}"),
-        }
-    }
-
-    #[test]
-    fn bad_recommendation_parameters_are_named() {
-        assert_eq!(problem(&[]).0, "type");
-        assert_eq!(problem(&[("type", "best")]).0, "type");
-        assert_eq!(problem(&[("type", "trending"), ("limit", "0")]).0, "limit");
-        assert_eq!(
-            problem(&[("type", "trending"), ("limit", "101")]).0,
-            "limit"
-        );
-        assert_eq!(problem(&[("type", "trending"), ("limit", "x")]).0, "limit");
-        assert_eq!(problem(&[("type", "viewed_viewed")]).0, "sku");
-        assert_eq!(problem(&[("type", "recently_viewed")]).0, "shopper");
-        assert_eq!(problem(&[("type", "complements")]).0, "shopper");
-        assert_eq!(
-            problem(&[("type", "trending"), ("category", "a//b")]).0,
-            "category"
-        );
-        assert_eq!(
-            problem(&[("type", "trending"), ("shopper", "")]).0,
-            "shopper"
-        );
-        let (name, text) = problem(&[("type", "trending"), ("colour", "red")]);
-        assert_eq!(name, "query");
-        assert!(text.contains("`colour`"), "{text}");
-        let ok = parse_recommendation(&params(&[("type", "trending")])).unwrap();
-        assert_eq!((ok.limit, ok.rec_type), (DEFAULT_LIMIT, RecType::Trending));
     }
 }
