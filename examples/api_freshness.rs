@@ -23,6 +23,8 @@ fn now_rfc3339() -> String {
     personalizer::time::format_rfc3339(millis)
 }
 
+/// The JSON answer, whatever its status (a shopper not known yet is a 404 until the
+/// probe's view is processed).
 fn get(agent: &ureq::Agent, url: &str) -> serde_json::Value {
     let body = agent
         .get(url)
@@ -31,7 +33,7 @@ fn get(agent: &ureq::Agent, url: &str) -> serde_json::Value {
         .into_body()
         .read_to_string()
         .unwrap();
-    serde_json::from_str(&body).unwrap()
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {url}: not JSON ({e}): {body}"))
 }
 
 fn send(producer: &BaseProducer, topic: &str, key: &str, event: serde_json::Value) {
@@ -79,6 +81,7 @@ fn main() {
         .unwrap();
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(5)))
+        .http_status_as_error(false)
         .build()
         .into();
 

@@ -187,9 +187,35 @@ impl Catalog {
     }
 }
 
+/// Why a writer schema was not found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LookupError {
+    /// The registry does not know the id (or it is not an Avro schema): the record is bad.
+    Unknown(String),
+    /// The registry did not answer: the record is not at fault and must wait.
+    Unavailable(String),
+}
+
 /// Finds writer schemas by their registry id. Live this is the Schema Registry client.
 pub trait SchemaLookup: Send + Sync {
-    fn schema_by_id(&self, id: u32) -> Result<Arc<Schema>, String>;
+    fn schema_by_id(&self, id: u32) -> Result<Arc<Schema>, LookupError>;
+}
+
+impl<T: SchemaLookup + ?Sized> SchemaLookup for Arc<T> {
+    fn schema_by_id(&self, id: u32) -> Result<Arc<Schema>, LookupError> {
+        (**self).schema_by_id(id)
+    }
+}
+
+/// Why an Avro record did not decode to an event.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum AvroDecodeError {
+    /// The record is bad: it goes to the dead-letter topic.
+    #[error(transparent)]
+    Bad(#[from] DecodeError),
+    /// Its writer schema could not be fetched: read it again later.
+    #[error("{0}")]
+    RegistryUnavailable(String),
 }
 
 /// Schemas known up front, by id: tests, and registries that were read at start-up.
@@ -205,11 +231,11 @@ impl FixedSchemas {
 }
 
 impl SchemaLookup for FixedSchemas {
-    fn schema_by_id(&self, id: u32) -> Result<Arc<Schema>, String> {
+    fn schema_by_id(&self, id: u32) -> Result<Arc<Schema>, LookupError> {
         self.by_id
             .get(&id)
             .cloned()
-            .ok_or_else(|| format!("schema id {id} is not registered"))
+            .ok_or_else(|| LookupError::Unknown(format!("schema id {id} is not registered")))
     }
 }
 
@@ -248,18 +274,21 @@ impl<L: SchemaLookup> AvroEventDecoder<L> {
         AvroEventDecoder { catalog, lookup }
     }
 
-    pub fn decode(&self, record: &[u8]) -> Result<Decoded, DecodeError> {
+    pub fn decode(&self, record: &[u8]) -> Result<Decoded, AvroDecodeError> {
         let (id, payload) = unframe(record)?;
-        let writer = self.lookup.schema_by_id(id).map_err(DecodeError::Avro)?;
+        let writer = self.lookup.schema_by_id(id).map_err(|e| match e {
+            LookupError::Unknown(problem) => AvroDecodeError::Bad(DecodeError::Avro(problem)),
+            LookupError::Unavailable(problem) => AvroDecodeError::RegistryUnavailable(problem),
+        })?;
         let reader = self.catalog.reader_for(&writer).map(|s| &s.schema);
         let mut rest = payload;
         let value = apache_avro::from_avro_datum(&writer, &mut rest, reader)
             .map_err(|e| DecodeError::Avro(format!("payload does not match schema {id}: {e}")))?;
         if !rest.is_empty() {
-            return Err(DecodeError::Avro(format!(
+            return Err(AvroDecodeError::Bad(DecodeError::Avro(format!(
                 "{} bytes left over after the record (schema {id})",
                 rest.len()
-            )));
+            ))));
         }
         let json = avro_to_json(&value).map_err(DecodeError::Avro)?;
         let wire: WireEvent =
@@ -267,7 +296,7 @@ impl<L: SchemaLookup> AvroEventDecoder<L> {
                 field: e.path().to_string(),
                 problem: e.into_inner().to_string(),
             })?;
-        wire.validate()
+        Ok(wire.validate()?)
     }
 }
 

@@ -6,6 +6,7 @@
 
 mod api;
 mod duration;
+mod formats;
 mod kafka;
 mod limits;
 mod offers;
@@ -14,6 +15,7 @@ mod profiles;
 mod segments;
 pub use api::{ApiConfig, SearchOrderWeights};
 pub use duration::Dur;
+pub use formats::{Format, InputFormats, SchemaRegistryConfig};
 pub use kafka::{KafkaConfig, ProcessingGuarantee, TopicsConfig};
 pub use limits::{LimitsConfig, MAX_STATE_BYTES_CEILING};
 pub use offers::{OfferConfig, OffersConfig};
@@ -39,6 +41,7 @@ pub struct Config {
     pub kafka: KafkaConfig,
     pub http: HttpConfig,
     pub api: ApiConfig,
+    pub schema_registry: SchemaRegistryConfig,
     pub log: LogConfig,
 }
 
@@ -164,6 +167,7 @@ impl Default for Config {
             kafka: KafkaConfig::default(),
             http: HttpConfig::default(),
             api: ApiConfig::default(),
+            schema_registry: SchemaRegistryConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -369,6 +373,7 @@ impl Config {
         profiles::validate_sites(&self.rules.sites)?;
         self.validate_kafka()?;
         self.api.validate()?;
+        self.schema_registry.validate(&self.kafka.formats)?;
         if self.http.listen.parse::<std::net::SocketAddr>().is_err() {
             return Err(invalid(
                 "http.listen",

@@ -19,6 +19,7 @@ pub mod generate;
 pub mod http_port;
 pub mod load;
 pub mod product_index;
+pub mod registry;
 pub mod replay;
 pub mod resources;
 pub mod rules;

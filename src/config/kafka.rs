@@ -38,6 +38,8 @@ pub struct KafkaConfig {
     pub default_partitions: i32,
     pub replication_factor: i32,
     pub topics: TopicsConfig,
+    /// How each input topic is encoded: `json` (default) or `avro`.
+    pub formats: super::InputFormats,
     /// librdkafka properties passed through unchanged to every client (SASL, SSL, …).
     pub properties: std::collections::BTreeMap<String, String>,
 }
@@ -71,6 +73,7 @@ impl Default for KafkaConfig {
             default_partitions: 8,
             replication_factor: 1,
             topics: TopicsConfig::default(),
+            formats: Default::default(),
             properties: Default::default(),
         }
     }

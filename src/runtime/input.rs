@@ -1,11 +1,61 @@
 //! Turning a consumed record into something a task can process, or a reason why not.
 
+use crate::avro::{AvroDecodeError, AvroEventDecoder, Catalog, SchemaLookup};
+use crate::config::{Config, Format, InputFormats};
 use crate::engine::Side;
 use crate::event::{
     check_not_from_the_future, check_record_size, decode_json, Decoded, Event, InputTopic,
 };
 use crate::forward::Forward;
+use crate::registry::{RegistryClient, RegistryError};
 use crate::time::Millis;
+use std::sync::Arc;
+
+/// How the input topics are read: JSON, or Avro in the Confluent wire format with
+/// writer schemas from the Schema Registry (`kafka.formats`).
+pub struct InputDecoders {
+    formats: InputFormats,
+    avro: Option<AvroEventDecoder<Arc<dyn SchemaLookup>>>,
+}
+
+impl InputDecoders {
+    /// Every topic JSON.
+    pub fn json() -> InputDecoders {
+        InputDecoders {
+            formats: InputFormats::default(),
+            avro: None,
+        }
+    }
+
+    /// The decoders `config` asks for; with an Avro topic, the registry must answer.
+    pub fn new(config: &Config) -> Result<InputDecoders, RegistryError> {
+        let formats = config.kafka.formats.clone();
+        let avro = if formats.any_avro() {
+            let client = RegistryClient::new(&config.schema_registry);
+            client.check()?;
+            let lookup: Arc<dyn SchemaLookup> = Arc::new(client);
+            Some(AvroEventDecoder::new(Catalog::load(), lookup))
+        } else {
+            None
+        };
+        Ok(InputDecoders { formats, avro })
+    }
+
+    /// With writer schemas from `lookup` (tests).
+    pub fn with_lookup(formats: InputFormats, lookup: Arc<dyn SchemaLookup>) -> InputDecoders {
+        InputDecoders {
+            formats,
+            avro: Some(AvroEventDecoder::new(Catalog::load(), lookup)),
+        }
+    }
+
+    fn decode(&self, topic: InputTopic, bytes: &[u8]) -> Result<Decoded, AvroDecodeError> {
+        match (self.formats.of(topic), &self.avro) {
+            (Format::Avro, Some(avro)) => avro.decode(bytes),
+            _ => Ok(decode_json(bytes)?),
+        }
+    }
+}
 
 /// Which of a task's inputs a topic is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +75,9 @@ pub enum Item {
     UnknownType,
     /// Bad input: to the dead-letter topic, with the reason.
     Bad(Box<BadRecord>),
+    /// Cannot be decoded now (the schema registry does not answer), through no fault of
+    /// its own: read it again later, never dead-lettered.
+    Wait(String),
 }
 
 #[derive(Debug)]
@@ -59,7 +112,7 @@ impl Item {
             Item::Message(forward) => match forward.as_ref() {
                 Forward::ToProduct { at, .. } | Forward::ToShopper { at, .. } => *at,
             },
-            Item::UnknownType | Item::Bad(_) => i64::MIN,
+            Item::UnknownType | Item::Bad(_) | Item::Wait(_) => i64::MIN,
         }
     }
 }
@@ -88,6 +141,7 @@ pub struct ReadAt {
 /// meant for the other side is refused rather than misapplied; an event from the future
 /// of `read` is refused too.
 pub fn decode(
+    decoders: &InputDecoders,
     source: Source,
     side: Side,
     key: Option<&[u8]>,
@@ -101,7 +155,7 @@ pub fn decode(
         return bad(e.reason_label(), e.to_string(), key, value);
     }
     match source {
-        Source::Events(topic) => match decode_json(bytes) {
+        Source::Events(topic) => match decoders.decode(topic, bytes) {
             Ok(Decoded::Event(event)) if event.body.topic() == topic => {
                 match check_not_from_the_future(&event, read.at, read.max_skew) {
                     Ok(()) => Item::Event(Box::new(event)),
@@ -120,7 +174,8 @@ pub fn decode(
                 value,
             ),
             Ok(Decoded::UnknownType(_)) => Item::UnknownType,
-            Err(e) => bad(e.reason_label(), e.to_string(), key, value),
+            Err(AvroDecodeError::Bad(e)) => bad(e.reason_label(), e.to_string(), key, value),
+            Err(AvroDecodeError::RegistryUnavailable(problem)) => Item::Wait(problem),
         },
         Source::Forwarded => match serde_json::from_slice::<Forward>(bytes) {
             Ok(forward) => {
@@ -164,7 +219,7 @@ mod tests {
             max_skew: 300_000,
             max_bytes: 64 * 1024,
         };
-        decode(source, side, key, value, read)
+        decode(&InputDecoders::json(), source, side, key, value, read)
     }
     use crate::forward::ShopperMessage;
 

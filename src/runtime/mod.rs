@@ -36,6 +36,7 @@ use crate::telemetry::health::{Health, Phase};
 use crate::telemetry::Telemetry;
 use clients::ClientError;
 use global_table::GlobalTable;
+use input::InputDecoders;
 use instances::Announcer;
 use restore::RestoreError;
 use std::path::{Path, PathBuf};
@@ -66,6 +67,8 @@ pub enum RuntimeError {
     Stream(StreamError),
     #[error("product table: {0}")]
     ProductTable(global_table::GlobalTableError),
+    #[error(transparent)]
+    SchemaRegistry(#[from] crate::registry::RegistryError),
 }
 
 /// Reads the layout from the cluster, creates what `create` allows, and reports what is
@@ -281,6 +284,7 @@ fn run_stream(
     let transactional_id = format!("{}-{}", config.application_id, instance_id(config, &dir)?);
     let directory = instances::shared(&transactional_id);
     let url = instances::advertised_url(config, api.bound());
+    let decoders = Arc::new(InputDecoders::new(config)?);
     let announcer = Arc::new(
         Announcer::new(config, &layout.instances, &transactional_id, &url)
             .map_err(|e| RuntimeError::Stream(StreamError::Client(e)))?,
@@ -333,6 +337,7 @@ fn run_stream(
                 catalog: catalog.clone(),
                 served: served.clone(),
                 announcer: announcer.clone(),
+                decoders: decoders.clone(),
             },
             shutdown,
             telemetry,

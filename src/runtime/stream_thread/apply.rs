@@ -92,6 +92,13 @@ impl StreamThread<'_> {
             Item::Bad(bad) => {
                 self.dead_letter_record(side, input, partition, record.offset, &bad)?;
             }
+            // The poll loop restarts from the last commit on such a record, so none is
+            // ever buffered; if one were, it must not be skipped.
+            Item::Wait(problem) => {
+                return Err(StreamError::Rewind(format!(
+                    "an input record cannot be decoded now: {problem}"
+                )))
+            }
         }
         Ok(())
     }

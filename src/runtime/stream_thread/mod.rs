@@ -14,7 +14,7 @@ use super::assignment::{Assignment, Topics, PAUSE_AT};
 use super::batch::BatchCounts;
 use super::clients::{self, ClientError};
 use super::gauges;
-use super::input::{self, Item, ReadAt};
+use super::input::{self, InputDecoders, Item, ReadAt};
 use super::instances::Announcer;
 use super::latency::LatencyHistogram;
 use super::merge::{Merger, Pending};
@@ -158,6 +158,7 @@ pub struct StreamThread<'a> {
     /// Which customer partitions the read API may answer for from this instance.
     served: Arc<ServedPartitions>,
     announcer: Arc<Announcer>,
+    decoders: Arc<InputDecoders>,
     telemetry: &'a Telemetry,
     last_gauges: Instant,
     /// When the first record since the last catch-up was processed.
@@ -175,6 +176,8 @@ pub struct SharedWithReaders {
     pub served: Arc<ServedPartitions>,
     /// Tells the other instances which customer partitions this one now serves.
     pub announcer: Arc<Announcer>,
+    /// How input records are decoded (with the schema registry's cache).
+    pub decoders: Arc<InputDecoders>,
 }
 
 fn wall_clock_millis() -> Millis {
@@ -199,6 +202,7 @@ impl<'a> StreamThread<'a> {
             catalog,
             served,
             announcer,
+            decoders,
         } = shared;
         let mut consumer_config = clients::base(config);
         consumer_config
@@ -246,6 +250,7 @@ impl<'a> StreamThread<'a> {
             committing: None,
             served,
             announcer,
+            decoders,
             telemetry,
             last_gauges: Instant::now(),
             behind_since: None,
@@ -354,6 +359,7 @@ impl<'a> StreamThread<'a> {
                             max_bytes,
                         };
                         let item = input::decode(
+                            &self.decoders,
                             route.source,
                             route.side,
                             message.key(),
@@ -391,6 +397,20 @@ impl<'a> StreamThread<'a> {
                 Polled::Error(e) => {
                     tracing::warn!(error = %e, "consumer error; retrying");
                     break;
+                }
+                Polled::Record(
+                    _,
+                    _,
+                    Pending {
+                        item: Item::Wait(problem),
+                        ..
+                    },
+                ) => {
+                    // Not the record's fault: it is read again after a restart from the
+                    // last commit, once the registry answers.
+                    return Err(StreamError::Rewind(format!(
+                        "an input record cannot be decoded now: {problem}"
+                    )));
                 }
                 Polled::Record(route, partition, pending) => {
                     let buffered = self.assignment.push(route, partition, pending);

@@ -1,0 +1,217 @@
+//! A client of a Confluent-compatible Schema Registry (Confluent's, Apicurio's
+//! `/apis/ccompat/v7`, Redpanda's): the writer schema of an Avro record, fetched by its
+//! id once per process and cached.
+//!
+//! A registry that does not answer is not the record's fault: the lookup retries a few
+//! times and then reports the registry unavailable, and the runtime waits and reads the
+//! record again rather than dead-lettering it. An id the registry does not know is the
+//! record's fault: it goes to the dead-letter topic.
+
+use crate::avro::{LookupError, SchemaLookup};
+use crate::config::SchemaRegistryConfig;
+use apache_avro::Schema;
+use base64::prelude::{Engine, BASE64_STANDARD};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+/// Attempts per lookup before the registry counts as unavailable, and the pause before
+/// the first retry (doubled each time).
+const ATTEMPTS: u32 = 4;
+const FIRST_RETRY: Duration = Duration::from_millis(200);
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("setting `schema_registry.url`: the registry at {url} does not answer: {problem}")]
+    Unreachable { url: String, problem: String },
+    #[error("setting `schema_registry.url`: {url} answers {status} to {path}: {body}")]
+    Refused {
+        url: String,
+        path: String,
+        status: u16,
+        body: String,
+    },
+}
+
+pub struct RegistryClient {
+    base: String,
+    authorization: Option<String>,
+    agent: ureq::Agent,
+    cache: RwLock<HashMap<u32, Arc<Schema>>>,
+}
+
+/// What one request came to.
+enum Answer {
+    Ok(String),
+    Status(u16, String),
+    Unreachable(String),
+}
+
+impl RegistryClient {
+    pub fn new(config: &SchemaRegistryConfig) -> RegistryClient {
+        let agent = ureq::Agent::config_builder()
+            .timeout_global(Some(config.timeout.0))
+            .http_status_as_error(false)
+            .build()
+            .new_agent();
+        let authorization = config.username.as_ref().map(|user| {
+            let password = config.password.as_deref().unwrap_or_default();
+            let credentials = format!("{user}:{password}");
+            format!("Basic {}", BASE64_STANDARD.encode(credentials))
+        });
+        RegistryClient {
+            base: config
+                .url
+                .as_deref()
+                .unwrap_or_default()
+                .trim_end_matches('/')
+                .to_string(),
+            authorization,
+            agent,
+            cache: RwLock::new(HashMap::new()),
+        }
+    }
+
+    fn get(&self, path: &str) -> Answer {
+        let mut request = self.agent.get(&format!("{}{path}", self.base)).header(
+            "Accept",
+            "application/vnd.schemaregistry.v1+json, application/json",
+        );
+        if let Some(authorization) = &self.authorization {
+            request = request.header("Authorization", authorization);
+        }
+        match request.call() {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                let body = response.into_body().read_to_string().unwrap_or_default();
+                if status == 200 {
+                    Answer::Ok(body)
+                } else {
+                    Answer::Status(status, body)
+                }
+            }
+            Err(e) => Answer::Unreachable(e.to_string()),
+        }
+    }
+
+    /// Start-up check: the registry answers (its list of subjects).
+    pub fn check(&self) -> Result<(), RegistryError> {
+        match self.get("/subjects") {
+            Answer::Ok(_) => Ok(()),
+            Answer::Status(status, body) => Err(RegistryError::Refused {
+                url: self.base.clone(),
+                path: "/subjects".into(),
+                status,
+                body,
+            }),
+            Answer::Unreachable(problem) => Err(RegistryError::Unreachable {
+                url: self.base.clone(),
+                problem,
+            }),
+        }
+    }
+
+    fn fetch(&self, id: u32) -> Result<Schema, LookupError> {
+        let path = format!("/schemas/ids/{id}");
+        let mut pause = FIRST_RETRY;
+        let mut last = String::new();
+        for attempt in 1..=ATTEMPTS {
+            match self.get(&path) {
+                Answer::Ok(body) => {
+                    let answer: serde_json::Value = serde_json::from_str(&body).map_err(|e| {
+                        LookupError::Unavailable(format!(
+                            "the registry's answer for id {id} is not JSON: {e}"
+                        ))
+                    })?;
+                    // Avro is the default type; another type is not ours to read.
+                    if let Some(kind) = answer["schemaType"].as_str().filter(|k| *k != "AVRO") {
+                        return Err(LookupError::Unknown(format!(
+                            "schema id {id} is a {kind} schema, not Avro"
+                        )));
+                    }
+                    let text = answer["schema"].as_str().ok_or_else(|| {
+                        LookupError::Unknown(format!("the registry has no schema text for id {id}"))
+                    })?;
+                    return Schema::parse_str(text).map_err(|e| {
+                        LookupError::Unknown(format!(
+                            "schema id {id} is not a valid Avro schema: {e}"
+                        ))
+                    });
+                }
+                // Not found: the id is not (or no longer) registered. Confluent answers
+                // 404 with error code 40403; Apicurio 404 too.
+                Answer::Status(404, body) => {
+                    return Err(LookupError::Unknown(format!(
+                        "schema id {id} is not registered ({})",
+                        body.trim()
+                    )))
+                }
+                Answer::Status(status, body) => last = format!("{status}: {}", body.trim()),
+                Answer::Unreachable(problem) => last = problem,
+            }
+            if attempt < ATTEMPTS {
+                std::thread::sleep(pause);
+                pause *= 2;
+            }
+        }
+        Err(LookupError::Unavailable(format!(
+            "the schema registry at {} did not answer for schema id {id} after {ATTEMPTS} attempts: {last}",
+            self.base
+        )))
+    }
+}
+
+impl SchemaLookup for RegistryClient {
+    fn schema_by_id(&self, id: u32) -> Result<Arc<Schema>, LookupError> {
+        if let Some(schema) = self
+            .cache
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+        {
+            return Ok(schema.clone());
+        }
+        let schema = Arc::new(self.fetch(id)?);
+        self.cache
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, schema.clone());
+        Ok(schema)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_authentication_is_sent_when_a_user_is_set() {
+        let config = SchemaRegistryConfig {
+            url: Some("http://127.0.0.1:1/".into()),
+            username: Some("user".into()),
+            password: Some("pass".into()),
+            ..SchemaRegistryConfig::default()
+        };
+        let client = RegistryClient::new(&config);
+        assert_eq!(client.authorization.as_deref(), Some("Basic dXNlcjpwYXNz"));
+        assert_eq!(client.base, "http://127.0.0.1:1");
+    }
+
+    #[test]
+    fn a_registry_that_does_not_answer_is_unavailable_not_unknown() {
+        let config = SchemaRegistryConfig {
+            // Nothing listens on port 1.
+            url: Some("http://127.0.0.1:1".into()),
+            ..SchemaRegistryConfig::default()
+        };
+        let client = RegistryClient::new(&config);
+        assert!(matches!(
+            client.schema_by_id(7),
+            Err(LookupError::Unavailable(_))
+        ));
+        assert!(matches!(
+            client.check(),
+            Err(RegistryError::Unreachable { .. })
+        ));
+    }
+}
