@@ -117,6 +117,8 @@ pub fn run(options: &DemoOptions, shutdown: Arc<AtomicBool>) -> Result<()> {
     let mut last_summary = Instant::now();
     let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
     let mut showed_api = false;
+    // A SKU the product table has (a product record is out), for the viewed_viewed line.
+    let mut known_sku: Option<String> = None;
     let mut out = std::io::stdout().lock();
     while !shutdown.load(Ordering::SeqCst) {
         if options.duration.is_some_and(|d| started.elapsed() >= d) {
@@ -128,8 +130,13 @@ pub fn run(options: &DemoOptions, shutdown: Arc<AtomicBool>) -> Result<()> {
                 .payload()
                 .and_then(|p| serde_json::from_slice::<Decision>(p).ok())
             {
+                if let crate::decision::DecisionBody::Product(record) = &decision.body {
+                    known_sku.get_or_insert_with(|| record.sku.clone());
+                }
                 if !showed_api {
-                    showed_api = show_read_api(&shown, &decision);
+                    if let Some(sku) = &known_sku {
+                        showed_api = show_read_api(&shown, &decision, sku);
+                    }
                 }
                 let kind = decision.decision_type().name();
                 let count = counts.entry(kind).or_default();
@@ -171,14 +178,15 @@ pub fn run(options: &DemoOptions, shutdown: Arc<AtomicBool>) -> Result<()> {
 }
 
 /// Prints ready-to-run `curl` lines for the shopper of the first published profile
-/// that has recently viewed products; true once printed.
-fn show_read_api(address: &std::net::SocketAddr, decision: &Decision) -> bool {
+/// that has recently viewed products (and for `sku`, which the product table has);
+/// true once printed.
+fn show_read_api(address: &std::net::SocketAddr, decision: &Decision, sku: &str) -> bool {
     let crate::decision::DecisionBody::Profile(profile) = &decision.body else {
         return false;
     };
-    let Some(sku) = profile.recently_viewed.first() else {
+    if profile.recently_viewed.is_empty() {
         return false;
-    };
+    }
     let key = decision.record_key();
     let skus: Vec<String> = profile
         .recently_viewed
