@@ -1,6 +1,7 @@
 //! What the runtime reports about itself: metrics for Prometheus and health for probes.
 //! The runtime writes both; the HTTP server ([`crate::http_port`]) only reads them.
 
+mod catalog;
 pub mod health;
 pub mod metrics;
 
