@@ -12,12 +12,11 @@
 mod common;
 
 use common::compare::{assert_same_decisions, replay_of, run_until_decided, workload, PARTITIONS};
-use common::live::App;
+use common::live::{headers_of, App};
 use personalizer::avro::{encode_event, frame, Catalog};
 use personalizer::event::{decode_json, Decoded, InputTopic, RoutingKey};
-use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{BaseProducer, Producer};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -125,20 +124,6 @@ fn produce_framed(
 fn produce_as_avro(app: &App, producer: &BaseProducer, registry: &str, lines: &[String]) {
     let ids = register_all(app, registry, lines);
     produce_framed(app, producer, lines, &ids);
-}
-
-fn headers_of(record: &rdkafka::message::OwnedMessage) -> HashMap<String, String> {
-    record
-        .headers()
-        .expect("dead letters carry headers")
-        .iter()
-        .map(|h| {
-            (
-                h.key.to_string(),
-                String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
-            )
-        })
-        .collect()
 }
 
 #[test]

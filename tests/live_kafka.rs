@@ -8,12 +8,12 @@ use common::compare::{
     assert_same_decisions, replay_of, replay_with_tombstones_of, run_until_decided,
     single_task_workload, workload, NO_WALL_CLOCK, PARTITIONS,
 };
-use common::live::{terminate, wait_for_metric, with_sentinels, App};
+use common::live::{headers_of, terminate, wait_for_metric, with_sentinels, App};
 use personalizer::config::Config;
 use personalizer::store::{Family, Store};
 use personalizer::time::parse_rfc3339;
 use rdkafka::message::{Headers, Message};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -246,17 +246,7 @@ fn bad_records_go_to_the_dead_letter_topic_and_the_rest_flows() {
     assert_eq!(dead.len(), 4, "one dead letter per poison record");
     let mut sources = Vec::new();
     for record in &dead {
-        let headers: HashMap<String, String> = record
-            .headers()
-            .expect("dead letters carry headers")
-            .iter()
-            .map(|h| {
-                (
-                    h.key.to_string(),
-                    String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
-                )
-            })
-            .collect();
+        let headers = headers_of(record);
         for name in [
             "source_topic",
             "source_partition",

@@ -88,6 +88,15 @@ impl ClientContext for ReadToEnd {
 
 impl ConsumerContext for ReadToEnd {}
 
+/// A consumer with no group that reads topics to their end (committed records only),
+/// naming what it reads in its logs.
+pub fn reader(
+    config: &Config,
+    reading: &'static str,
+) -> Result<BaseConsumer<ReadToEnd>, ClientError> {
+    consumer_with(&plain_config(config), ReadToEnd { reading })
+}
+
 pub fn consumer_with<Ctx: ConsumerContext>(
     client: &ClientConfig,
     context: Ctx,

@@ -23,12 +23,7 @@ pub fn follow(
     activity: &RecentActivity,
     stops: &[&AtomicBool],
 ) -> Result<(), ClientError> {
-    let consumer: BaseConsumer<ReadToEnd> = clients::consumer_with(
-        &clients::plain_config(config),
-        ReadToEnd {
-            reading: "the decision topics",
-        },
-    )?;
+    let consumer: BaseConsumer<ReadToEnd> = clients::reader(config, "the decision topics")?;
     let mut assignment = TopicPartitionList::new();
     for kind in DecisionType::ALL {
         if kind == DecisionType::Product {

@@ -104,12 +104,7 @@ impl<'a> GlobalTable<'a> {
                 index.apply(record);
             })?
         };
-        let consumer: BaseConsumer<ReadToEnd> = clients::consumer_with(
-            &clients::plain_config(config),
-            ReadToEnd {
-                reading: "the product table",
-            },
-        )?;
+        let consumer: BaseConsumer<ReadToEnd> = clients::reader(config, "the product table")?;
         let mut assignment = TopicPartitionList::new();
         for p in 0..partitions {
             let offset = match store.read_meta(&position_key(&topic, p))? {

@@ -164,12 +164,7 @@ pub fn follow(
     directory: &Directory,
     stops: &[&AtomicBool],
 ) -> Result<(), ClientError> {
-    let consumer: BaseConsumer<ReadToEnd> = clients::consumer_with(
-        &clients::plain_config(config),
-        ReadToEnd {
-            reading: "the instances topic",
-        },
-    )?;
+    let consumer: BaseConsumer<ReadToEnd> = clients::reader(config, "the instances topic")?;
     let mut assignment = TopicPartitionList::new();
     assignment
         .add_partition_offset(topic, 0, Offset::Beginning)

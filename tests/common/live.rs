@@ -599,6 +599,22 @@ impl Drop for Paused {
 }
 
 /// GETs `path` from a processor's HTTP port: the status and the body.
+/// The headers of a record (a dead letter's `error`, `error_reason`, `source_*`).
+pub fn headers_of(record: &OwnedMessage) -> std::collections::HashMap<String, String> {
+    use rdkafka::message::{Headers, Message};
+    record
+        .headers()
+        .expect("dead letters carry headers")
+        .iter()
+        .map(|h| {
+            (
+                h.key.to_string(),
+                String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+            )
+        })
+        .collect()
+}
+
 pub fn http_get(address: &str, path: &str) -> (u16, String) {
     try_http_get(address, path).unwrap_or_else(|e| panic!("GET {address}{path}: {e}"))
 }
