@@ -2,27 +2,27 @@
 //! `scripts/schema-registry`) and a real broker: events written in the Confluent wire
 //! format decide exactly what their JSON form decides in `replay`; a record naming an
 //! id the registry does not know, or whose bytes do not match its schema, is
-//! dead-lettered with the reason.
-//!
-//! Not yet tested live: a registry that stops answering mid-stream (the processor
-//! restarts from its last commit and waits; `registry.rs` tests that such a registry
-//! counts as unavailable, not as an unknown id) and producers with an evolved schema
-//! (`avro_tests.rs` decodes one).
+//! dead-lettered with the reason; producers with an evolved schema decode; a registry
+//! that stops answering for a while makes records wait, and dead-letters none.
 
 mod common;
 
-use common::compare::{assert_same_decisions, replay_of, run_until_decided, workload, PARTITIONS};
-use common::live::{headers_of, App};
+use common::compare::{
+    assert_same_decisions, replay_of, run_until_decided, workload, NO_WALL_CLOCK, PARTITIONS,
+};
+use common::live::{headers_of, terminate, with_sentinels, App};
 use personalizer::avro::{encode_event, frame, Catalog};
 use personalizer::event::{decode_json, Decoded, InputTopic, RoutingKey};
 use rdkafka::producer::{BaseProducer, Producer};
 use std::collections::BTreeMap;
 use std::process::Command;
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// The registry's port (scripts/test stops it at the end).
+/// The registry the tests share, and the one the outage test stops and starts (scripts/test
+/// stops both at the end).
 const REGISTRY_PORT: u16 = 18081;
+const OUTAGE_REGISTRY_PORT: u16 = 18181;
 
 /// Starts a registry on `port` (installing it on first use); its base URL.
 fn start_registry(port: u16) -> String {
@@ -69,9 +69,35 @@ fn avro_settings(registry: &str, extra: &str) -> String {
     )
 }
 
+/// Which writer schemas a shop's producers use.
+#[derive(Clone, Copy, PartialEq)]
+enum WriterSchemas {
+    /// The project's own.
+    Ours,
+    /// Evolved: every record has one more field at its end, an optional string.
+    AddedOptionalField,
+}
+
+/// `schema` (a record) with an optional field `channel` after its last field.
+fn with_added_field(schema: &str) -> String {
+    let mut json: serde_json::Value = serde_json::from_str(schema).unwrap();
+    json["fields"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "name": "channel", "type": ["null", "string"], "default": null
+        }));
+    json.to_string()
+}
+
 /// Registers, under each Avro topic's subject (`<topic>-value`), the writer schema of
 /// every event type among `lines`; the ids by (topic, type).
-fn register_all(app: &App, registry: &str, lines: &[String]) -> BTreeMap<(String, String), u32> {
+fn register_all(
+    app: &App,
+    registry: &str,
+    lines: &[String],
+    writers: WriterSchemas,
+) -> BTreeMap<(String, String), u32> {
     let catalog = Catalog::load();
     let mut ids = BTreeMap::new();
     for line in lines {
@@ -87,11 +113,13 @@ fn register_all(app: &App, registry: &str, lines: &[String]) -> BTreeMap<(String
         ids.entry((topic.clone(), type_name.clone()))
             .or_insert_with(|| {
                 let ours = catalog.event(&type_name).expect("a schema per type");
-                register(
-                    registry,
-                    &format!("{topic}-value"),
-                    &ours.schema.canonical_form(),
-                )
+                let schema = match writers {
+                    WriterSchemas::Ours => ours.schema.canonical_form(),
+                    WriterSchemas::AddedOptionalField => {
+                        with_added_field(&ours.schema.canonical_form())
+                    }
+                };
+                register(registry, &format!("{topic}-value"), &schema)
             });
     }
     ids
@@ -104,6 +132,7 @@ fn produce_framed(
     producer: &BaseProducer,
     lines: &[String],
     ids: &BTreeMap<(String, String), u32>,
+    writers: WriterSchemas,
 ) {
     let catalog = Catalog::load();
     for line in lines {
@@ -113,7 +142,14 @@ fn produce_framed(
         let topic = app.topic(event.body.topic()).to_string();
         let (RoutingKey::Shopper(key) | RoutingKey::Sku(key)) = event.routing_key();
         let value = match ids.get(&(topic.clone(), event.body.type_name().to_string())) {
-            Some(&id) => frame(id, &encode_event(&catalog, &event).unwrap()),
+            Some(&id) => {
+                let mut payload = encode_event(&catalog, &event).unwrap();
+                if writers == WriterSchemas::AddedOptionalField {
+                    // The added field, null: union branch 0 (a zig-zag varint).
+                    payload.push(0);
+                }
+                frame(id, &payload)
+            }
             None => line.as_bytes().to_vec(),
         };
         app.send(producer, &topic, Some(key.as_bytes()), &value);
@@ -122,8 +158,8 @@ fn produce_framed(
 }
 
 fn produce_as_avro(app: &App, producer: &BaseProducer, registry: &str, lines: &[String]) {
-    let ids = register_all(app, registry, lines);
-    produce_framed(app, producer, lines, &ids);
+    let ids = register_all(app, registry, lines, WriterSchemas::Ours);
+    produce_framed(app, producer, lines, &ids, WriterSchemas::Ours);
 }
 
 #[test]
@@ -179,4 +215,81 @@ fn avro_events_decide_as_their_json_form_and_bad_ones_are_dead_lettered() {
             .any(|e| e.contains(&format!("schema {known}"))),
         "{errors:?}"
     );
+}
+
+#[test]
+fn a_registry_that_stops_answering_makes_records_wait_and_evolved_schemas_decode() {
+    let registry = start_registry(OUTAGE_REGISTRY_PORT);
+    // The processor is idle between the two halves: it must not follow the wall clock
+    // meanwhile (the workload is in the past), and the sentinels end the stream.
+    let app = App::new(
+        "avro-outage",
+        PARTITIONS,
+        &avro_settings(&registry, NO_WALL_CLOCK),
+    );
+    let lines = with_sentinels(workload(1_500, 22), PARTITIONS);
+    let expected = replay_of(&app, &lines, None);
+    let (first, second) = lines.split_at(lines.len() / 2);
+    produce_as_avro(&app, &app.producer(), &registry, first);
+    let log = app.dir.path().join("run.log");
+    let mut child = app.spawn(&app.dir.path().join("state"), &log);
+    app.wait_until_input_processed(Duration::from_secs(120));
+
+    // The second half comes from producers with an evolved schema: ids the processor
+    // has not fetched yet. The registry stops answering (SIGSTOP) before they arrive.
+    let evolved = register_all(&app, &registry, second, WriterSchemas::AddedOptionalField);
+    let pid_file = format!(
+        "{}/.cache/personalizer/apicurio-registry-3.3.3/run-{OUTAGE_REGISTRY_PORT}/pid",
+        std::env::var("HOME").unwrap()
+    );
+    let pid = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .to_string();
+    let signal = |name: &str| {
+        assert!(Command::new("kill")
+            .args([name, &pid])
+            .status()
+            .unwrap()
+            .success());
+    };
+    signal("-STOP");
+    app.write_while_paused(&[&child], |producer| {
+        produce_framed(
+            &app,
+            producer,
+            second,
+            &evolved,
+            WriterSchemas::AddedOptionalField,
+        )
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("cannot be decoded now")
+    {
+        if Instant::now() > deadline {
+            signal("-CONT");
+            panic!("the processor never waited for the registry");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    signal("-CONT");
+
+    app.wait_for_decisions(expected.len(), Duration::from_secs(180));
+    assert_eq!(terminate(&mut child), Some(0));
+    assert_same_decisions(&app.decisions(), &expected);
+    let dead = app.read_all(
+        &[app.config.kafka.topics.dead_letter.as_str()],
+        "read_committed",
+    );
+    assert!(dead.is_empty(), "{} records dead-lettered", dead.len());
+    let stopped = Command::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scripts/schema-registry"
+    ))
+    .args(["stop", "--port", &OUTAGE_REGISTRY_PORT.to_string()])
+    .status()
+    .unwrap();
+    assert!(stopped.success());
 }

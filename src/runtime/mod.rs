@@ -47,6 +47,8 @@ use stream_thread::{SharedWithReaders, StreamError, StreamThread, Totals};
 use topics::{ClusterTopics, Role, TopicLayout, TopicProblem};
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// The pause before a stream thread that stopped is replaced, the first time.
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -379,7 +381,7 @@ fn run_stream_thread(
 ) -> Result<Totals, RuntimeError> {
     let health = &telemetry.health;
     let mut totals = Totals::default();
-    let mut backoff = Duration::from_millis(500);
+    let mut backoff = FIRST_BACKOFF;
     while !shutdown.load(Ordering::SeqCst) {
         health.set_phase(Phase::Starting);
         let stream = StreamThread::new(
@@ -401,8 +403,14 @@ fn run_stream_thread(
             }
             Err(e) => return Err(RuntimeError::Stream(e)),
         };
+        let started = std::time::Instant::now();
         let result = stream.run(shutdown);
         totals.add(&stream.totals);
+        // A thread that worked for a while before it stopped starts the backoff over:
+        // a rare rewind in a long run should not wait as long as the tenth in a row.
+        if started.elapsed() > MAX_BACKOFF {
+            backoff = FIRST_BACKOFF;
+        }
         stream.close();
         match result {
             Ok(()) => break,

@@ -263,6 +263,11 @@ impl App {
     /// partition written a moment later than another looks caught up meanwhile, and the
     /// processor may take a later event from the other one first.
     pub fn produce_atomically(&self, lines: &[String]) {
+        self.write_atomically(|producer| self.produce(producer, lines));
+    }
+
+    /// Runs `write` inside one transaction of the shop's transactional producer.
+    pub fn write_atomically(&self, write: impl FnOnce(&BaseProducer)) {
         let producer: BaseProducer = ClientConfig::new()
             .set("bootstrap.servers", &self.bootstrap)
             .set("partitioner", "murmur2_random")
@@ -271,7 +276,7 @@ impl App {
             .unwrap();
         producer.init_transactions(Duration::from_secs(30)).unwrap();
         producer.begin_transaction().unwrap();
-        self.produce(&producer, lines);
+        write(&producer);
         producer
             .commit_transaction(Duration::from_secs(30))
             .unwrap();
@@ -286,8 +291,13 @@ impl App {
     /// them out of event-time order (as Kafka Streams would). Tests that compare with
     /// `replay` need every input to appear at once, as a backlog does.
     pub fn produce_while_paused(&self, running: &[&Child], lines: &[String]) {
+        self.write_while_paused(running, |producer| self.produce(producer, lines));
+    }
+
+    /// [`App::produce_while_paused`] for records `write` sends itself (another format).
+    pub fn write_while_paused(&self, running: &[&Child], write: impl FnOnce(&BaseProducer)) {
         let _paused = Paused::new(running);
-        self.produce_atomically(lines);
+        self.write_atomically(write);
         self.wait_until_committed_everywhere();
     }
 
