@@ -15,7 +15,7 @@ mod profiles;
 mod segments;
 pub use api::{ApiConfig, SearchOrderWeights};
 pub use duration::Dur;
-pub use formats::{Format, InputFormats, SchemaRegistryConfig};
+pub use formats::{Format, OutputSchemas, SchemaRegistryConfig, SubjectStrategy, TopicFormats};
 pub use kafka::{KafkaConfig, ProcessingGuarantee, TopicsConfig};
 pub use limits::{LimitsConfig, MAX_STATE_BYTES_CEILING};
 pub use offers::{OfferConfig, OffersConfig};

@@ -293,3 +293,49 @@ fn bad_limits_are_named() {
         );
     }
 }
+
+#[test]
+fn avro_formats_and_registry_settings_are_checked_naming_the_setting() {
+    let e = error("[kafka.formats]\noutputs = \"avro\"\n", &[]);
+    assert!(
+        e.contains("schema_registry.url") && e.contains("kafka.formats.outputs"),
+        "{e}"
+    );
+    let e = error("[kafka.formats]\ncart = \"protobuf\"\n", &[]);
+    assert!(
+        e.contains("kafka.formats.cart") || e.contains("protobuf"),
+        "{e}"
+    );
+    let e = error(
+        "[schema_registry]\nurl = \"http://r:8081\"\nsubject_strategy = \"by_topic\"\n",
+        &[],
+    );
+    assert!(e.contains("subject_strategy"), "{e}");
+    let e = error(
+        "[schema_registry]\nurl = \"http://r:8081\"\noutput_schemas = \"maybe\"\n",
+        &[],
+    );
+    assert!(e.contains("output_schemas"), "{e}");
+    let c = load(
+        "[kafka.formats]\noutputs = \"avro\"\n[schema_registry]\nurl = \"http://r:8081\"\n\
+         subject_strategy = \"topic_record_name\"\noutput_schemas = \"check\"\n",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(c.kafka.formats.outputs, Format::Avro);
+    assert_eq!(c.schema_registry.output_schemas, OutputSchemas::Check);
+    assert_eq!(
+        c.schema_registry
+            .subject_strategy
+            .subject("t", "com.x.Profile"),
+        "t-com.x.Profile"
+    );
+    assert_eq!(
+        SubjectStrategy::RecordName.subject("t", "com.x.Profile"),
+        "com.x.Profile"
+    );
+    assert_eq!(
+        SubjectStrategy::TopicName.subject("t", "com.x.Profile"),
+        "t-value"
+    );
+}

@@ -11,6 +11,7 @@ pub mod avro;
 pub mod catalog;
 pub mod config;
 pub mod decision;
+pub mod decision_codec;
 pub mod demo;
 pub mod engine;
 pub mod event;

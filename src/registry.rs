@@ -8,7 +8,7 @@
 //! record's fault: it goes to the dead-letter topic.
 
 use crate::avro::{LookupError, SchemaLookup};
-use crate::config::SchemaRegistryConfig;
+use crate::config::{OutputSchemas, SchemaRegistryConfig};
 use apache_avro::Schema;
 use base64::prelude::{Engine, BASE64_STANDARD};
 use std::collections::HashMap;
@@ -24,6 +24,25 @@ const FIRST_RETRY: Duration = Duration::from_millis(200);
 pub enum RegistryError {
     #[error("setting `schema_registry.url`: the registry at {url} does not answer: {problem}")]
     Unreachable { url: String, problem: String },
+    #[error(
+        "setting `kafka.formats.outputs`: the registry refuses the `{decision}` schema under \
+         subject `{subject}`: {detail} (its compatibility rule forbids this schema after the \
+         versions already there; see the subject's versions and `/config/{subject}`)"
+    )]
+    Incompatible {
+        decision: String,
+        subject: String,
+        detail: String,
+    },
+    #[error(
+        "setting `schema_registry.output_schemas` is `check`: the `{decision}` schema is not \
+         registered under subject `{subject}` ({detail}); register it, or set `register`"
+    )]
+    NotRegistered {
+        decision: String,
+        subject: String,
+        detail: String,
+    },
     #[error("setting `schema_registry.url`: {url} answers {status} to {path}: {body}")]
     Refused {
         url: String,
@@ -39,6 +58,8 @@ pub struct RegistryClient {
     agent: ureq::Agent,
     cache: RwLock<HashMap<u32, Arc<Schema>>>,
 }
+
+const ACCEPT: &str = "application/vnd.schemaregistry.v1+json, application/json";
 
 /// What one request came to.
 enum Answer {
@@ -73,14 +94,32 @@ impl RegistryClient {
     }
 
     fn get(&self, path: &str) -> Answer {
-        let mut request = self.agent.get(&format!("{}{path}", self.base)).header(
-            "Accept",
-            "application/vnd.schemaregistry.v1+json, application/json",
-        );
+        let mut request = self
+            .agent
+            .get(&format!("{}{path}", self.base))
+            .header("Accept", ACCEPT);
         if let Some(authorization) = &self.authorization {
             request = request.header("Authorization", authorization);
         }
-        match request.call() {
+        Self::answer(request.call())
+    }
+
+    /// POSTs a JSON body; registries insist on their content type (Apicurio refuses
+    /// others).
+    fn post(&self, path: &str, body: &str) -> Answer {
+        let mut request = self
+            .agent
+            .post(&format!("{}{path}", self.base))
+            .header("Accept", ACCEPT)
+            .header("Content-Type", "application/vnd.schemaregistry.v1+json");
+        if let Some(authorization) = &self.authorization {
+            request = request.header("Authorization", authorization);
+        }
+        Self::answer(request.send(body))
+    }
+
+    fn answer(result: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Answer {
+        match result {
             Ok(response) => {
                 let status = response.status().as_u16();
                 let body = response.into_body().read_to_string().unwrap_or_default();
@@ -109,6 +148,74 @@ impl RegistryClient {
                 problem,
             }),
         }
+    }
+
+    /// The id of `schema` under `subject`: registered there now (`Register`, a no-op when
+    /// it is there already) or looked up (`Check`). The schema is cached under its id, so
+    /// reading our own records back never asks the registry.
+    pub fn prepare(
+        &self,
+        decision: &str,
+        subject: &str,
+        schema: &Schema,
+        how: OutputSchemas,
+    ) -> Result<u32, RegistryError> {
+        let body = serde_json::json!({ "schema": schema.canonical_form() }).to_string();
+        let path = match how {
+            OutputSchemas::Register => format!("/subjects/{}/versions", encode_path(subject)),
+            OutputSchemas::Check => format!("/subjects/{}", encode_path(subject)),
+        };
+        let detail = |body: &str| {
+            serde_json::from_str::<serde_json::Value>(body)
+                .ok()
+                .and_then(|v| v["message"].as_str().map(str::to_string))
+                .unwrap_or_else(|| body.trim().to_string())
+        };
+        let id = match self.post(&path, &body) {
+            Answer::Ok(answer) => serde_json::from_str::<serde_json::Value>(&answer)
+                .ok()
+                .and_then(|v| v["id"].as_u64())
+                .and_then(|id| u32::try_from(id).ok())
+                .ok_or_else(|| RegistryError::Refused {
+                    url: self.base.clone(),
+                    path: path.clone(),
+                    status: 200,
+                    body: format!("no schema id in the answer: {answer}"),
+                })?,
+            Answer::Status(409, body) => {
+                return Err(RegistryError::Incompatible {
+                    decision: decision.into(),
+                    subject: subject.into(),
+                    detail: detail(&body),
+                })
+            }
+            Answer::Status(404, body) if how == OutputSchemas::Check => {
+                return Err(RegistryError::NotRegistered {
+                    decision: decision.into(),
+                    subject: subject.into(),
+                    detail: detail(&body),
+                })
+            }
+            Answer::Status(status, body) => {
+                return Err(RegistryError::Refused {
+                    url: self.base.clone(),
+                    path,
+                    status,
+                    body: detail(&body),
+                })
+            }
+            Answer::Unreachable(problem) => {
+                return Err(RegistryError::Unreachable {
+                    url: self.base.clone(),
+                    problem,
+                })
+            }
+        };
+        self.cache
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, Arc::new(schema.clone()));
+        Ok(id)
     }
 
     fn fetch(&self, id: u32) -> Result<Schema, LookupError> {
@@ -161,6 +268,18 @@ impl RegistryClient {
     }
 }
 
+/// A subject in a URL path: record names are safe, topic names may hold characters that
+/// are not.
+fn encode_path(subject: &str) -> String {
+    subject
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
 impl SchemaLookup for RegistryClient {
     fn schema_by_id(&self, id: u32) -> Result<Arc<Schema>, LookupError> {
         if let Some(schema) = self
@@ -195,6 +314,15 @@ mod tests {
         let client = RegistryClient::new(&config);
         assert_eq!(client.authorization.as_deref(), Some("Basic dXNlcjpwYXNz"));
         assert_eq!(client.base, "http://127.0.0.1:1");
+    }
+
+    #[test]
+    fn subjects_are_escaped_in_paths() {
+        assert_eq!(
+            encode_path("personalization.profiles-value"),
+            "personalization.profiles-value"
+        );
+        assert_eq!(encode_path("a b/c"), "a%20b%2Fc");
     }
 
     #[test]

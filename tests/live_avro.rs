@@ -10,9 +10,13 @@ mod common;
 use common::compare::{
     assert_same_decisions, replay_of, run_until_decided, workload, NO_WALL_CLOCK, PARTITIONS,
 };
-use common::live::{headers_of, terminate, with_sentinels, App};
+use common::live::{
+    headers_of, http_get, metric_sum, terminate, wait_for_metric, with_sentinels, App,
+};
 use personalizer::avro::{encode_event, frame, Catalog};
+use personalizer::decision::DecisionType;
 use personalizer::event::{decode_json, Decoded, InputTopic, RoutingKey};
+use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, Producer};
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -292,4 +296,136 @@ fn a_registry_that_stops_answering_makes_records_wait_and_evolved_schemas_decode
     .status()
     .unwrap();
     assert!(stopped.success());
+}
+
+/// The subjects the registry holds.
+fn subjects(base: &str) -> Vec<String> {
+    let response = ureq::get(&format!("{base}/subjects")).call().unwrap();
+    serde_json::from_str(&response.into_body().read_to_string().unwrap()).unwrap()
+}
+
+#[test]
+fn avro_decisions_read_back_with_the_schemas_registered_for_them() {
+    let registry = registry();
+    // All Avro: two input topics and every output, the product table included.
+    let settings = format!(
+        "[kafka.formats]\nclickstream = \"avro\"\ncart = \"avro\"\noutputs = \"avro\"\n\
+         [schema_registry]\nurl = \"{registry}\"\n"
+    );
+    let app = App::with_products("avro-out", PARTITIONS, &settings, "");
+    let lines = workload(1_500, 23);
+    let expected: Vec<_> = replay_of(&app, &lines, None)
+        .into_iter()
+        .filter(|d| d.decision_type() != DecisionType::Product)
+        .collect();
+    produce_as_avro(&app, &app.producer(), registry, &lines);
+    let log = app.dir.path().join("run.log");
+    let mut child = app.spawn(&app.dir.path().join("state"), &log);
+    let address = App::http_address(&log, Duration::from_secs(60));
+    app.wait_for_decisions_where("every replayed decision", Duration::from_secs(180), |d| {
+        d.iter()
+            .filter(|d| d.decision_type() != DecisionType::Product)
+            .count()
+            >= expected.len()
+    });
+    // The product table read every product record back from its Avro topic.
+    let products_on_topic = app
+        .read_all(
+            &[app.config.kafka.topics.products.as_str()],
+            "read_committed",
+        )
+        .len();
+    assert!(products_on_topic > 0, "the workload makes product records");
+    wait_for_metric(
+        std::slice::from_ref(&address),
+        "personalizer_product_table_records_total",
+        &["outcome=\"applied\""],
+        products_on_topic as f64,
+        Duration::from_secs(60),
+    );
+    let (_, metrics) = http_get(&address, "/metrics");
+    assert_eq!(
+        metric_sum(
+            &metrics,
+            "personalizer_product_table_records_total",
+            &["outcome=\"unreadable\""]
+        ),
+        0.0
+    );
+    assert_eq!(terminate(&mut child), Some(0));
+
+    let records = app.read_all(&app.output_topics(), "read_committed");
+    assert!(records
+        .iter()
+        .filter_map(|r| r.payload())
+        .all(|p| p[0] == 0 && p.len() > 5));
+    let live: Vec<_> = app
+        .decisions()
+        .into_iter()
+        .filter(|d| d.decision_type() != DecisionType::Product)
+        .collect();
+    assert_same_decisions(&live, &expected);
+    let registered = subjects(registry);
+    for kind in DecisionType::ALL {
+        let subject = format!("{}-value", app.config.kafka.topics.for_decision(kind));
+        assert!(registered.contains(&subject), "{subject} in {registered:?}");
+    }
+}
+
+/// `personalizer run` on `app` until it exits by itself (a start-up error): its stderr.
+fn start_up_failure(app: &App) -> String {
+    let mut command = app.command();
+    command
+        .args(["run", "--config"])
+        .arg(&app.config_path)
+        .arg("--state-dir")
+        .arg(app.dir.path().join("state"));
+    let output = command.output().unwrap();
+    assert!(!output.status.success(), "start-up must fail");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn output_schemas_the_registry_refuses_or_lacks_stop_start_up_naming_the_subject() {
+    let registry = registry();
+    let outputs = |how: &str| {
+        format!(
+            "[kafka.formats]\noutputs = \"avro\"\n[schema_registry]\nurl = \"{registry}\"\n\
+             output_schemas = \"{how}\"\n"
+        )
+    };
+    // A subject whose rule is BACKWARD and whose last version has a required field our
+    // Profile schema lacks: ours cannot read its records, and the registry refuses it.
+    let app = App::new("avro-refused", PARTITIONS, &outputs("register"));
+    let subject = format!("{}-value", app.config.kafka.topics.profiles);
+    let config = ureq::put(&format!("{registry}/config/{subject}"))
+        .header("Content-Type", "application/vnd.schemaregistry.v1+json")
+        .send(r#"{"compatibility": "BACKWARD"}"#)
+        .unwrap();
+    assert_eq!(config.status(), 200);
+    register(
+        registry,
+        &subject,
+        r#"{"type":"record","name":"Profile","namespace":"com.personalizer.decisions",
+            "fields":[{"name":"legacy_id","type":"string"}]}"#,
+    );
+    let stderr = start_up_failure(&app);
+    assert!(stderr.contains("kafka.formats.outputs"), "{stderr}");
+    assert!(stderr.contains(&format!("subject `{subject}`")), "{stderr}");
+    assert!(stderr.contains("Incompatible"), "{stderr}");
+
+    // `check` with nothing registered: the first schema it looks for is missing.
+    let app = App::new("avro-unregistered", PARTITIONS, &outputs("check"));
+    let stderr = start_up_failure(&app);
+    assert!(
+        stderr.contains("schema_registry.output_schemas"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "subject `{}-value`",
+            app.config.kafka.topics.abandoned_cart
+        )),
+        "{stderr}"
+    );
 }

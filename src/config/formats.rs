@@ -1,5 +1,6 @@
-//! `[kafka.formats]` and `[schema_registry]`: how the input topics are encoded, and the
-//! Confluent-compatible Schema Registry that Avro records name their writer schema in.
+//! `[kafka.formats]` and `[schema_registry]`: how the input and output topics are
+//! encoded, and the Confluent-compatible Schema Registry that Avro records name their
+//! writer schema in.
 
 use super::{invalid, ConfigError, Dur};
 use crate::event::InputTopic;
@@ -17,17 +18,19 @@ pub enum Format {
     Avro,
 }
 
-/// The format of each input topic (the outputs are JSON).
+/// The format of each input topic, and of every output topic (decisions, profiles and
+/// product records; the dead-letter topic keeps the bytes it was given).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
-pub struct InputFormats {
+pub struct TopicFormats {
     pub clickstream: Format,
     pub cart: Format,
     pub stock: Format,
     pub customers: Format,
+    pub outputs: Format,
 }
 
-impl InputFormats {
+impl TopicFormats {
     pub fn of(&self, topic: InputTopic) -> Format {
         match topic {
             InputTopic::Clickstream => self.clickstream,
@@ -37,9 +40,60 @@ impl InputFormats {
         }
     }
 
-    pub fn any_avro(&self) -> bool {
+    pub fn any_input_avro(&self) -> bool {
         [self.clickstream, self.cart, self.stock, self.customers].contains(&Format::Avro)
     }
+
+    /// The first topic setting that is Avro, e.g. `kafka.formats.cart`.
+    fn first_avro(&self) -> Option<&'static str> {
+        [
+            ("clickstream", self.clickstream),
+            ("cart", self.cart),
+            ("stock", self.stock),
+            ("customers", self.customers),
+            ("outputs", self.outputs),
+        ]
+        .into_iter()
+        .find(|(_, f)| *f == Format::Avro)
+        .map(|(topic, _)| topic)
+    }
+}
+
+/// How the subject a schema is registered under is named, as Confluent's serializers'
+/// `subject.name.strategy` (only the output schemas are registered; inputs are read by
+/// id, whatever their subject).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SubjectStrategy {
+    /// `<topic>-value` (TopicNameStrategy, Confluent's default).
+    #[default]
+    TopicName,
+    /// The record's full name, e.g. `com.personalizer.decisions.Profile`.
+    RecordName,
+    /// `<topic>-<full name>`.
+    TopicRecordName,
+}
+
+impl SubjectStrategy {
+    pub fn subject(self, topic: &str, record_full_name: &str) -> String {
+        match self {
+            SubjectStrategy::TopicName => format!("{topic}-value"),
+            SubjectStrategy::RecordName => record_full_name.to_string(),
+            SubjectStrategy::TopicRecordName => format!("{topic}-{record_full_name}"),
+        }
+    }
+}
+
+/// What start-up does with the output schemas when the outputs are Avro.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputSchemas {
+    /// Registers each under its subject (a no-op when it is there already); the registry
+    /// refuses one its compatibility rule forbids, and start-up stops naming it.
+    #[default]
+    Register,
+    /// Only looks each up: it must be registered already (by a schema pipeline).
+    Check,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -54,6 +108,8 @@ pub struct SchemaRegistryConfig {
     pub password: Option<String>,
     /// How long one request to the registry may take.
     pub timeout: Dur,
+    pub subject_strategy: SubjectStrategy,
+    pub output_schemas: OutputSchemas,
 }
 
 impl Default for SchemaRegistryConfig {
@@ -63,12 +119,14 @@ impl Default for SchemaRegistryConfig {
             username: None,
             password: None,
             timeout: Dur(Duration::from_secs(5)),
+            subject_strategy: SubjectStrategy::default(),
+            output_schemas: OutputSchemas::default(),
         }
     }
 }
 
 impl SchemaRegistryConfig {
-    pub fn validate(&self, formats: &InputFormats) -> Result<(), ConfigError> {
+    pub fn validate(&self, formats: &TopicFormats) -> Result<(), ConfigError> {
         if let Some(url) = &self.url {
             if !url.starts_with("http://") {
                 return Err(invalid(
@@ -80,18 +138,7 @@ impl SchemaRegistryConfig {
                 ));
             }
         }
-        if formats.any_avro() && self.url.is_none() {
-            let topic = ["clickstream", "cart", "stock", "customers"]
-                .into_iter()
-                .zip([
-                    formats.clickstream,
-                    formats.cart,
-                    formats.stock,
-                    formats.customers,
-                ])
-                .find(|(_, f)| *f == Format::Avro)
-                .map(|(t, _)| t)
-                .unwrap_or_default();
+        if let (Some(topic), None) = (formats.first_avro(), &self.url) {
             return Err(invalid(
                 "schema_registry.url",
                 format!(

@@ -39,7 +39,7 @@ pub struct KafkaConfig {
     pub replication_factor: i32,
     pub topics: TopicsConfig,
     /// How each input topic is encoded: `json` (default) or `avro`.
-    pub formats: super::InputFormats,
+    pub formats: super::TopicFormats,
     /// librdkafka properties passed through unchanged to every client (SASL, SSL, …).
     pub properties: std::collections::BTreeMap<String, String>,
 }

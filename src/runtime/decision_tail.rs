@@ -6,7 +6,8 @@
 use super::clients::{self, ClientError, ReadToEnd};
 use crate::api::activity::RecentActivity;
 use crate::config::Config;
-use crate::decision::{Decision, DecisionType};
+use crate::decision::DecisionType;
+use crate::decision_codec::DecisionDecoder;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
@@ -16,10 +17,11 @@ use std::time::Duration;
 
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Reads until one of `stops` is set. Records that are not JSON decisions (tombstones,
-/// another format) are skipped.
+/// Reads until one of `stops` is set. Records that are not decisions (tombstones) or
+/// cannot be read now are skipped: the feed is a view for people, not a record.
 pub fn follow(
     config: &Config,
+    reader: &DecisionDecoder,
     activity: &RecentActivity,
     stops: &[&AtomicBool],
 ) -> Result<(), ClientError> {
@@ -47,10 +49,7 @@ pub fn follow(
     while !stops.iter().any(|stop| stop.load(Ordering::SeqCst)) {
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(message)) => {
-                if let Some(decision) = message
-                    .payload()
-                    .and_then(|p| serde_json::from_slice::<Decision>(p).ok())
-                {
+                if let Some(decision) = message.payload().and_then(|p| reader.decode(p).ok()) {
                     activity.record(decision);
                 }
             }

@@ -12,6 +12,8 @@ use super::clients::{self, ClientError, ReadToEnd};
 use super::restore::position_of;
 use crate::catalog::SharedCatalog;
 use crate::config::Config;
+use crate::decision::{Decision, DecisionBody};
+use crate::decision_codec::{DecisionDecodeError, DecisionDecoder};
 use crate::engine::product_table;
 use crate::product_index::SharedProductIndex;
 use crate::store::{StateChange, Store, StoreError};
@@ -74,6 +76,8 @@ struct TableWriter<'a> {
     index: SharedProductIndex,
     metrics: &'a Metrics,
     topic: String,
+    /// Product records may be JSON or Avro, as the instance that wrote them was set.
+    reader: DecisionDecoder,
     /// Rows and positions read but not yet written.
     pending: Vec<StateChange>,
     pending_records: usize,
@@ -94,6 +98,7 @@ impl<'a> GlobalTable<'a> {
         index: SharedProductIndex,
         metrics: &'a Metrics,
         partitions: i32,
+        reader: DecisionDecoder,
     ) -> Result<GlobalTable<'a>, GlobalTableError> {
         let topic = config.kafka.topics.products.clone();
         let loaded = {
@@ -135,6 +140,7 @@ impl<'a> GlobalTable<'a> {
                 index,
                 metrics,
                 topic,
+                reader,
                 pending: Vec::new(),
                 pending_records: 0,
             },
@@ -253,9 +259,14 @@ impl TableWriter<'_> {
                     .remove(&sku);
                 TableOutcome::Deleted
             }
-            Some(json) => match product_table::parse(json) {
+            Some(bytes) => match self.read_product(bytes) {
                 Some(decision) => {
-                    self.pending.push(product_table::row(&sku, json.to_vec()));
+                    // Stored as JSON whatever the topic's format: the store's rows are
+                    // read without a registry (`personalizer query`, restarts).
+                    self.pending.push(product_table::row(
+                        &sku,
+                        decision.to_json_line().into_bytes(),
+                    ));
                     product_table::apply(
                         &mut self.catalog.write().unwrap_or_else(|p| p.into_inner()),
                         &decision,
@@ -286,6 +297,30 @@ impl TableWriter<'_> {
             offset + 1,
         ));
         self.pending_records += 1;
+    }
+
+    /// A product record, or `None` for anything else. While the registry does not
+    /// answer for a writer schema this thread waits: the table must not skip a row.
+    fn read_product(&self, bytes: &[u8]) -> Option<Decision> {
+        let mut pause = Duration::from_millis(200);
+        loop {
+            match self.reader.decode(bytes) {
+                Ok(decision) => {
+                    return matches!(decision.body, DecisionBody::Product(_)).then_some(decision)
+                }
+                Err(DecisionDecodeError::Bad(_)) => return None,
+                Err(DecisionDecodeError::RegistryUnavailable(problem)) => {
+                    tracing::warn!(
+                        topic = self.topic,
+                        %problem,
+                        retry_in = ?pause,
+                        "a product record cannot be read now"
+                    );
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
     }
 
     /// Writes the rows with the positions they bring the table to, in one batch.

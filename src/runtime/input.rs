@@ -1,20 +1,19 @@
 //! Turning a consumed record into something a task can process, or a reason why not.
 
 use crate::avro::{AvroDecodeError, AvroEventDecoder, Catalog, SchemaLookup};
-use crate::config::{Config, Format, InputFormats};
+use crate::config::{Format, TopicFormats};
 use crate::engine::Side;
 use crate::event::{
     check_not_from_the_future, check_record_size, decode_json, Decoded, Event, InputTopic,
 };
 use crate::forward::Forward;
-use crate::registry::{RegistryClient, RegistryError};
 use crate::time::Millis;
 use std::sync::Arc;
 
 /// How the input topics are read: JSON, or Avro in the Confluent wire format with
 /// writer schemas from the Schema Registry (`kafka.formats`).
 pub struct InputDecoders {
-    formats: InputFormats,
+    formats: TopicFormats,
     avro: Option<AvroEventDecoder<Arc<dyn SchemaLookup>>>,
 }
 
@@ -22,27 +21,13 @@ impl InputDecoders {
     /// Every topic JSON.
     pub fn json() -> InputDecoders {
         InputDecoders {
-            formats: InputFormats::default(),
+            formats: TopicFormats::default(),
             avro: None,
         }
     }
 
-    /// The decoders `config` asks for; with an Avro topic, the registry must answer.
-    pub fn new(config: &Config) -> Result<InputDecoders, RegistryError> {
-        let formats = config.kafka.formats.clone();
-        let avro = if formats.any_avro() {
-            let client = RegistryClient::new(&config.schema_registry);
-            client.check()?;
-            let lookup: Arc<dyn SchemaLookup> = Arc::new(client);
-            Some(AvroEventDecoder::new(Catalog::load(), lookup))
-        } else {
-            None
-        };
-        Ok(InputDecoders { formats, avro })
-    }
-
-    /// With writer schemas from `lookup` (tests).
-    pub fn with_lookup(formats: InputFormats, lookup: Arc<dyn SchemaLookup>) -> InputDecoders {
+    /// With writer schemas from `lookup` (the registry's client, or fixed in tests).
+    pub fn with_lookup(formats: TopicFormats, lookup: Arc<dyn SchemaLookup>) -> InputDecoders {
         InputDecoders {
             formats,
             avro: Some(AvroEventDecoder::new(Catalog::load(), lookup)),

@@ -10,6 +10,7 @@ pub mod batch;
 pub mod broker_probe;
 pub mod changelog;
 pub mod clients;
+pub mod codecs;
 pub mod decision_tail;
 pub mod events;
 pub mod gauges;
@@ -36,7 +37,6 @@ use crate::telemetry::health::{Health, Phase};
 use crate::telemetry::Telemetry;
 use clients::ClientError;
 use global_table::GlobalTable;
-use input::InputDecoders;
 use instances::Announcer;
 use restore::RestoreError;
 use std::path::{Path, PathBuf};
@@ -268,6 +268,7 @@ fn run_stream(
         META_CUSTOMER_PARTITIONS,
         i64::from(partitions[0]),
     )])?;
+    let codecs = codecs::Codecs::new(config)?;
     let catalog = ProductCatalog::shared();
     let index = ProductIndex::shared(config.rules.products.popularity_half_life.millis());
     let served = Arc::new(ServedPartitions::new(partitions[0]));
@@ -278,6 +279,7 @@ fn run_stream(
         index.clone(),
         &telemetry.metrics,
         i32::from(partitions_of(&config.kafka.topics.products)),
+        codecs.reader.clone(),
     )
     .map_err(RuntimeError::ProductTable)?;
     table
@@ -286,7 +288,6 @@ fn run_stream(
     let transactional_id = format!("{}-{}", config.application_id, instance_id(config, &dir)?);
     let directory = instances::shared(&transactional_id);
     let url = instances::advertised_url(config, api.bound());
-    let decoders = Arc::new(InputDecoders::new(config)?);
     let announcer = Arc::new(
         Announcer::new(config, &layout.instances, &transactional_id, &url)
             .map_err(|e| RuntimeError::Stream(StreamError::Client(e)))?,
@@ -327,8 +328,9 @@ fn run_stream(
                 &[shutdown, &stop_table],
             )
         });
-        let decision_reader =
-            scope.spawn(|| decision_tail::follow(config, &activity, &[shutdown, &stop_table]));
+        let decision_reader = scope.spawn(|| {
+            decision_tail::follow(config, &codecs.reader, &activity, &[shutdown, &stop_table])
+        });
         let result = run_stream_thread(
             config,
             &layout,
@@ -339,7 +341,8 @@ fn run_stream(
                 catalog: catalog.clone(),
                 served: served.clone(),
                 announcer: announcer.clone(),
-                decoders: decoders.clone(),
+                decoders: codecs.inputs.clone(),
+                encoder: codecs.outputs.clone(),
             },
             shutdown,
             telemetry,

@@ -8,6 +8,7 @@ use super::input::BadRecord;
 use super::transaction::{Committer, CommitterBusy, Delivered};
 use crate::config::{Config, ProcessingGuarantee};
 use crate::decision::Decision;
+use crate::decision_codec::DecisionEncoder;
 use crate::forward::Forward;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Message, OwnedHeaders, ToBytes};
@@ -122,6 +123,7 @@ pub struct Output {
     /// `Some` from the start of a commit until the records it holds are released.
     pub(super) held: Option<Vec<HeldRecord>>,
     pub(super) committer: Committer,
+    encoder: Arc<DecisionEncoder>,
 }
 
 impl Output {
@@ -132,6 +134,7 @@ impl Output {
         config: &Config,
         transactional_id: &str,
         busy: Arc<CommitterBusy>,
+        encoder: Arc<DecisionEncoder>,
     ) -> Result<Output, ClientError> {
         let exactly_once = config.kafka.processing_guarantee == ProcessingGuarantee::ExactlyOnce;
         let mut producer_config = clients::base(config);
@@ -161,6 +164,7 @@ impl Output {
             exactly_once,
             in_transaction: false,
             held: None,
+            encoder,
         })
     }
 
@@ -175,8 +179,16 @@ impl Output {
         if decision.is_tombstone() {
             return self.send(record);
         }
-        let value = decision.to_json_line();
-        self.send(record.payload(value.as_bytes()))
+        let value = self.encoder.encode(decision).map_err(|problem| {
+            Abort::new(
+                AbortReason::ProduceFailed,
+                format!(
+                    "cannot encode a `{}` decision for `{topic}`: {problem}",
+                    decision.decision_type().name()
+                ),
+            )
+        })?;
+        self.send(record.payload(&value))
     }
 
     /// A message for a task of another instance, to the internal topic of its side.

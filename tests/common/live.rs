@@ -4,7 +4,9 @@
 
 use personalizer::config::Config;
 use personalizer::decision::{Decision, DecisionType};
+use personalizer::decision_codec::DecisionDecoder;
 use personalizer::event::{decode_json, Decoded, InputTopic, RoutingKey};
+use personalizer::registry::RegistryClient;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Message, OwnedMessage};
@@ -13,6 +15,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -523,11 +526,28 @@ impl App {
     /// The decisions committed so far. Profile tombstones (a key with no value) are not
     /// among them: see [`App::tombstones`].
     pub fn decisions(&self) -> Vec<Decision> {
+        let reader = self.decision_reader();
         self.read_all(&self.output_topics(), "read_committed")
             .iter()
             .filter_map(|m| m.payload())
-            .map(|payload| serde_json::from_slice(payload).unwrap())
+            .map(|payload| {
+                reader
+                    .decode(payload)
+                    .unwrap_or_else(|e| panic!("an output record that is no decision: {e}"))
+            })
             .collect()
+    }
+
+    /// Reads output records as the processor writes them: JSON, or Avro with the
+    /// writer schemas from the app's registry.
+    pub fn decision_reader(&self) -> DecisionDecoder {
+        match self.config.schema_registry.url {
+            Some(_) => DecisionDecoder::with_lookup(
+                personalizer::avro::Catalog::load(),
+                Arc::new(RegistryClient::new(&self.config.schema_registry)),
+            ),
+            None => DecisionDecoder::json(),
+        }
     }
 
     /// The keys of the tombstones committed to the profiles topic, sorted.

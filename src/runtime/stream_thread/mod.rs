@@ -25,6 +25,7 @@ use super::transaction::CommitterBusy;
 use crate::api::shoppers::ServedPartitions;
 use crate::catalog::SharedCatalog;
 use crate::config::Config;
+use crate::decision_codec::DecisionEncoder;
 use crate::engine::stats::Stats;
 use crate::engine::task::TaskError;
 use crate::engine::{Clock, Core, TaskId};
@@ -178,6 +179,8 @@ pub struct SharedWithReaders {
     pub announcer: Arc<Announcer>,
     /// How input records are decoded (with the schema registry's cache).
     pub decoders: Arc<InputDecoders>,
+    /// How decisions are written (JSON, or Avro with their schemas' ids).
+    pub encoder: Arc<DecisionEncoder>,
 }
 
 fn wall_clock_millis() -> Millis {
@@ -203,6 +206,7 @@ impl<'a> StreamThread<'a> {
             served,
             announcer,
             decoders,
+            encoder,
         } = shared;
         let mut consumer_config = clients::base(config);
         consumer_config
@@ -225,7 +229,7 @@ impl<'a> StreamThread<'a> {
             committer: Arc::clone(&committer),
         };
         let consumer = clients::consumer_with(&consumer_config, context)?;
-        let output = Output::new(config, transactional_id, committer)?;
+        let output = Output::new(config, transactional_id, committer, encoder)?;
         output
             .init()
             .map_err(|e| ClientError::broker(config, "start the transactional producer", e))?;
