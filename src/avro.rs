@@ -113,6 +113,10 @@ pub const DECISION_SCHEMA_FILES: [(&str, &str); 6] = [
 pub struct NamedSchema {
     pub type_name: &'static str,
     pub schema: Schema,
+    /// The schema as written in `schemas/`, with its docs and logical types (the
+    /// registry gets this: the canonical form drops `logicalType`, and readers then see
+    /// bare longs where the project writes timestamps).
+    pub text: String,
     names: HashMap<Name, Schema>,
 }
 
@@ -129,6 +133,7 @@ impl NamedSchema {
         Ok(NamedSchema {
             type_name,
             schema,
+            text: text.to_string(),
             names,
         })
     }

@@ -7,7 +7,7 @@
 //! record again rather than dead-lettering it. An id the registry does not know is the
 //! record's fault: it goes to the dead-letter topic.
 
-use crate::avro::{LookupError, SchemaLookup};
+use crate::avro::{LookupError, NamedSchema, SchemaLookup};
 use crate::config::{OutputSchemas, SchemaRegistryConfig};
 use apache_avro::Schema;
 use base64::prelude::{Engine, BASE64_STANDARD};
@@ -157,10 +157,10 @@ impl RegistryClient {
         &self,
         decision: &str,
         subject: &str,
-        schema: &Schema,
+        schema: &NamedSchema,
         how: OutputSchemas,
     ) -> Result<u32, RegistryError> {
-        let body = serde_json::json!({ "schema": schema.canonical_form() }).to_string();
+        let body = serde_json::json!({ "schema": schema.text }).to_string();
         let path = match how {
             OutputSchemas::Register => format!("/subjects/{}/versions", encode_path(subject)),
             OutputSchemas::Check => format!("/subjects/{}", encode_path(subject)),
@@ -214,7 +214,7 @@ impl RegistryClient {
         self.cache
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(id, Arc::new(schema.clone()));
+            .insert(id, Arc::new(schema.schema.clone()));
         Ok(id)
     }
 

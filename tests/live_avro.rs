@@ -14,11 +14,12 @@ use common::live::{
     headers_of, http_get, metric_sum, terminate, wait_for_metric, with_sentinels, App,
 };
 use personalizer::avro::{encode_event, frame, Catalog};
-use personalizer::decision::DecisionType;
+use personalizer::decision::{Decision, DecisionType};
 use personalizer::event::{decode_json, Decoded, InputTopic, RoutingKey};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, Producer};
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -428,4 +429,109 @@ fn output_schemas_the_registry_refuses_or_lacks_stop_start_up_naming_the_subject
         )),
         "{stderr}"
     );
+}
+
+/// The virtualenv `scripts/install-deps --tests` puts Confluent's Python client in.
+fn confluent_python() -> PathBuf {
+    let python = std::env::var_os("PERSONALIZER_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").unwrap())
+                .join(".cache/personalizer/python/bin/python")
+        });
+    assert!(
+        python.exists(),
+        "{} is missing: `scripts/install-deps --tests` installs confluent-kafka there",
+        python.display()
+    );
+    python
+}
+
+/// Runs `tests/interop/confluent_avro.py` with `args`; its standard output.
+fn confluent_client(args: &[&str]) -> String {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/interop/confluent_avro.py"
+    );
+    let output = Command::new(confluent_python())
+        .arg(script)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "confluent_avro.py {}: {}",
+        args[0],
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[test]
+fn confluents_python_client_writes_the_events_and_reads_the_decisions() {
+    let registry = registry();
+    let app = App::new(
+        "avro-python",
+        PARTITIONS,
+        &format!(
+            "[kafka.formats]\nclickstream = \"avro\"\ncart = \"avro\"\noutputs = \"avro\"\n\
+             [schema_registry]\nurl = \"{registry}\"\n"
+        ),
+    );
+    let lines = workload(1_500, 24);
+    let expected = replay_of(&app, &lines, None);
+
+    // The shop's producer is Confluent's: its AvroSerializer registers our schemas.
+    let records: String = lines
+        .iter()
+        .map(|line| {
+            let Ok(Decoded::Event(event)) = decode_json(line.as_bytes()) else {
+                panic!("test events are valid: {line}");
+            };
+            let kind = event.body.topic();
+            let (RoutingKey::Shopper(key) | RoutingKey::Sku(key)) = event.routing_key();
+            let format = match app.config.kafka.formats.of(kind) {
+                personalizer::config::Format::Avro => "avro",
+                personalizer::config::Format::Json => "json",
+            };
+            let event: serde_json::Value = serde_json::from_str(line).unwrap();
+            serde_json::json!({
+                "topic": app.topic(kind), "key": key, "format": format, "event": event
+            })
+            .to_string()
+                + "\n"
+        })
+        .collect();
+    let records_path = app.dir.path().join("records.jsonl");
+    std::fs::write(&records_path, records).unwrap();
+    let schemas = concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/events");
+    confluent_client(&[
+        "produce",
+        &app.bootstrap,
+        registry,
+        schemas,
+        records_path.to_str().unwrap(),
+    ]);
+
+    let live = run_until_decided(&app, expected.len());
+    assert_same_decisions(&live, &expected);
+
+    // Its AvroDeserializer reads every decision back, keyed as ours.
+    let mut args = vec!["consume", app.bootstrap.as_str(), registry];
+    let topics = app.output_topics();
+    args.extend(topics.iter().copied());
+    let read: Vec<Decision> = confluent_client(&args)
+        .lines()
+        .filter_map(|line| {
+            let record: serde_json::Value = serde_json::from_str(line).unwrap();
+            let value = record["value"].clone();
+            (!value.is_null()).then(|| {
+                let decision: Decision = serde_json::from_value(value)
+                    .unwrap_or_else(|e| panic!("not a decision ({e}): {line}"));
+                assert_eq!(record["key"], decision.record_key(), "{line}");
+                decision
+            })
+        })
+        .collect();
+    assert_same_decisions(&read, &expected);
 }
