@@ -2,7 +2,7 @@
 //! (`kafka.formats.outputs`), and reading them back: the product table and the activity
 //! feed read the output topics, whichever format an instance wrote them in.
 
-use crate::avro::{avro_to_json, unframe, Catalog, LookupError, SchemaLookup, MAGIC_BYTE};
+use crate::avro::{AvroReader, Catalog, DatumError, SchemaLookup, MAGIC_BYTE};
 use crate::decision::{Decision, DecisionType};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -47,7 +47,7 @@ pub enum DecisionDecodeError {
 /// Reads output records in either format: JSON starts with `{`, Avro with the magic byte.
 #[derive(Clone)]
 pub struct DecisionDecoder {
-    avro: Option<(Arc<Catalog>, Arc<dyn SchemaLookup>)>,
+    avro: Option<Arc<AvroReader<Arc<dyn SchemaLookup>>>>,
 }
 
 impl DecisionDecoder {
@@ -58,13 +58,13 @@ impl DecisionDecoder {
 
     pub fn with_lookup(catalog: Catalog, lookup: Arc<dyn SchemaLookup>) -> DecisionDecoder {
         DecisionDecoder {
-            avro: Some((Arc::new(catalog), lookup)),
+            avro: Some(Arc::new(AvroReader::new(catalog, lookup))),
         }
     }
 
     pub fn decode(&self, bytes: &[u8]) -> Result<Decision, DecisionDecodeError> {
         match (bytes.first(), &self.avro) {
-            (Some(&MAGIC_BYTE), Some((catalog, lookup))) => decode_avro(catalog, lookup, bytes),
+            (Some(&MAGIC_BYTE), Some(reader)) => decode_avro(reader, bytes),
             (Some(&MAGIC_BYTE), None) => Err(DecisionDecodeError::Bad(
                 "an Avro record, and no schema registry is configured to read it".into(),
             )),
@@ -75,28 +75,16 @@ impl DecisionDecoder {
 }
 
 fn decode_avro(
-    catalog: &Catalog,
-    lookup: &Arc<dyn SchemaLookup>,
+    reader: &AvroReader<Arc<dyn SchemaLookup>>,
     bytes: &[u8],
 ) -> Result<Decision, DecisionDecodeError> {
-    let bad = DecisionDecodeError::Bad;
-    let (id, payload) = unframe(bytes).map_err(|e| bad(e.to_string()))?;
-    let writer = lookup.schema_by_id(id).map_err(|e| match e {
-        LookupError::Unknown(problem) => bad(problem),
-        LookupError::Unavailable(problem) => DecisionDecodeError::RegistryUnavailable(problem),
-    })?;
-    let reader = catalog.reader_for(&writer).map(|s| &s.schema);
-    let mut rest = payload;
-    let value = apache_avro::from_avro_datum(&writer, &mut rest, reader)
-        .map_err(|e| bad(format!("payload does not match schema {id}: {e}")))?;
-    if !rest.is_empty() {
-        return Err(bad(format!(
-            "{} bytes left over after the record (schema {id})",
-            rest.len()
-        )));
-    }
-    let json = avro_to_json(&value).map_err(bad)?;
-    serde_json::from_value(json).map_err(|e| bad(format!("not a decision: {e}")))
+    reader.read(bytes).map_err(|e| match e {
+        DatumError::Bad(problem) => DecisionDecodeError::Bad(problem),
+        DatumError::Invalid { field, problem } => {
+            DecisionDecodeError::Bad(format!("not a decision: `{field}`: {problem}"))
+        }
+        DatumError::Unavailable(problem) => DecisionDecodeError::RegistryUnavailable(problem),
+    })
 }
 
 #[cfg(test)]

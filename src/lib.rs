@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod avro;
+pub mod avro_serde;
 pub mod catalog;
 pub mod config;
 pub mod decision;
@@ -15,6 +16,7 @@ pub mod decision_codec;
 pub mod demo;
 pub mod engine;
 pub mod event;
+pub mod event_encoder;
 pub mod forward;
 pub mod generate;
 pub mod http_port;

@@ -4,6 +4,8 @@
 
 use crate::config::Config;
 use crate::event::{Event, InputTopic, RoutingKey};
+use crate::event_encoder::{EventEncodeError, EventEncoder};
+use crate::registry::RegistryError;
 use crate::runtime::clients::{self, ClientError};
 use crate::time::Millis;
 use rdkafka::error::KafkaError;
@@ -41,14 +43,26 @@ pub fn topic_for(config: &Config, topic: InputTopic) -> &str {
     }
 }
 
-/// Produces `events` until they run out or `stop` is set; counts them in `sent`.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Encode(#[from] EventEncodeError),
+}
+
+/// Produces `events` until they run out or `stop` is set; counts them in `sent`. Each
+/// topic in the format `kafka.formats` gives it (Avro schemas registered as needed).
 pub fn produce_events(
     config: &Config,
     events: impl Iterator<Item = Event>,
     pace: Pace,
     stop: &AtomicBool,
     sent: &AtomicU64,
-) -> Result<(), ClientError> {
+) -> Result<(), LoadError> {
+    let mut encoder = EventEncoder::new(config)?;
     let producer: BaseProducer = clients::base(config)
         .set("partitioner", "murmur2_random")
         .set("linger.ms", "10")
@@ -57,7 +71,6 @@ pub fn produce_events(
         .create()
         .map_err(ClientError::create)?;
     let started = Instant::now();
-    let mut buffer = String::new();
     for (n, mut event) in events.enumerate() {
         if stop.load(Ordering::Relaxed) {
             break;
@@ -79,11 +92,9 @@ pub fn produce_events(
             }
         }
         let (RoutingKey::Shopper(key) | RoutingKey::Sku(key)) = event.routing_key();
-        buffer.clear();
-        buffer.push_str(&event.to_json_line());
-        let record = BaseRecord::to(topic_for(config, event.body.topic()))
-            .key(key)
-            .payload(buffer.as_str());
+        let topic = topic_for(config, event.body.topic());
+        let value = encoder.encode(topic, &event)?;
+        let record = BaseRecord::to(topic).key(key).payload(&value);
         send_when_room(&producer, record)
             .map_err(|e| ClientError::broker(config, "produce the events", e))?;
         sent.fetch_add(1, Ordering::Relaxed);

@@ -25,21 +25,22 @@ pub enum RegistryError {
     #[error("setting `schema_registry.url`: the registry at {url} does not answer: {problem}")]
     Unreachable { url: String, problem: String },
     #[error(
-        "setting `kafka.formats.outputs`: the registry refuses the `{decision}` schema under \
-         subject `{subject}`: {detail} (its compatibility rule forbids this schema after the \
-         versions already there; see the subject's versions and `/config/{subject}`)"
+        "setting `{setting}`: the registry refuses the `{type_name}` schema under subject \
+         `{subject}`: {detail} (its compatibility rule forbids this schema after the versions \
+         already there; see the subject's versions and `/config/{subject}`)"
     )]
     Incompatible {
-        decision: String,
+        setting: String,
+        type_name: String,
         subject: String,
         detail: String,
     },
     #[error(
-        "setting `schema_registry.output_schemas` is `check`: the `{decision}` schema is not \
+        "setting `schema_registry.output_schemas` is `check`: the `{type_name}` schema is not \
          registered under subject `{subject}` ({detail}); register it, or set `register`"
     )]
     NotRegistered {
-        decision: String,
+        type_name: String,
         subject: String,
         detail: String,
     },
@@ -150,12 +151,14 @@ impl RegistryClient {
         }
     }
 
-    /// The id of `schema` under `subject`: registered there now (`Register`, a no-op when
-    /// it is there already) or looked up (`Check`). The schema is cached under its id, so
+    /// The id of `schema` (of records of `type_name`, written to the topics `setting`
+    /// makes Avro) under `subject`: registered there now (`Register`, a no-op when it is
+    /// there already) or looked up (`Check`). The schema is cached under its id, so
     /// reading our own records back never asks the registry.
     pub fn prepare(
         &self,
-        decision: &str,
+        setting: &str,
+        type_name: &str,
         subject: &str,
         schema: &NamedSchema,
         how: OutputSchemas,
@@ -184,14 +187,15 @@ impl RegistryClient {
                 })?,
             Answer::Status(409, body) => {
                 return Err(RegistryError::Incompatible {
-                    decision: decision.into(),
+                    setting: setting.into(),
+                    type_name: type_name.into(),
                     subject: subject.into(),
                     detail: detail(&body),
                 })
             }
             Answer::Status(404, body) if how == OutputSchemas::Check => {
                 return Err(RegistryError::NotRegistered {
-                    decision: decision.into(),
+                    type_name: type_name.into(),
                     subject: subject.into(),
                     detail: detail(&body),
                 })

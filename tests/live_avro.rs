@@ -13,9 +13,10 @@ use common::compare::{
 use common::live::{
     headers_of, http_get, metric_sum, terminate, wait_for_metric, with_sentinels, App,
 };
-use personalizer::avro::{encode_event, frame, Catalog};
+use personalizer::avro::{encode_event, frame, AvroEventDecoder, Catalog};
 use personalizer::decision::{Decision, DecisionType};
 use personalizer::event::{decode_json, Decoded, InputTopic, RoutingKey};
+use personalizer::registry::RegistryClient;
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, Producer};
 use std::collections::BTreeMap;
@@ -534,4 +535,73 @@ fn confluents_python_client_writes_the_events_and_reads_the_decisions() {
         })
         .collect();
     assert_same_decisions(&read, &expected);
+}
+
+#[test]
+fn generate_writes_avro_topics_that_decode_to_the_events_it_writes_as_json() {
+    let registry = registry();
+    let app = App::new(
+        "avro-generate",
+        PARTITIONS,
+        &format!(
+            "[kafka.formats]\nclickstream = \"avro\"\ncart = \"avro\"\nstock = \"avro\"\n\
+             [schema_registry]\nurl = \"{registry}\"\n"
+        ),
+    );
+    let generate = |extra: &[&str]| {
+        let output = app
+            .command()
+            .args([
+                "generate",
+                "--shoppers",
+                "40",
+                "--events",
+                "600",
+                "--seed",
+                "5",
+            ])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "generate: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let mut as_json: Vec<String> = generate(&[]).lines().map(str::to_string).collect();
+    generate(&["--to-kafka", app.config_path.to_str().unwrap()]);
+
+    let decoder = AvroEventDecoder::new(
+        Catalog::load(),
+        RegistryClient::new(&app.config.schema_registry),
+    );
+    let mut from_kafka = Vec::new();
+    for record in app.read_all(&app.input_topics(), "read_committed") {
+        let avro = record.topic() != app.config.kafka.topics.customers;
+        let payload = record.payload().expect("events have values");
+        let event = if avro {
+            assert_eq!(payload[0], 0, "{} is Avro", record.topic());
+            match decoder.decode(payload) {
+                Ok(Decoded::Event(event)) => event,
+                other => panic!("{other:?}"),
+            }
+        } else {
+            match decode_json(payload) {
+                Ok(Decoded::Event(event)) => event,
+                other => panic!("{other:?}"),
+            }
+        };
+        from_kafka.push(event.to_json_line());
+    }
+    as_json.sort();
+    from_kafka.sort();
+    assert_eq!(from_kafka.len(), 600);
+    assert_eq!(from_kafka, as_json);
+    let registered = subjects(registry);
+    for topic in ["clickstream", "cart", "stock"] {
+        let subject = format!("{}.{topic}-value", app.name);
+        assert!(registered.contains(&subject), "{subject} in {registered:?}");
+    }
 }

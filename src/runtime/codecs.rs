@@ -49,8 +49,13 @@ impl Codecs {
                         .expect("every decision type has a schema");
                     let topic = config.kafka.topics.for_decision(kind);
                     let subject = registry.subject_strategy.subject(topic, &ours.full_name());
-                    let id =
-                        client.prepare(kind.name(), &subject, ours, registry.output_schemas)?;
+                    let id = client.prepare(
+                        "kafka.formats.outputs",
+                        kind.name(),
+                        &subject,
+                        ours,
+                        registry.output_schemas,
+                    )?;
                     tracing::info!(
                         decision = kind.name(),
                         subject,
