@@ -35,7 +35,7 @@ impl EventEncoder {
     pub fn new(config: &Config) -> Result<EventEncoder, RegistryError> {
         let formats = config.kafka.formats.clone();
         let avro = if formats.any_input_avro() {
-            let client = RegistryClient::new(&config.schema_registry);
+            let client = RegistryClient::new(&config.schema_registry)?;
             client.check()?;
             Some(AvroTopics {
                 catalog: Catalog::load(),

@@ -14,6 +14,7 @@ use base64::prelude::{Engine, BASE64_STANDARD};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
+use ureq::tls::{parse_pem, Certificate, PemItem, RootCerts, TlsConfig};
 
 /// Attempts per lookup before the registry counts as unavailable, and the pause before
 /// the first retry (doubled each time).
@@ -44,6 +45,8 @@ pub enum RegistryError {
         subject: String,
         detail: String,
     },
+    #[error("setting `schema_registry.ca_file`: {path}: {problem}")]
+    CaFile { path: String, problem: String },
     #[error("setting `schema_registry.url`: {url} answers {status} to {path}: {body}")]
     Refused {
         url: String,
@@ -70,18 +73,24 @@ enum Answer {
 }
 
 impl RegistryClient {
-    pub fn new(config: &SchemaRegistryConfig) -> RegistryClient {
-        let agent = ureq::Agent::config_builder()
+    pub fn new(config: &SchemaRegistryConfig) -> Result<RegistryClient, RegistryError> {
+        let mut agent = ureq::Agent::config_builder()
             .timeout_global(Some(config.timeout.0))
-            .http_status_as_error(false)
-            .build()
-            .new_agent();
+            .http_status_as_error(false);
+        if let Some(path) = &config.ca_file {
+            agent = agent.tls_config(
+                TlsConfig::builder()
+                    .root_certs(RootCerts::Specific(Arc::new(authorities(path)?)))
+                    .build(),
+            );
+        }
+        let agent = agent.build().new_agent();
         let authorization = config.username.as_ref().map(|user| {
             let password = config.password.as_deref().unwrap_or_default();
             let credentials = format!("{user}:{password}");
             format!("Basic {}", BASE64_STANDARD.encode(credentials))
         });
-        RegistryClient {
+        Ok(RegistryClient {
             base: config
                 .url
                 .as_deref()
@@ -91,7 +100,7 @@ impl RegistryClient {
             authorization,
             agent,
             cache: RwLock::new(HashMap::new()),
-        }
+        })
     }
 
     fn get(&self, path: &str) -> Answer {
@@ -272,6 +281,26 @@ impl RegistryClient {
     }
 }
 
+/// The certificates of a PEM file (anything else in it is ignored); at least one.
+fn authorities(path: &std::path::Path) -> Result<Vec<Certificate<'static>>, RegistryError> {
+    let problem = |problem: String| RegistryError::CaFile {
+        path: path.display().to_string(),
+        problem,
+    };
+    let pem = std::fs::read(path).map_err(|e| problem(e.to_string()))?;
+    let mut certificates = Vec::new();
+    for item in parse_pem(&pem) {
+        match item.map_err(|e| problem(format!("not PEM: {e}")))? {
+            PemItem::Certificate(certificate) => certificates.push(certificate),
+            _ => continue,
+        }
+    }
+    if certificates.is_empty() {
+        return Err(problem("holds no certificate".into()));
+    }
+    Ok(certificates)
+}
+
 /// A subject in a URL path: record names are safe, topic names may hold characters that
 /// are not.
 fn encode_path(subject: &str) -> String {
@@ -315,9 +344,25 @@ mod tests {
             password: Some("pass".into()),
             ..SchemaRegistryConfig::default()
         };
-        let client = RegistryClient::new(&config);
+        let client = RegistryClient::new(&config).unwrap();
         assert_eq!(client.authorization.as_deref(), Some("Basic dXNlcjpwYXNz"));
         assert_eq!(client.base, "http://127.0.0.1:1");
+    }
+
+    #[test]
+    fn a_ca_file_without_certificates_is_an_error_naming_the_setting() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut file, b"no pem here\n").unwrap();
+        let config = SchemaRegistryConfig {
+            url: Some("https://registry.example".into()),
+            ca_file: Some(file.path().to_path_buf()),
+            ..SchemaRegistryConfig::default()
+        };
+        let error = RegistryClient::new(&config).err().unwrap().to_string();
+        assert!(
+            error.contains("schema_registry.ca_file") && error.contains("no certificate"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -336,7 +381,7 @@ mod tests {
             url: Some("http://127.0.0.1:1".into()),
             ..SchemaRegistryConfig::default()
         };
-        let client = RegistryClient::new(&config);
+        let client = RegistryClient::new(&config).unwrap();
         assert!(matches!(
             client.schema_by_id(7),
             Err(LookupError::Unavailable(_))

@@ -246,6 +246,7 @@ fn docker_compose_references_files_ports_and_images_that_exist() {
         "shoppers",
         "prometheus",
         "grafana",
+        "schema-registry",
     ] {
         assert!(names.contains(wanted), "no `{wanted}` service");
     }
@@ -316,6 +317,22 @@ fn docker_compose_references_files_ports_and_images_that_exist() {
         advertised.contains(&config.kafka.bootstrap_servers),
         "{} is not a listener of {advertised}",
         config.kafka.bootstrap_servers
+    );
+    // One topic is Avro, read through the compose registry at its service name and the
+    // container port it listens on.
+    assert!(config.kafka.formats.any_input_avro());
+    let registry = &services["schema-registry"];
+    assert!(str_at(registry, &["image"]).starts_with("apicurio/apicurio-registry:3.3.3"));
+    let registry_port = registry["ports"].as_sequence().unwrap()[0]
+        .as_str()
+        .unwrap()
+        .split_once(':')
+        .unwrap()
+        .1
+        .to_string();
+    assert_eq!(
+        config.schema_registry.url.as_deref(),
+        Some(format!("http://schema-registry:{registry_port}/apis/ccompat/v7").as_str())
     );
     let http_port = config.http.listen.rsplit_once(':').unwrap().1.to_string();
     let published = processor["ports"].as_sequence().unwrap()[0]

@@ -16,6 +16,7 @@ use common::live::{
 use personalizer::avro::{encode_event, frame, AvroEventDecoder, Catalog};
 use personalizer::decision::{Decision, DecisionType};
 use personalizer::event::{decode_json, Decoded, InputTopic, RoutingKey};
+use personalizer::event_encoder::EventEncoder;
 use personalizer::registry::RegistryClient;
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, Producer};
@@ -25,10 +26,11 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-/// The registry the tests share, and the one the outage test stops and starts (scripts/test
-/// stops both at the end).
+/// The registry the tests share, the one the outage test stops and starts, and one that
+/// serves HTTPS only (scripts/test stops them all at the end).
 const REGISTRY_PORT: u16 = 18081;
 const OUTAGE_REGISTRY_PORT: u16 = 18181;
+const TLS_REGISTRY_PORT: u16 = 18281;
 
 /// Starts a registry on `port` (installing it on first use); its base URL.
 fn start_registry(port: u16) -> String {
@@ -575,7 +577,7 @@ fn generate_writes_avro_topics_that_decode_to_the_events_it_writes_as_json() {
 
     let decoder = AvroEventDecoder::new(
         Catalog::load(),
-        RegistryClient::new(&app.config.schema_registry),
+        RegistryClient::new(&app.config.schema_registry).unwrap(),
     );
     let mut from_kafka = Vec::new();
     for record in app.read_all(&app.input_topics(), "read_committed") {
@@ -604,4 +606,142 @@ fn generate_writes_avro_topics_that_decode_to_the_events_it_writes_as_json() {
         let subject = format!("{}.{topic}-value", app.name);
         assert!(registered.contains(&subject), "{subject} in {registered:?}");
     }
+}
+
+/// Runs openssl with `args` in `dir`.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let output = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl (scripts/install-deps installs it)");
+    assert!(
+        output.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// In `dir`: a certificate authority (ca.pem), and a certificate for 127.0.0.1 that it
+/// signed (cert.pem, key.pem) for the registry to serve.
+fn certificates_for_loopback(dir: &std::path::Path) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=Personalizer test CA",
+            "-keyout",
+            "ca-key.pem",
+            "-out",
+            "ca.pem",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "server.csr",
+        ],
+    );
+    std::fs::write(dir.join("server.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca-key.pem",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+            "-out",
+            "cert.pem",
+        ],
+    );
+}
+
+#[test]
+fn a_registry_behind_tls_is_trusted_through_the_ca_file_setting() {
+    let certificates = tempfile::tempdir().unwrap();
+    certificates_for_loopback(certificates.path());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/schema-registry");
+    let port = TLS_REGISTRY_PORT.to_string();
+    let started = Command::new(script)
+        .args(["start", "--port", &port, "--tls"])
+        .arg(certificates.path())
+        .output()
+        .unwrap();
+    assert!(
+        started.status.success(),
+        "{}",
+        String::from_utf8_lossy(&started.stderr)
+    );
+    let registry = String::from_utf8(started.stdout)
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap()
+        .to_string();
+    assert!(registry.starts_with("https://"), "{registry}");
+    let ca_file = certificates.path().join("ca.pem");
+    let settings = |trust: &str| {
+        format!(
+            "[kafka.formats]\nclickstream = \"avro\"\ncart = \"avro\"\noutputs = \"avro\"\n\
+             [schema_registry]\nurl = \"{registry}\"\n{trust}"
+        )
+    };
+
+    // Without the CA the registry's certificate is unknown: start-up names the setting.
+    let untrusted = App::new("avro-tls-untrusted", PARTITIONS, &settings(""));
+    let stderr = start_up_failure(&untrusted);
+    assert!(stderr.contains("schema_registry.url"), "{stderr}");
+
+    let app = App::new(
+        "avro-tls",
+        PARTITIONS,
+        &settings(&format!("ca_file = \"{}\"\n", ca_file.display())),
+    );
+    let lines = workload(800, 25);
+    let expected = replay_of(&app, &lines, None);
+    // The shop's producer reaches the registry over TLS too (our encoder, as `generate`).
+    let mut encoder = EventEncoder::new(&app.config).unwrap();
+    let producer = app.producer();
+    for line in &lines {
+        let Ok(Decoded::Event(event)) = decode_json(line.as_bytes()) else {
+            panic!("test events are valid: {line}");
+        };
+        let topic = app.topic(event.body.topic()).to_string();
+        let (RoutingKey::Shopper(key) | RoutingKey::Sku(key)) = event.routing_key();
+        let value = encoder.encode(&topic, &event).unwrap();
+        app.send(&producer, &topic, Some(key.as_bytes()), &value);
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+    let live = run_until_decided(&app, expected.len());
+    assert_same_decisions(&live, &expected);
+    let stopped = Command::new(script)
+        .args(["stop", "--port", &port])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
 }

@@ -35,7 +35,7 @@ impl Codecs {
         if !formats.any_input_avro() && formats.outputs == Format::Json {
             return Ok(Codecs::json());
         }
-        let client = Arc::new(RegistryClient::new(&config.schema_registry));
+        let client = Arc::new(RegistryClient::new(&config.schema_registry)?);
         client.check()?;
         let catalog = Catalog::load();
         let outputs = match formats.outputs {

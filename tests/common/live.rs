@@ -544,7 +544,7 @@ impl App {
         match self.config.schema_registry.url {
             Some(_) => DecisionDecoder::with_lookup(
                 personalizer::avro::Catalog::load(),
-                Arc::new(RegistryClient::new(&self.config.schema_registry)),
+                Arc::new(RegistryClient::new(&self.config.schema_registry).unwrap()),
             ),
             None => DecisionDecoder::json(),
         }
