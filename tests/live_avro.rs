@@ -244,7 +244,8 @@ fn a_registry_that_stops_answering_makes_records_wait_and_evolved_schemas_decode
     app.wait_until_input_processed(Duration::from_secs(120));
 
     // The second half comes from producers with an evolved schema: ids the processor
-    // has not fetched yet. The registry stops answering (SIGSTOP) before they arrive.
+    // has not fetched yet. The registry stops answering (SIGSTOP: its storage is in
+    // memory, so a restart would forget every schema) before they arrive.
     let evolved = register_all(&app, &registry, second, WriterSchemas::AddedOptionalField);
     let pid_file = format!(
         "{}/.cache/personalizer/apicurio-registry-3.3.3/run-{OUTAGE_REGISTRY_PORT}/pid",
