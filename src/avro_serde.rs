@@ -385,6 +385,22 @@ mod tests {
     }
 
     #[test]
+    fn an_event_time_out_of_range_is_refused_naming_the_field() {
+        let catalog = Catalog::load();
+        let mut event = one_of_each_event_type().remove(0);
+        event.occurred_at = 0;
+        let schema = catalog.event(event.body.type_name()).unwrap();
+        let bytes = encode_event(&catalog, &event).unwrap();
+        let (field, error) =
+            from_datum::<WireEvent>(&schema.schema, schema.names(), &bytes).unwrap_err();
+        assert_eq!(field, "occurred_at");
+        assert!(
+            matches!(&error, AvroSerdeError::Invalid(p) if p.contains("outside the times")),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn varints_read_as_avro_writes_them() {
         for (bytes, value) in [
             (vec![0x00], 0),

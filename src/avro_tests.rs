@@ -1,6 +1,7 @@
 //! The Avro codec's tests: schemas, framing, round trips, and bad input.
 
 use super::*;
+use crate::event::Decoded;
 use crate::samples::{one_of_each_decision_type, one_of_each_event_type};
 use std::collections::BTreeSet;
 

@@ -73,6 +73,12 @@ fn bad_input_is_a_typed_error_naming_the_field() {
             r#"{"event_id":"e","type":"page_viewed","occurred_at":"soon","customer_id":"c","page_type":"home"}"#,
             "field `occurred_at`",
         ),
+        // A number is refused, not guessed at (the Avro reader's millisecond path is not
+        // open to JSON).
+        (
+            r#"{"event_id":"e","type":"page_viewed","occurred_at":1767225600000,"customer_id":"c","page_type":"home"}"#,
+            "field `occurred_at`",
+        ),
         (
             r#"{"event_id":"e","type":"page_viewed","occurred_at":"2026-01-01T00:00:00Z","page_type":"home"}"#,
             "`customer_id` or `anonymous_id`",

@@ -4,6 +4,9 @@
 
 use personalizer::config::Config;
 use personalizer::decision::{Decision, DecisionType};
+// The HTTP helpers live in http.rs; most tests import them from here with the rest.
+#[allow(unused_imports)]
+pub use super::http::{http_get, metric_sum, wait_for_metric, wait_for_status};
 use personalizer::decision_codec::DecisionDecoder;
 use personalizer::event::{decode_json, Decoded, InputTopic, RoutingKey};
 use personalizer::registry::RegistryClient;
@@ -12,7 +15,6 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -304,141 +306,6 @@ impl App {
         self.wait_until_committed_everywhere();
     }
 
-    /// Whether some output partition holds records of a transaction still open: its
-    /// high watermark is above its last stable offset.
-    pub fn output_transaction_open(&self) -> bool {
-        let committed = self.reader("read_committed");
-        let uncommitted = self.reader("read_uncommitted");
-        let timeout = Duration::from_secs(10);
-        self.output_topics().iter().any(|topic| {
-            (0..self.partitions).any(|p| {
-                let stable = committed.fetch_watermarks(topic, p, timeout).map(|w| w.1);
-                let high = uncommitted.fetch_watermarks(topic, p, timeout).map(|w| w.1);
-                matches!((stable, high), (Ok(s), Ok(h)) if h > s)
-            })
-        })
-    }
-
-    /// Waits until every input partition's last stable offset (what a `read_committed`
-    /// consumer can reach) is its high watermark: the commit markers are written.
-    fn wait_until_committed_everywhere(&self) {
-        let committed = self.reader("read_committed");
-        let uncommitted = self.reader("read_uncommitted");
-        let timeout = Duration::from_secs(10);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        for topic in self.input_topics() {
-            for p in 0..self.partitions {
-                loop {
-                    let (_, stable) = committed.fetch_watermarks(topic, p, timeout).unwrap();
-                    let (_, high) = uncommitted.fetch_watermarks(topic, p, timeout).unwrap();
-                    if stable >= high {
-                        break;
-                    }
-                    assert!(
-                        Instant::now() < deadline,
-                        "{topic} partition {p}: the transaction's records are not readable"
-                    );
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-            }
-        }
-    }
-
-    /// Waits until the processor's group has committed every input partition to its end:
-    /// everything there is was processed.
-    pub fn wait_until_input_processed(&self, within: Duration) {
-        self.wait_until_processed(&self.input_topics(), within)
-    }
-
-    /// Waits until the processor's group has committed every partition of `topics` to
-    /// its end, as it is when the wait begins (topics written without transactions).
-    pub fn wait_until_processed(&self, topics: &[&str], within: Duration) {
-        let group = self.group_reader();
-        let mut ends = TopicPartitionList::new();
-        for &topic in topics {
-            for p in 0..self.partitions {
-                let (_, high) = group
-                    .fetch_watermarks(topic, p, Duration::from_secs(10))
-                    .unwrap();
-                ends.add_partition_offset(topic, p, Offset::Offset(high))
-                    .unwrap();
-            }
-        }
-        self.wait_until_committed(&group, ends, within);
-    }
-
-    /// Waits until the processor's group has committed every partition of `topic`, an
-    /// internal topic written in transactions, past its last committed record. (Its high
-    /// watermark counts the transaction markers, which a consumer never hands out.)
-    pub fn wait_until_internal_processed(&self, topic: &str, within: Duration) {
-        let group = self.group_reader();
-        let mut last: BTreeMap<i32, i64> = BTreeMap::new();
-        for message in self.read_all(&[topic], "read_committed") {
-            let next = last.entry(message.partition()).or_default();
-            *next = (*next).max(message.offset() + 1);
-        }
-        let mut ends = TopicPartitionList::new();
-        for (p, next) in last {
-            ends.add_partition_offset(topic, p, Offset::Offset(next))
-                .unwrap();
-        }
-        self.wait_until_committed(&group, ends, within);
-    }
-
-    fn group_reader(&self) -> BaseConsumer {
-        ClientConfig::new()
-            .set("bootstrap.servers", &self.bootstrap)
-            .set("group.id", &self.name)
-            .set("enable.auto.commit", "false")
-            .create()
-            .unwrap()
-    }
-
-    fn wait_until_committed(
-        &self,
-        group: &BaseConsumer,
-        ends: TopicPartitionList,
-        within: Duration,
-    ) {
-        let timeout = Duration::from_secs(10);
-        let deadline = Instant::now() + within;
-        loop {
-            let committed = group.committed_offsets(ends.clone(), timeout).unwrap();
-            let behind: Vec<String> = ends
-                .elements()
-                .iter()
-                .filter_map(|end| {
-                    let at = committed
-                        .find_partition(end.topic(), end.partition())
-                        .map(|e| e.offset());
-                    let reached = match (at, end.offset()) {
-                        // Nothing ever written: nothing to process.
-                        (_, Offset::Offset(0)) => true,
-                        (Some(Offset::Offset(a)), Offset::Offset(h)) => a >= h,
-                        _ => false,
-                    };
-                    (!reached).then(|| {
-                        format!(
-                            "{}[{}] at {:?} of {:?}",
-                            end.topic(),
-                            end.partition(),
-                            at,
-                            end.offset()
-                        )
-                    })
-                })
-                .collect();
-            if behind.is_empty() {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "input not processed after {within:?}: {behind:?}"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
     pub fn send(&self, producer: &BaseProducer, topic: &str, key: Option<&[u8]>, value: &[u8]) {
         let mut record = BaseRecord::<[u8], [u8]>::to(topic).payload(value);
         if let Some(key) = key {
@@ -471,7 +338,7 @@ impl App {
         child
     }
 
-    fn reader(&self, isolation: &str) -> BaseConsumer {
+    pub(super) fn reader(&self, isolation: &str) -> BaseConsumer {
         ClientConfig::new()
             .set("bootstrap.servers", &self.bootstrap)
             .set("group.id", format!("{}-reader", self.name))
@@ -628,7 +495,6 @@ impl Drop for Paused {
     }
 }
 
-/// GETs `path` from a processor's HTTP port: the status and the body.
 /// The headers of a record (a dead letter's `error`, `error_reason`, `source_*`).
 pub fn headers_of(record: &OwnedMessage) -> std::collections::HashMap<String, String> {
     use rdkafka::message::{Headers, Message};
@@ -643,55 +509,6 @@ pub fn headers_of(record: &OwnedMessage) -> std::collections::HashMap<String, St
             )
         })
         .collect()
-}
-
-pub fn http_get(address: &str, path: &str) -> (u16, String) {
-    try_http_get(address, path).unwrap_or_else(|e| panic!("GET {address}{path}: {e}"))
-}
-
-fn try_http_get(address: &str, path: &str) -> Result<(u16, String), ureq::Error> {
-    let response = ureq::get(&format!("http://{address}{path}"))
-        .config()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(5)))
-        .build()
-        .call()?;
-    let status = response.status().as_u16();
-    let body = response.into_body().read_to_string()?;
-    Ok((status, body))
-}
-
-/// Polls `path` until it answers `status` (returning the body), for at most `within`.
-pub fn wait_for_status(address: &str, path: &str, status: u16, within: Duration) -> String {
-    let deadline = Instant::now() + within;
-    loop {
-        // Not listening yet counts as not there yet.
-        let (got, body) = try_http_get(address, path).unwrap_or_else(|e| (0, e.to_string()));
-        if got == status {
-            return body;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{path} still answers {got} ({}) after {within:?}",
-            body.trim()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// The value of one sample in a Prometheus text exposition, summed over every series of
-/// `name` whose labels include all of `labels` (e.g. `outcome="processed"`).
-pub fn metric_sum(text: &str, name: &str, labels: &[&str]) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let (series, value) = l.rsplit_once(' ')?;
-            let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
-            (metric == name && labels.iter().all(|want| rest.contains(want)))
-                .then(|| value.parse::<f64>().ok())
-                .flatten()
-        })
-        .sum()
 }
 
 /// Asks the process to stop as an operator would (SIGTERM) and returns its exit code.
@@ -732,32 +549,6 @@ pub fn key_per_partition(prefix: &str, partitions: i32) -> Vec<String> {
         }
     }
     keys.into_iter().map(Option::unwrap).collect()
-}
-
-/// Waits until `name` (summed over the series with all of `labels`, and over the
-/// processors at `addresses`) reaches `at_least`, for at most `within`.
-pub fn wait_for_metric(
-    addresses: &[String],
-    name: &str,
-    labels: &[&str],
-    at_least: f64,
-    within: Duration,
-) {
-    let deadline = Instant::now() + within;
-    loop {
-        let value: f64 = addresses
-            .iter()
-            .map(|a| metric_sum(&http_get(a, "/metrics").1, name, labels))
-            .sum();
-        if value >= at_least {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{name}{labels:?} is {value}, not {at_least}, after {within:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// Ends a workload with one event per partition of each side at the same late time,

@@ -223,6 +223,10 @@ pub fn restock_notices(decisions: &[Decision]) -> Vec<(String, String)> {
         })
         .collect()
 }
+pub mod certificates;
 pub mod compare;
+pub mod http;
 pub mod live;
+pub mod progress;
+pub mod registry;
 pub mod shop;
