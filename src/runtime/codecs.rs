@@ -30,13 +30,20 @@ impl Codecs {
 
     /// What `config` asks for. With an Avro topic the registry must answer, and with
     /// Avro outputs every decision schema is registered (or found) under its subject.
+    ///
+    /// With a registry configured, output records are read back in either format even
+    /// when this instance writes JSON: while a fleet moves its outputs to Avro one
+    /// instance at a time, every product table stays whole.
     pub fn new(config: &Config) -> Result<Codecs, RegistryError> {
         let formats = &config.kafka.formats;
-        if !formats.any_input_avro() && formats.outputs == Format::Json {
+        if config.schema_registry.url.is_none() {
+            // Validation refuses an Avro topic without a registry.
             return Ok(Codecs::json());
         }
         let client = Arc::new(RegistryClient::new(&config.schema_registry)?);
-        client.check()?;
+        if formats.any_input_avro() || formats.outputs == Format::Avro {
+            client.check()?;
+        }
         let catalog = Catalog::load();
         let outputs = match formats.outputs {
             Format::Json => DecisionEncoder::Json,
@@ -79,5 +86,44 @@ impl Codecs {
             outputs: Arc::new(outputs),
             reader: DecisionDecoder::with_lookup(catalog, lookup),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::avro::frame;
+    use crate::decision_codec::DecisionDecodeError;
+
+    #[test]
+    fn with_a_registry_configured_avro_outputs_read_back_even_when_this_instance_writes_json() {
+        let mut config = Config::default();
+        // Nothing listens on port 1: JSON formats need no answer at start-up.
+        config.schema_registry.url = Some("http://127.0.0.1:1".into());
+        let codecs = Codecs::new(&config).unwrap();
+        assert!(matches!(*codecs.outputs, DecisionEncoder::Json));
+        // Another instance's Avro record: the registry is asked (here it cannot answer),
+        // rather than the record being refused as unreadable.
+        assert!(matches!(
+            codecs.reader.decode(&frame(7, b"\x02")),
+            Err(DecisionDecodeError::RegistryUnavailable(_))
+        ));
+        // Without a registry, such a record is refused, saying why.
+        let json_only = Codecs::new(&Config::default()).unwrap();
+        assert!(matches!(
+            json_only.reader.decode(&frame(7, b"\x02")),
+            Err(DecisionDecodeError::Bad(p)) if p.contains("no schema registry")
+        ));
+    }
+
+    #[test]
+    fn an_avro_topic_needs_the_registry_to_answer_at_start_up() {
+        let mut config = Config::default();
+        config.kafka.formats.cart = Format::Avro;
+        config.schema_registry.url = Some("http://127.0.0.1:1".into());
+        let error = Codecs::new(&config)
+            .err()
+            .expect("nothing answers on port 1");
+        assert!(error.to_string().contains("schema_registry.url"), "{error}");
     }
 }
