@@ -11,10 +11,8 @@ use common::registry::{
     produce_as_avro, register, registry, start_up_failure, subjects, TLS_REGISTRY_PORT,
 };
 use personalizer::decision::{Decision, DecisionType};
-use personalizer::event::{decode_json, Decoded, RoutingKey};
 use personalizer::event_encoder::EventEncoder;
 use rdkafka::message::Message;
-use rdkafka::producer::Producer;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
@@ -185,18 +183,14 @@ fn confluents_python_client_writes_the_events_and_reads_the_decisions() {
     let records: String = lines
         .iter()
         .map(|line| {
-            let Ok(Decoded::Event(event)) = decode_json(line.as_bytes()) else {
-                panic!("test events are valid: {line}");
-            };
-            let kind = event.body.topic();
-            let (RoutingKey::Shopper(key) | RoutingKey::Sku(key)) = event.routing_key();
-            let format = match app.config.kafka.formats.of(kind) {
+            let routed = app.route(line);
+            let format = match app.config.kafka.formats.of(routed.event.body.topic()) {
                 personalizer::config::Format::Avro => "avro",
                 personalizer::config::Format::Json => "json",
             };
             let event: serde_json::Value = serde_json::from_str(line).unwrap();
             serde_json::json!({
-                "topic": app.topic(kind), "key": key, "format": format, "event": event
+                "topic": routed.topic, "key": routed.key, "format": format, "event": event
             })
             .to_string()
                 + "\n"
@@ -281,17 +275,9 @@ fn a_registry_behind_tls_is_trusted_through_the_ca_file_setting() {
     let expected = replay_of(&app, &lines, None);
     // The shop's producer reaches the registry over TLS too (our encoder, as `generate`).
     let mut encoder = EventEncoder::new(&app.config).unwrap();
-    let producer = app.producer();
-    for line in &lines {
-        let Ok(Decoded::Event(event)) = decode_json(line.as_bytes()) else {
-            panic!("test events are valid: {line}");
-        };
-        let topic = app.topic(event.body.topic()).to_string();
-        let (RoutingKey::Shopper(key) | RoutingKey::Sku(key)) = event.routing_key();
-        let value = encoder.encode(&topic, &event).unwrap();
-        app.send(&producer, &topic, Some(key.as_bytes()), &value);
-    }
-    producer.flush(Duration::from_secs(30)).unwrap();
+    app.produce_with(&app.producer(), &lines, |routed, _| {
+        encoder.encode(&routed.topic, &routed.event).unwrap()
+    });
     let live = run_until_decided(&app, expected.len());
     assert_same_decisions(&live, &expected);
     let stopped = Command::new(script)

@@ -65,6 +65,13 @@ pub fn stop_broker(args: &[&str]) {
     assert!(status.success());
 }
 
+/// Where a test event goes: see [`App::route`].
+pub struct Routed {
+    pub event: personalizer::event::Event,
+    pub topic: String,
+    pub key: String,
+}
+
 const PRODUCT_SIDE_OFF: &str = "[rules.products]\nenabled = false\n";
 
 /// One application on the broker: its own application id and topic names, so tests
@@ -246,19 +253,37 @@ impl App {
             .unwrap()
     }
 
+    /// A test line as the event it is, with the topic and key a shop's producer sends it
+    /// under (as the contract keys it).
+    pub fn route(&self, line: &str) -> Routed {
+        let Ok(Decoded::Event(event)) = decode_json(line.as_bytes()) else {
+            panic!("test events are valid: {line}");
+        };
+        let (RoutingKey::Shopper(key) | RoutingKey::Sku(key)) = event.routing_key();
+        let key = key.to_string();
+        Routed {
+            topic: self.topic(event.body.topic()).to_string(),
+            key,
+            event,
+        }
+    }
+
     /// Produces event lines to their topics, keyed as the contract says.
     pub fn produce(&self, producer: &BaseProducer, lines: &[String]) {
+        self.produce_with(producer, lines, |_, line| line.as_bytes().to_vec());
+    }
+
+    /// Produces event lines, each as the bytes `value` makes of it (another format).
+    pub fn produce_with(
+        &self,
+        producer: &BaseProducer,
+        lines: &[String],
+        mut value: impl FnMut(&Routed, &str) -> Vec<u8>,
+    ) {
         for line in lines {
-            let Ok(Decoded::Event(event)) = decode_json(line.as_bytes()) else {
-                panic!("test events are valid: {line}");
-            };
-            let (RoutingKey::Shopper(key) | RoutingKey::Sku(key)) = event.routing_key();
-            self.send(
-                producer,
-                self.topic(event.body.topic()),
-                Some(key.as_bytes()),
-                line.as_bytes(),
-            );
+            let routed = self.route(line);
+            let bytes = value(&routed, line);
+            self.send(producer, &routed.topic, Some(routed.key.as_bytes()), &bytes);
         }
         producer.flush(Duration::from_secs(30)).unwrap();
     }

@@ -1,14 +1,13 @@
 //! A real Schema Registry for the Avro tests (Apicurio Registry 3.3.3, started by
 //! `scripts/schema-registry`), and producing events as a shop's Avro producers do.
 
-use super::live::App;
+use super::live::{App, Routed};
 use personalizer::avro::{encode_event, frame, Catalog};
-use personalizer::event::{decode_json, Decoded, InputTopic, RoutingKey};
-use rdkafka::producer::{BaseProducer, Producer};
+use personalizer::event::InputTopic;
+use rdkafka::producer::BaseProducer;
 use std::collections::BTreeMap;
 use std::process::Command;
 use std::sync::OnceLock;
-use std::time::Duration;
 
 /// The registry the tests share, the one the outage test stops and starts, and one that
 /// serves HTTPS only (scripts/test stops them all at the end).
@@ -93,14 +92,13 @@ pub fn register_all(
     let catalog = Catalog::load();
     let mut ids = BTreeMap::new();
     for line in lines {
-        let Ok(Decoded::Event(event)) = decode_json(line.as_bytes()) else {
-            panic!("test events are valid: {line}");
-        };
-        let kind = event.body.topic();
-        if !matches!(kind, InputTopic::Clickstream | InputTopic::Cart) {
+        let Routed { event, topic, .. } = app.route(line);
+        if !matches!(
+            event.body.topic(),
+            InputTopic::Clickstream | InputTopic::Cart
+        ) {
             continue;
         }
-        let topic = app.topic(kind).to_string();
         let type_name = event.body.type_name().to_string();
         ids.entry((topic.clone(), type_name.clone()))
             .or_insert_with(|| {
@@ -127,15 +125,11 @@ pub fn produce_framed(
     writers: WriterSchemas,
 ) {
     let catalog = Catalog::load();
-    for line in lines {
-        let Ok(Decoded::Event(event)) = decode_json(line.as_bytes()) else {
-            panic!("test events are valid: {line}");
-        };
-        let topic = app.topic(event.body.topic()).to_string();
-        let (RoutingKey::Shopper(key) | RoutingKey::Sku(key)) = event.routing_key();
-        let value = match ids.get(&(topic.clone(), event.body.type_name().to_string())) {
+    app.produce_with(producer, lines, |routed, line| {
+        let type_name = routed.event.body.type_name().to_string();
+        match ids.get(&(routed.topic.clone(), type_name)) {
             Some(&id) => {
-                let mut payload = encode_event(&catalog, &event).unwrap();
+                let mut payload = encode_event(&catalog, &routed.event).unwrap();
                 if writers == WriterSchemas::AddedOptionalField {
                     // The added field, null: union branch 0 (a zig-zag varint).
                     payload.push(0);
@@ -143,10 +137,8 @@ pub fn produce_framed(
                 frame(id, &payload)
             }
             None => line.as_bytes().to_vec(),
-        };
-        app.send(producer, &topic, Some(key.as_bytes()), &value);
-    }
-    producer.flush(Duration::from_secs(30)).unwrap();
+        }
+    });
 }
 
 pub fn produce_as_avro(app: &App, producer: &BaseProducer, registry: &str, lines: &[String]) {
