@@ -2,6 +2,7 @@
 
 use crate::event::Product;
 use crate::time::Millis;
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 /// One decision. `decision_id` is derived from the rule and its evidence, so the same
@@ -59,7 +60,7 @@ pub enum DecisionBody {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         anonymous_id: Option<String>,
     },
-    Product(Box<ProductRecord>),
+    Product(std::sync::Arc<ProductRecord>),
 }
 
 /// A SKU as the product table shows it (CONTRACT §5.4): details, stock, popularity,
@@ -103,7 +104,7 @@ pub struct RankingBasis {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ScoredSku {
-    pub sku: String,
+    pub sku: CompactString,
     pub score: f64,
 }
 

@@ -189,7 +189,7 @@ impl ProductIndex {
             .filter(|c| !c.is_empty())
             .map(|c| c.join("/"));
         let product = IndexedProduct {
-            record: Arc::new((**record).clone()),
+            record: Arc::clone(record),
             decided_at: decision.decided_at,
             path,
             ranks,
@@ -307,7 +307,7 @@ mod tests {
             customer_id: None,
             decided_at: at,
             reason: String::new(),
-            body: DecisionBody::Product(Box::new(ProductRecord {
+            body: DecisionBody::Product(std::sync::Arc::new(ProductRecord {
                 sku: sku.into(),
                 product: Some(Product {
                     sku: sku.into(),

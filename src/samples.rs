@@ -161,7 +161,7 @@ pub fn one_of_each_decision_type() -> Vec<Decision> {
         }))),
         Decision {
             customer_id: None,
-            ..decision(DecisionBody::Product(Box::new(ProductRecord {
+            ..decision(DecisionBody::Product(std::sync::Arc::new(ProductRecord {
                 sku: "SKU-1".into(),
                 product: Some(product()),
                 quantity: Some(3),

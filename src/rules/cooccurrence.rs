@@ -15,11 +15,11 @@ use crate::time::Millis;
 /// longest ago, then the greater SKU.
 pub fn add(list: &mut Vec<Neighbour>, sku: &str, at: Millis, now: Millis, config: &RecsConfig) {
     let half_life = config.half_life.millis();
-    match list.iter_mut().find(|n| n.sku == sku) {
+    match list.iter_mut().find(|n| same_sku(&n.sku, sku)) {
         Some(neighbour) => popularity::add(&mut neighbour.count, 1.0, at, half_life),
         None => {
             let mut neighbour = Neighbour {
-                sku: sku.to_string(),
+                sku: sku.into(),
                 count: Default::default(),
             };
             popularity::add(&mut neighbour.count, 1.0, at, half_life);
@@ -43,6 +43,22 @@ pub fn add(list: &mut Vec<Neighbour>, sku: &str, at: Millis, now: Millis, config
             .expect("more neighbours than the limit, so at least one");
         list.swap_remove(weakest);
     }
+}
+
+/// Whether two SKUs are equal, mostly decided without calling `memcmp`: every pair added
+/// scans a list of up to `recs.max_neighbours`, and a shop's SKUs tend to share their
+/// length and prefix, so their last eight bytes tell most of them apart.
+fn same_sku(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    if let (Some(tail_a), Some(tail_b)) = (a.last_chunk::<8>(), b.last_chunk::<8>()) {
+        if tail_a != tail_b {
+            return false;
+        }
+    }
+    a == b
 }
 
 /// The top `recs.top_n` neighbours of `kind` at `now`, by cosine: the pair's count over
@@ -92,7 +108,7 @@ pub fn ranked(
     scored
         .into_iter()
         .map(|(score, sku)| ScoredSku {
-            sku: sku.to_string(),
+            sku: sku.into(),
             score,
         })
         .collect()
@@ -119,6 +135,22 @@ mod tests {
         let mut skus: Vec<&str> = list.iter().map(|n| n.sku.as_str()).collect();
         skus.sort();
         skus
+    }
+
+    #[test]
+    fn skus_are_equal_only_when_every_byte_is() {
+        assert!(same_sku("SKU-000123", "SKU-000123"));
+        assert!(!same_sku("SKU-000123", "SKU-000124"));
+        assert!(
+            !same_sku("XKU-000123", "SKU-000123"),
+            "differs before the last 8 bytes"
+        );
+        assert!(!same_sku("SKU-1", "SKU-10"));
+        assert!(
+            same_sku("ab", "ab") && !same_sku("ab", "ac"),
+            "shorter than 8 bytes"
+        );
+        assert!(same_sku("", ""));
     }
 
     #[test]

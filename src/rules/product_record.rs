@@ -115,7 +115,7 @@ pub fn on_timer(sku: &str, state: &mut ProductState, fired: &Timer, ctx: &mut Ct
                 customer_id: None,
                 decided_at: ctx.now,
                 reason,
-                body: DecisionBody::Product(Box::new(record)),
+                body: DecisionBody::Product(std::sync::Arc::new(record)),
             });
         }
         _ => {}

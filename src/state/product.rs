@@ -3,6 +3,7 @@
 
 use super::ProductInfo;
 use crate::time::Millis;
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -52,7 +53,7 @@ pub enum NeighbourKind {
 /// Another SKU and the decayed count of their co-occurrence.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Neighbour {
-    pub sku: String,
+    pub sku: CompactString,
     pub count: Decayed,
 }
 
