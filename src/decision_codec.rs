@@ -68,7 +68,7 @@ impl DecisionDecoder {
             (Some(&MAGIC_BYTE), None) => Err(DecisionDecodeError::Bad(
                 "an Avro record, and no schema registry is configured to read it".into(),
             )),
-            _ => serde_json::from_slice(bytes)
+            _ => crate::decision_json::from_json(bytes)
                 .map_err(|e| DecisionDecodeError::Bad(format!("not a decision: {e}"))),
         }
     }

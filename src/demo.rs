@@ -128,7 +128,7 @@ pub fn run(options: &DemoOptions, shutdown: Arc<AtomicBool>) -> Result<()> {
         if let Some(Ok(message)) = printer.poll(Duration::from_millis(100)) {
             if let Some(decision) = message
                 .payload()
-                .and_then(|p| serde_json::from_slice::<Decision>(p).ok())
+                .and_then(|p| crate::decision_json::from_json(p).ok())
             {
                 if let crate::decision::DecisionBody::Product(record) = &decision.body {
                     known_sku.get_or_insert_with(|| record.sku.clone());

@@ -13,6 +13,7 @@ pub mod catalog;
 pub mod config;
 pub mod decision;
 pub mod decision_codec;
+pub mod decision_json;
 pub mod demo;
 pub mod engine;
 pub mod event;

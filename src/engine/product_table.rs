@@ -35,7 +35,7 @@ pub fn row(sku: &str, json: Vec<u8>) -> StateChange {
 /// A stored row (or a record off the topic) as a decision; `None` when it is not a
 /// product record.
 pub fn parse(json: &[u8]) -> Option<Decision> {
-    let decision: Decision = serde_json::from_slice(json).ok()?;
+    let decision = crate::decision_json::from_json(json).ok()?;
     matches!(decision.body, DecisionBody::Product(_)).then_some(decision)
 }
 

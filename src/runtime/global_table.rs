@@ -262,11 +262,13 @@ impl TableWriter<'_> {
             Some(bytes) => match self.read_product(bytes) {
                 Some(decision) => {
                     // Stored as JSON whatever the topic's format: the store's rows are
-                    // read without a registry (`personalizer query`, restarts).
-                    self.pending.push(product_table::row(
-                        &sku,
-                        decision.to_json_line().into_bytes(),
-                    ));
+                    // read without a registry (`personalizer query`, restarts). A JSON
+                    // record is kept as it came, not written anew.
+                    let json = match bytes.first() {
+                        Some(b'{') => bytes.to_vec(),
+                        _ => decision.to_json_line().into_bytes(),
+                    };
+                    self.pending.push(product_table::row(&sku, json));
                     product_table::apply(
                         &mut self.catalog.write().unwrap_or_else(|p| p.into_inner()),
                         &decision,
