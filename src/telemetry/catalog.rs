@@ -225,7 +225,9 @@ pub const PRODUCT_TABLE_RECORDS: Spec = spec(
     Kind::Counter,
     &["outcome"],
     "Records read from the products topic into the local product table, by outcome: \
-     applied, deleted (a tombstone), unreadable (not a product record; skipped).",
+     applied, deleted (a tombstone), unreadable (not a product record; skipped), \
+     superseded (read while catching up and replaced by a later record for the SKU \
+     before it was applied).",
 );
 pub const PRODUCT_TABLE_SKUS: Spec = spec(
     "personalizer_product_table_skus",
@@ -314,7 +316,7 @@ pub const ABORT_REASONS: [&str; 4] = [
 
 /// Outcomes of a record read into the product table, as the `outcome` label of
 /// [`PRODUCT_TABLE_RECORDS`].
-pub const PRODUCT_TABLE_OUTCOMES: [&str; 3] = ["applied", "deleted", "unreadable"];
+pub const PRODUCT_TABLE_OUTCOMES: [&str; 4] = ["applied", "deleted", "unreadable", "superseded"];
 /// The `outcome` label of `personalizer_api_forwards_total`.
 pub const API_FORWARD_OUTCOMES: [&str; 3] = ["answered", "no_owner", "owner_unreachable"];
 /// The `route` label of the read API's metrics.
