@@ -202,7 +202,7 @@ impl<'a> GlobalTable<'a> {
             if caught_up || stop.load(Ordering::SeqCst) {
                 break;
             }
-            records += self.poll_catching_up(Duration::from_millis(100))?;
+            records += self.poll_once(Duration::from_millis(100), Reading::CatchingUp)?;
         }
         self.writer.apply_latest()?;
         tracing::info!(
@@ -218,25 +218,30 @@ impl<'a> GlobalTable<'a> {
     /// Follows the topic until one of `stops` is set, writing what it reads as it goes.
     pub fn follow(&mut self, stops: &[&AtomicBool]) -> Result<(), GlobalTableError> {
         while !stops.iter().any(|stop| stop.load(Ordering::SeqCst)) {
-            self.poll_once(Duration::from_millis(100))?;
+            self.poll_once(Duration::from_millis(100), Reading::Following)?;
         }
         self.writer.write_pending()
     }
 
-    /// Reads what is there (waiting up to `wait` for the first record) and holds the
-    /// latest per SKU, applying them when they fill the buffer.
-    fn poll_catching_up(&mut self, wait: Duration) -> Result<u64, GlobalTableError> {
+    /// Reads what is there (waiting up to `wait` for the first record) and takes it in
+    /// as `reading` says: held per SKU and applied when the buffer is full (catching
+    /// up), or applied and written at once (following).
+    fn poll_once(&mut self, wait: Duration, reading: Reading) -> Result<u64, GlobalTableError> {
         let mut read = 0;
         let mut timeout = wait;
-        while self.writer.latest.bytes < CATCH_UP_BUFFER_BYTES {
+        while !self.writer.is_full(reading) {
             match self.consumer.poll(timeout) {
                 Some(Ok(message)) => {
-                    self.writer.hold(
-                        message.key().unwrap_or_default(),
-                        message.payload(),
-                        message.partition(),
-                        message.offset(),
-                    );
+                    let key = message.key().unwrap_or_default();
+                    let (partition, offset) = (message.partition(), message.offset());
+                    match reading {
+                        Reading::CatchingUp => {
+                            self.writer.hold(key, message.payload(), partition, offset)
+                        }
+                        Reading::Following => {
+                            self.writer.take(key, message.payload(), partition, offset)
+                        }
+                    }
                     read += 1;
                     timeout = Duration::ZERO;
                 }
@@ -248,39 +253,22 @@ impl<'a> GlobalTable<'a> {
                 None => break,
             }
         }
-        if self.writer.latest.bytes >= CATCH_UP_BUFFER_BYTES {
-            self.writer.apply_latest()?;
+        match reading {
+            Reading::CatchingUp if self.writer.is_full(reading) => self.writer.apply_latest()?,
+            Reading::CatchingUp => {}
+            Reading::Following => self.writer.write_pending()?,
         }
         Ok(read)
     }
+}
 
-    /// Reads what is there (waiting up to `wait` for the first record) and writes it.
-    fn poll_once(&mut self, wait: Duration) -> Result<u64, GlobalTableError> {
-        let mut read = 0;
-        let mut timeout = wait;
-        while self.writer.pending_records < BATCH_RECORDS {
-            match self.consumer.poll(timeout) {
-                Some(Ok(message)) => {
-                    self.writer.take(
-                        message.key().unwrap_or_default(),
-                        message.payload(),
-                        message.partition(),
-                        message.offset(),
-                    );
-                    read += 1;
-                    timeout = Duration::ZERO;
-                }
-                Some(Err(KafkaError::PartitionEOF(_))) => timeout = Duration::ZERO,
-                Some(Err(e)) => {
-                    tracing::warn!(topic = self.writer.topic, error = %e, "cannot read the product table");
-                    break;
-                }
-                None => break,
-            }
-        }
-        self.writer.write_pending()?;
-        Ok(read)
-    }
+/// How the table takes in what it reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    /// At start, to the end of the topic: only the latest record per SKU matters.
+    CatchingUp,
+    /// Afterwards: every record is applied as it comes.
+    Following,
 }
 
 impl TableWriter<'_> {
@@ -289,6 +277,14 @@ impl TableWriter<'_> {
             .read_meta(&position_key(&self.topic, partition))
             .ok()
             .flatten()
+    }
+
+    /// Whether the records taken in should be written before reading more.
+    fn is_full(&self, reading: Reading) -> bool {
+        match reading {
+            Reading::CatchingUp => self.latest.bytes >= CATCH_UP_BUFFER_BYTES,
+            Reading::Following => self.pending_records >= BATCH_RECORDS,
+        }
     }
 
     fn catalog_len(&self) -> usize {
