@@ -433,6 +433,13 @@ impl Config {
         if kafka.replication_factor < 1 {
             return Err(invalid("kafka.replication_factor", "must be at least 1"));
         }
+        // Kafka takes `segment.bytes` as a 32-bit int, at least 1 MiB since 4.0.
+        if !(1 << 20..=i32::MAX as u64).contains(&kafka.compacted_segment_bytes) {
+            return Err(invalid(
+                "kafka.compacted_segment_bytes",
+                "must be between 1048576 (1 MiB) and 2147483647",
+            ));
+        }
         if let Some(id) = &kafka.instance_id {
             if id.is_empty() {
                 return Err(invalid("kafka.instance_id", "must not be empty"));

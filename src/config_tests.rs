@@ -221,6 +221,14 @@ fn bad_kafka_settings_are_named() {
             "[kafka]\nreplication_factor = 0\n",
             "`kafka.replication_factor`",
         ),
+        (
+            "[kafka]\ncompacted_segment_bytes = 1000\n",
+            "`kafka.compacted_segment_bytes`",
+        ),
+        (
+            "[kafka]\ncompacted_segment_bytes = 4294967296\n",
+            "`kafka.compacted_segment_bytes`",
+        ),
     ];
     for (text, expected) in cases {
         let err = error(text, &[]);

@@ -416,6 +416,36 @@ fn at_least_once_also_decides_everything() {
     assert_same_decisions(&live, &expected);
 }
 
+/// `topics create` makes every compacted topic with the configured segment size (so the
+/// log cleaner can compact what a restore reads) and leaves the others alone.
+#[test]
+fn compacted_topics_are_created_with_the_configured_segment_size() {
+    let app = App::new(
+        "segments",
+        PARTITIONS,
+        "compacted_segment_bytes = 2097152\n",
+    );
+    assert_eq!(app.config.kafka.compacted_segment_bytes, 2 << 20);
+    let layout = personalizer::runtime::topics::TopicLayout::new(&app.config);
+    let cluster = personalizer::runtime::topics::ClusterTopics::fetch(&app.config, &layout)
+        .expect("describe the topics");
+    let compacted: Vec<&str> = layout
+        .specs()
+        .iter()
+        .filter(|spec| spec.compacted)
+        .map(|spec| spec.name.as_str())
+        .collect();
+    assert!(
+        compacted.len() >= 4,
+        "changelogs, profiles and products: {compacted:?}"
+    );
+    for name in compacted {
+        let info = &cluster.topics[name];
+        assert_eq!(info.cleanup_policy.as_deref(), Some("compact"), "{name}");
+        assert_eq!(info.segment_bytes, Some(2 << 20), "{name}");
+    }
+}
+
 #[test]
 fn run_refuses_topics_that_are_not_co_partitioned_and_names_them() {
     let app = App::new("copart", PARTITIONS, "");

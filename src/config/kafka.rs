@@ -37,6 +37,11 @@ pub struct KafkaConfig {
     /// Partitions and replication for `topics create` and internal topics.
     pub default_partitions: i32,
     pub replication_factor: i32,
+    /// `segment.bytes` of the compacted topics it creates (changelogs, profiles,
+    /// products). Kafka's log cleaner never compacts a partition's active segment, and
+    /// Kafka's default segment is 1 GiB: a busy changelog would otherwise be restored
+    /// record by record, every superseded value included.
+    pub compacted_segment_bytes: u64,
     pub topics: TopicsConfig,
     /// How each input topic is encoded: `json` (default) or `avro`.
     pub formats: super::TopicFormats,
@@ -72,6 +77,7 @@ impl Default for KafkaConfig {
             instance_id: None,
             default_partitions: 8,
             replication_factor: 1,
+            compacted_segment_bytes: 64 << 20,
             topics: TopicsConfig::default(),
             formats: Default::default(),
             properties: Default::default(),

@@ -300,6 +300,8 @@ pub struct TopicInfo {
     pub cleanup_policy: Option<String>,
     /// Known when it was asked for (compacted topics only).
     pub max_message_bytes: Option<i64>,
+    /// Known when it was asked for (compacted topics only).
+    pub segment_bytes: Option<u64>,
 }
 
 /// The topics of a cluster that the layout names.
@@ -331,6 +333,7 @@ impl ClusterTopics {
                         partitions: topic.partitions().len() as i32,
                         cleanup_policy: None,
                         max_message_bytes: None,
+                        segment_bytes: None,
                     },
                 );
             }
@@ -365,6 +368,10 @@ impl ClusterTopics {
                         if let Some(entry) = resource.get("cleanup.policy") {
                             info.cleanup_policy = entry.value.clone();
                         }
+                        if let Some(entry) = resource.get("segment.bytes") {
+                            info.segment_bytes =
+                                entry.value.as_deref().and_then(|v| v.parse().ok());
+                        }
                         if let Some(entry) = resource.get("max.message.bytes") {
                             info.max_message_bytes =
                                 entry.value.as_deref().and_then(|v| v.parse().ok());
@@ -384,6 +391,7 @@ pub fn create(config: &Config, topics: &[(TopicSpec, i32)]) -> Result<(), Client
         return Ok(());
     }
     let admin: AdminClient<DefaultClientContext> = clients::admin(config)?;
+    let segment_bytes = config.kafka.compacted_segment_bytes.to_string();
     let new_topics: Vec<NewTopic> = topics
         .iter()
         .map(|(spec, partitions)| {
@@ -393,7 +401,9 @@ pub fn create(config: &Config, topics: &[(TopicSpec, i32)]) -> Result<(), Client
                 TopicReplication::Fixed(config.kafka.replication_factor),
             );
             if spec.compacted {
-                topic.set("cleanup.policy", "compact")
+                topic
+                    .set("cleanup.policy", "compact")
+                    .set("segment.bytes", &segment_bytes)
             } else {
                 topic
             }

@@ -12,6 +12,7 @@ fn cluster(topics: &[(&str, i32, Option<&str>)]) -> ClusterTopics {
                         partitions: *p,
                         cleanup_policy: c.map(str::to_string),
                         max_message_bytes: Some(1_048_588),
+                        segment_bytes: None,
                     },
                 )
             })
