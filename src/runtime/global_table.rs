@@ -293,17 +293,17 @@ impl TableWriter<'_> {
 
     /// Holds a record read while catching up, in place of any earlier one for its SKU.
     fn hold(&mut self, key: &[u8], payload: Option<&[u8]>, partition: i32, offset: i64) {
-        let size = key.len() + payload.map_or(0, <[u8]>::len);
+        let payload_bytes = payload.map_or(0, <[u8]>::len);
         let held = (partition, payload.map(<[u8]>::to_vec));
         match self.latest.records.get_mut(key) {
             Some(earlier) => {
                 self.latest.bytes -= earlier.1.as_ref().map_or(0, Vec::len);
-                self.latest.bytes += payload.map_or(0, <[u8]>::len);
+                self.latest.bytes += payload_bytes;
                 *earlier = held;
                 self.count(TableOutcome::Superseded);
             }
             None => {
-                self.latest.bytes += size;
+                self.latest.bytes += key.len() + payload_bytes;
                 self.latest.records.insert(key.to_vec(), held);
             }
         }
@@ -445,19 +445,18 @@ impl TableWriter<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn outcomes_are_the_series_the_metrics_start_at_zero() {
-        let labels: Vec<&str> = TableOutcome::ALL.iter().map(|o| o.label()).collect();
-        assert_eq!(labels, crate::telemetry::metrics::PRODUCT_TABLE_OUTCOMES);
-    }
-
     use crate::catalog::ProductCatalog;
     use crate::config::StateConfig;
     use crate::decision::DecisionBody;
     use crate::product_index::ProductIndex;
     use crate::store::Family;
     use std::sync::Arc;
+
+    #[test]
+    fn outcomes_are_the_series_the_metrics_start_at_zero() {
+        let labels: Vec<&str> = TableOutcome::ALL.iter().map(|o| o.label()).collect();
+        assert_eq!(labels, crate::telemetry::metrics::PRODUCT_TABLE_OUTCOMES);
+    }
 
     fn record(sku: &str, views: f64) -> Vec<u8> {
         let mut decision = crate::samples::one_of_each_decision_type()

@@ -322,7 +322,7 @@ impl Store {
             .map_err(|e| self.error(e))
     }
 
-    /// An empty batch for [`Store::stage`] and [`Store::write_staged`]: changes copied
+    /// An empty batch for [`Store::stage`] and [`Store::write_staged_unlogged`]: changes copied
     /// in from borrowed bytes (a restore's changelog records) without a [`StateChange`]
     /// allocated for each.
     pub fn staged(&self) -> StagedWrites {
@@ -344,17 +344,6 @@ impl Store {
             Some(value) => staged.batch.put_cf(cf, key, value),
             None => staged.batch.delete_cf(cf, key),
         }
-    }
-
-    /// Applies the staged changes atomically, as [`Store::write`] does, and leaves the
-    /// batch empty for reuse.
-    pub fn write_staged(&self, staged: &mut StagedWrites) -> Result<(), StoreError> {
-        let batch = std::mem::take(&mut staged.batch);
-        let mut options = WriteOptions::default();
-        options.disable_wal(!self.wal);
-        self.db
-            .write_opt(batch, &options)
-            .map_err(|e| self.error(e))
     }
 
     /// Applies the staged changes atomically without the write-ahead log, and leaves the

@@ -77,7 +77,7 @@ fn staged_puts_and_deletes_land_together_and_leave_the_batch_empty() {
     assert!(staged.bytes() > "newvaluegonet".len());
     // Nothing is visible before the write.
     assert_eq!(store.get(Family::Shoppers, b"\0\x01new").unwrap(), None);
-    store.write_staged(&mut staged).unwrap();
+    store.write_staged_unlogged(&mut staged).unwrap();
     assert!(staged.is_empty());
     assert_eq!(
         store.get(Family::Shoppers, b"\0\x01new").unwrap(),
