@@ -75,19 +75,41 @@ fn the_merchant_page_shows_a_live_shopper_in_a_real_browser() {
     }
     let (address, shopper) = (address.unwrap(), shopper.unwrap());
     wait_for_status(&address, "/readyz", 200, Duration::from_secs(30));
-    // The page's decision list reads the output topics back: wait until it has some.
+    // The page's decision list reads the output topics back: wait until it holds the
+    // shopper's profile, which the page is checked for below.
     let decisions_path = format!("/v1/shoppers/{shopper}/decisions");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let (status, body) = http_get(&address, &decisions_path);
         assert_eq!(status, 200, "{body}");
         let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
-        if !answer["decisions"].as_array().unwrap().is_empty() {
+        let decisions = answer["decisions"].as_array().unwrap();
+        if decisions.iter().any(|d| d["type"] == "profile") {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "no decision about {shopper}: {body}"
+            "no profile of {shopper} among the decisions: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    // The recently viewed unit lists only products the product table already holds,
+    // and a product reaches the table through the products topic some time after the
+    // shopper's view: wait until the unit the page shows has something in it.
+    let recently_viewed_path =
+        format!("/v1/recommendations?type=recently_viewed&shopper={shopper}&limit=5");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = http_get(&address, &recently_viewed_path);
+        assert_eq!(status, 200, "{body}");
+        let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if !answer["items"].as_array().unwrap().is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nothing {shopper} viewed reached the product table: {body}"
         );
         std::thread::sleep(Duration::from_millis(300));
     }
