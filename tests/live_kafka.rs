@@ -447,6 +447,35 @@ fn compacted_topics_are_created_with_the_configured_segment_size() {
 }
 
 #[test]
+fn waiting_for_deliveries_ends_when_the_broker_acknowledges() {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let app = App::new("deliveries", PARTITIONS, "");
+    let producer: BaseProducer = personalizer::runtime::clients::base(&app.config)
+        .create()
+        .unwrap();
+    let topic = &app.config.kafka.topics.clickstream;
+    // The fastest of a few rounds: rdkafka's own flush never took less than 100 ms.
+    let fastest = (0..5)
+        .map(|round| {
+            for n in 0..10 {
+                let key = format!("{round}-{n}");
+                producer
+                    .send(BaseRecord::<str, str>::to(topic).key(&key).payload("{}"))
+                    .map_err(|(e, _)| e)
+                    .unwrap();
+            }
+            let started = Instant::now();
+            personalizer::runtime::clients::deliver_outstanding(&producer, Duration::from_secs(30))
+                .unwrap();
+            assert_eq!(producer.in_flight_count(), 0);
+            started.elapsed()
+        })
+        .min()
+        .unwrap();
+    assert!(fastest < Duration::from_millis(80), "{fastest:?}");
+}
+
+#[test]
 fn run_refuses_topics_that_are_not_co_partitioned_and_names_them() {
     let app = App::new("copart", PARTITIONS, "");
     let mut config = app.config.clone();

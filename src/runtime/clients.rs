@@ -7,9 +7,14 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::{ClientConfig, FromClientConfig, FromClientConfigAndContext};
 use rdkafka::consumer::{BaseConsumer, ConsumerContext};
 use rdkafka::error::KafkaError;
+use rdkafka::producer::{BaseProducer, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientContext;
 use std::future::Future;
+use std::time::{Duration, Instant};
+
+/// How long one wait for delivery reports lasts before the count is checked again.
+const DELIVERY_POLL_SLICE: Duration = Duration::from_millis(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -49,6 +54,85 @@ pub fn base(config: &Config) -> ClientConfig {
         client.set(key, value);
     }
     client
+}
+
+/// How far a consumer fetches ahead of the thread that takes its records.
+///
+/// librdkafka's defaults (up to 100,000 records per partition or 64 MiB queued, fetch
+/// responses of up to 50 MiB) are made for a process with one consumer; Personalizer
+/// runs up to five beside the stream thread's, and heaptrack of `personalizer run`
+/// working off a backlog found hundreds of MiB of decompressed batches waiting in their
+/// queues. A queue only needs to stay ahead of the thread that drains it, and a consumer
+/// that fetches again soon after its queue drains (`fetch.queue.backoff.ms`) keeps up
+/// with a small one.
+#[derive(Debug, Clone, Copy)]
+pub struct Prefetch {
+    /// `queued.max.messages.kbytes`: decompressed records queued per consumer.
+    pub queued_kib: usize,
+    /// `queued.min.messages`: records librdkafka tries to keep queued per partition.
+    pub queued_records: usize,
+    /// `fetch.max.bytes`: the largest fetch response.
+    pub fetch_bytes: usize,
+    /// `max.partition.fetch.bytes`: the most one partition adds to a fetch response.
+    pub partition_fetch_bytes: usize,
+}
+
+impl Prefetch {
+    /// Consumers that read topics to their end beside the stream thread: the product
+    /// table, the decision feed, the instances topic.
+    pub const READER: Prefetch = Prefetch {
+        queued_kib: 4 << 10,
+        queued_records: 10_000,
+        fetch_bytes: 4 << 20,
+        partition_fetch_bytes: 1 << 20,
+    };
+
+    /// Sets the limits on `client`, except those `kafka.properties` names: an operator's
+    /// choice stands.
+    pub fn apply(&self, client: &mut ClientConfig, config: &Config) {
+        let limits = [
+            ("queued.max.messages.kbytes", self.queued_kib),
+            ("queued.min.messages", self.queued_records),
+            ("fetch.max.bytes", self.fetch_bytes),
+            ("max.partition.fetch.bytes", self.partition_fetch_bytes),
+        ];
+        for (key, value) in limits {
+            if !config.kafka.properties.contains_key(key) {
+                client.set(key, value.to_string());
+            }
+        }
+        if !config
+            .kafka
+            .properties
+            .contains_key("fetch.queue.backoff.ms")
+        {
+            // librdkafka waits 1 s to fetch again once a queue was full; with a small
+            // queue that wait is most of a reader's time.
+            client.set("fetch.queue.backoff.ms", "5");
+        }
+    }
+}
+
+/// Waits until every record sent so far is acknowledged (or has failed), serving the
+/// delivery reports as they arrive.
+///
+/// `BaseProducer::flush` waits in slices of up to 100 ms, and its `poll` returns only
+/// at the end of its slice even when it served reports at once: every commit waited at
+/// least 100 ms however fast the broker answered (measured: 100.0–100.6 ms in the
+/// flush, 2–4 ms for the offsets and the commit together).
+pub fn deliver_outstanding<C: ProducerContext>(
+    producer: &BaseProducer<C>,
+    timeout: Duration,
+) -> Result<(), KafkaError> {
+    let deadline = Instant::now() + timeout;
+    // Counts queued and in-flight records and the reports not yet served.
+    while producer.in_flight_count() > 0 {
+        if Instant::now() >= deadline {
+            return Err(KafkaError::Flush(RDKafkaErrorCode::MessageTimedOut));
+        }
+        producer.poll(DELIVERY_POLL_SLICE);
+    }
+    Ok(())
 }
 
 /// A consumer with no group, for metadata and reading changelogs.
@@ -94,7 +178,9 @@ pub fn reader(
     config: &Config,
     reading: &'static str,
 ) -> Result<BaseConsumer<ReadToEnd>, ClientError> {
-    consumer_with(&plain_config(config), ReadToEnd { reading })
+    let mut client = plain_config(config);
+    Prefetch::READER.apply(&mut client, config);
+    consumer_with(&client, ReadToEnd { reading })
 }
 
 pub fn consumer_with<Ctx: ConsumerContext>(
@@ -115,4 +201,61 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
         .build()
         .expect("a current-thread runtime needs no resources that can be missing")
         .block_on(future)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::producer::BaseRecord;
+
+    #[test]
+    fn prefetch_limits_are_set_unless_kafka_properties_name_them() {
+        let mut config = Config::default();
+        config
+            .kafka
+            .properties
+            .insert("fetch.max.bytes".into(), "123456".into());
+        let mut client = base(&config);
+        Prefetch::READER.apply(&mut client, &config);
+        assert_eq!(client.get("fetch.max.bytes"), Some("123456"));
+        assert_eq!(client.get("queued.max.messages.kbytes"), Some("4096"));
+        assert_eq!(client.get("queued.min.messages"), Some("10000"));
+        assert_eq!(client.get("max.partition.fetch.bytes"), Some("1048576"));
+        assert_eq!(client.get("fetch.queue.backoff.ms"), Some("5"));
+    }
+
+    fn producer_to_nowhere() -> BaseProducer {
+        ClientConfig::new()
+            // Nothing listens there: records stay queued until their timeout.
+            .set("bootstrap.servers", "127.0.0.1:9")
+            .set("message.timeout.ms", "60000")
+            .create()
+            .expect("a producer needs no broker to be created")
+    }
+
+    #[test]
+    fn delivering_nothing_outstanding_returns_at_once() {
+        let producer = producer_to_nowhere();
+        let started = Instant::now();
+        deliver_outstanding(&producer, Duration::from_secs(5)).unwrap();
+        assert!(started.elapsed() < Duration::from_millis(50));
+    }
+
+    #[test]
+    fn delivering_records_no_broker_acknowledges_times_out() {
+        let producer = producer_to_nowhere();
+        producer
+            .send(BaseRecord::<str, str>::to("t").key("k").payload("v"))
+            .map_err(|(e, _)| e)
+            .unwrap();
+        let started = Instant::now();
+        let error = deliver_outstanding(&producer, Duration::from_millis(300)).unwrap_err();
+        assert!(matches!(error, KafkaError::Flush(_)), "{error}");
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(300) && waited < Duration::from_secs(5),
+            "{waited:?}"
+        );
+        assert_eq!(producer.in_flight_count(), 1);
+    }
 }

@@ -15,7 +15,7 @@ use crate::time::Millis;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::producer::{BaseProducer, BaseRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -139,7 +139,7 @@ impl Announcer {
             .producer
             .send(record)
             .map_err(|(e, _)| e)
-            .and_then(|()| self.producer.flush(ANNOUNCE_TIMEOUT));
+            .and_then(|()| clients::deliver_outstanding(&self.producer, ANNOUNCE_TIMEOUT));
         match sent {
             Ok(()) => tracing::info!(
                 topic = self.topic,

@@ -12,7 +12,7 @@ use crate::decision_codec::DecisionEncoder;
 use crate::forward::Forward;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Message, OwnedHeaders, ToBytes};
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientContext;
 use std::collections::HashMap;
@@ -362,6 +362,6 @@ impl Output {
 
     /// Sends what is queued, for at most `timeout` (on close).
     pub fn flush(&self, timeout: Duration) {
-        let _ = self.producer.flush(timeout);
+        let _ = clients::deliver_outstanding(&self.producer, timeout);
     }
 }

@@ -9,6 +9,7 @@
 //! producer takes no records while it commits, and the changelog offsets a commit reached
 //! must be those of its own records.
 
+use super::clients;
 use super::events::AbortReason;
 use super::output::{Abort, DeliveryContext, Output};
 use rdkafka::consumer::{
@@ -133,6 +134,8 @@ fn end_transaction(
     request: &CommitRequest,
 ) -> Result<Delivered, Abort> {
     let result = (|| {
+        clients::deliver_outstanding(producer, TRANSACTION_TIMEOUT)
+            .map_err(|e| format!("cannot deliver the transaction's records: {e}"))?;
         if let Some(group) = &request.group {
             producer
                 .send_offsets_to_transaction(&request.offsets, group, TRANSACTION_TIMEOUT)
@@ -156,7 +159,7 @@ fn end_transaction(
 /// outstanding, holding back a rebalance or a restart that long.
 pub(super) fn abort_transaction(producer: &BaseProducer<DeliveryContext>) {
     producer.purge(PurgeConfig::default().queue().inflight());
-    let _ = producer.flush(TRANSACTION_TIMEOUT);
+    let _ = clients::deliver_outstanding(producer, TRANSACTION_TIMEOUT);
     let _ = producer.abort_transaction(TRANSACTION_TIMEOUT);
     // The purged records' failures belong to the dropped batch, not to the next one.
     let _ = producer.context().take_deliveries();
@@ -164,7 +167,7 @@ pub(super) fn abort_transaction(producer: &BaseProducer<DeliveryContext>) {
 
 /// At-least-once: waits for every record to be acknowledged; the offsets follow.
 fn deliver_all(producer: &BaseProducer<DeliveryContext>) -> Result<Delivered, Abort> {
-    producer.flush(TRANSACTION_TIMEOUT).map_err(|e| {
+    clients::deliver_outstanding(producer, TRANSACTION_TIMEOUT).map_err(|e| {
         Abort::new(
             AbortReason::CommitFailed,
             format!("cannot flush the producer: {e}"),

@@ -12,7 +12,7 @@
 
 use super::assignment::{Assignment, Topics, PAUSE_AT};
 use super::batch::BatchCounts;
-use super::clients::{self, ClientError};
+use super::clients::{self, ClientError, Prefetch};
 use super::gauges;
 use super::input::{self, InputDecoders, Item, ReadAt};
 use super::instances::Announcer;
@@ -50,10 +50,16 @@ const POLL_BATCH: usize = 2_000;
 const POLL_WAIT: Duration = Duration::from_millis(10);
 /// How often lag, task and RocksDB gauges are refreshed.
 const GAUGE_INTERVAL: Duration = Duration::from_secs(1);
-/// What librdkafka fetches ahead per input partition: about half of what a partition's
-/// merge buffer holds before it is paused.
-const INPUT_PREFETCH_RECORDS: usize = 10_000;
-const INPUT_PREFETCH_KIB: usize = 4 << 10;
+/// What librdkafka fetches ahead of the merge: about half of what a partition's merge
+/// buffer holds before it is paused, in small fetches (the stream consumer reads up to
+/// 24 partitions, and at librdkafka's 1 MiB per partition one fetch response, once
+/// decompressed, held more than the merge buffers).
+const INPUT_PREFETCH: Prefetch = Prefetch {
+    queued_kib: 4 << 10,
+    queued_records: 10_000,
+    fetch_bytes: 2 << 20,
+    partition_fetch_bytes: 256 << 10,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StreamError {
@@ -215,14 +221,10 @@ impl<'a> StreamThread<'a> {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
-            .set("isolation.level", "read_committed")
-            // A backlog arrives faster than it is processed, so the prefetch queues are
-            // full most of the time. librdkafka's defaults (100,000 records or 64 MiB
-            // per partition, and 1 s before fetching again once full) held hundreds of
-            // MiB that the merge buffers hold again after decoding.
-            .set("queued.min.messages", INPUT_PREFETCH_RECORDS.to_string())
-            .set("queued.max.messages.kbytes", INPUT_PREFETCH_KIB.to_string())
-            .set("fetch.queue.backoff.ms", "5");
+            .set("isolation.level", "read_committed");
+        // A backlog arrives faster than it is processed, so the prefetch queue is full
+        // most of the time: what it holds beyond the next batches is memory only.
+        INPUT_PREFETCH.apply(&mut consumer_config, config);
         let committer = Arc::new(CommitterBusy::default());
         let context = GroupContext {
             rebalanced: AtomicBool::new(false),
