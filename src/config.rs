@@ -16,7 +16,7 @@ mod segments;
 pub use api::{ApiConfig, SearchOrderWeights};
 pub use duration::Dur;
 pub use formats::{Format, OutputSchemas, SchemaRegistryConfig, SubjectStrategy, TopicFormats};
-pub use kafka::{KafkaConfig, ProcessingGuarantee, TopicsConfig};
+pub use kafka::{CommitPacing, KafkaConfig, ProcessingGuarantee, TopicsConfig};
 pub use limits::{LimitsConfig, MAX_STATE_BYTES_CEILING};
 pub use offers::{OfferConfig, OffersConfig};
 pub use products::{ProductsConfig, RecsConfig};

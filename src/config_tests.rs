@@ -163,7 +163,7 @@ fn bad_settings_are_named() {
 fn kafka_settings_come_from_the_file_and_environment() {
     let c = load(
         "[kafka]\nprocessing_guarantee = \"at_least_once\"\ncommit_interval = \"250ms\"\n\
-         [kafka.properties]\n\"security.protocol\" = \"SASL_SSL\"\n",
+         commit_pacing = \"adaptive\"\n[kafka.properties]\n\"security.protocol\" = \"SASL_SSL\"\n",
         &[
             (
                 "PERSONALIZER_KAFKA__BOOTSTRAP_SERVERS",
@@ -181,6 +181,11 @@ fn kafka_settings_come_from_the_file_and_environment() {
         ProcessingGuarantee::AtLeastOnce
     );
     assert_eq!(c.kafka.commit_interval.0, Duration::from_millis(250));
+    assert_eq!(c.kafka.commit_pacing, crate::config::CommitPacing::Adaptive);
+    assert_eq!(
+        Config::default().kafka.commit_pacing,
+        crate::config::CommitPacing::Interval
+    );
     assert_eq!(c.kafka.topics.stock, "inventory");
     assert_eq!(c.kafka.properties["security.protocol"], "SASL_SSL");
 }
@@ -207,6 +212,10 @@ fn bad_kafka_settings_are_named() {
         (
             "[kafka]\ncommit_interval = \"0s\"\n",
             "`kafka.commit_interval`",
+        ),
+        (
+            "[kafka]\ncommit_pacing = \"sometimes\"\n",
+            "`kafka.commit_pacing`",
         ),
         (
             "[kafka.topics]\ncart = \"has space\"\n",

@@ -141,11 +141,12 @@ fn the_contract_scenarios_decide_the_same_live_as_in_replay() {
 
 #[test]
 fn kill_9_while_events_flow_loses_and_repeats_nothing() {
-    // A slice takes the processor about 100 ms; with one commit a second, its decisions
+    // A slice takes the processor about 100 ms; with one commit a second (interval
+    // pacing: adaptive pacing commits as soon as a slice has been read), its decisions
     // wait most of that second in an open transaction: the kill waits for one (an
     // output partition whose high watermark is above its last stable offset), which
     // is the case to prove.
-    let config = format!("{NO_WALL_CLOCK}\ncommit_interval = \"1s\"");
+    let config = format!("{NO_WALL_CLOCK}\ncommit_interval = \"1s\"\ncommit_pacing = \"interval\"");
     let app = App::new("kill9", PARTITIONS, &config);
     let lines = with_sentinels(workload(40_000, 11), PARTITIONS);
     let expected = replay_of(&app, &lines, None);
@@ -414,6 +415,41 @@ fn at_least_once_also_decides_everything() {
     let expected = replay_of(&app, &lines, None);
     let live = run_until_decided(&app, expected.len());
     assert_same_decisions(&live, &expected);
+}
+
+/// Adaptive pacing commits a slice of live input as soon as it has been read, long before
+/// `commit_interval`, and decides the same as replay.
+#[test]
+fn adaptive_commit_pacing_commits_live_input_without_waiting_for_the_interval() {
+    // Slices arrive while the processor runs: without the wall clock, a quiet task
+    // would fire the timers a later slice cancels.
+    let config =
+        format!("{NO_WALL_CLOCK}\ncommit_interval = \"30s\"\ncommit_pacing = \"adaptive\"");
+    let app = App::new("adaptive", PARTITIONS, &config);
+    let lines = with_sentinels(workload(3_000, 17), PARTITIONS);
+    let expected = replay_of(&app, &lines, None);
+    let state = app.dir.path().join("state");
+    let log = app.dir.path().join("run.log");
+    let mut child = app.spawn(&state, &log);
+    let address = App::http_address(&log, Duration::from_secs(30));
+    let producer = app.producer();
+    let mut sent = 0;
+    for slice in lines.chunks(lines.len() / 3 + 1) {
+        app.produce(&producer, slice);
+        sent += slice.len();
+        // Input is counted when its batch commits: with interval pacing a slice would
+        // wait 30 s for its commit.
+        wait_for_metric(
+            std::slice::from_ref(&address),
+            "personalizer_events_total",
+            &[],
+            sent as f64,
+            Duration::from_secs(20),
+        );
+    }
+    app.wait_for_decisions(expected.len(), Duration::from_secs(60));
+    assert_eq!(terminate(&mut child), Some(0));
+    assert_same_decisions(&app.decisions(), &expected);
 }
 
 /// `topics create` makes every compacted topic with the configured segment size (so the

@@ -16,6 +16,18 @@ pub enum ProcessingGuarantee {
     AtLeastOnce,
 }
 
+/// When a batch is committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommitPacing {
+    /// Every `commit_interval` (as Kafka Streams' `commit.interval.ms`).
+    Interval,
+    /// Every `commit_interval` while input is waiting; while the processor keeps up with
+    /// its input, as soon as the previous commit has ended: a backlog is worked off in
+    /// large batches, and live traffic waits for a commit only about as long as one takes.
+    Adaptive,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KafkaConfig {
@@ -24,6 +36,8 @@ pub struct KafkaConfig {
     pub processing_guarantee: ProcessingGuarantee,
     /// How often a task's work is committed (a transaction, with exactly-once).
     pub commit_interval: Dur,
+    /// Whether a batch may be committed before `commit_interval` once caught up.
+    pub commit_pacing: CommitPacing,
     /// How long a task waits for an input partition that has no buffered records but is
     /// not known to be caught up, before it processes the others without it.
     pub max_task_idle: Dur,
@@ -72,6 +86,7 @@ impl Default for KafkaConfig {
             bootstrap_servers: "localhost:9092".into(),
             processing_guarantee: ProcessingGuarantee::ExactlyOnce,
             commit_interval: Dur(Duration::from_millis(100)),
+            commit_pacing: CommitPacing::Interval,
             max_task_idle: Dur(Duration::from_millis(100)),
             grace: Dur(Duration::from_secs(30)),
             instance_id: None,

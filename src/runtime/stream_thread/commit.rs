@@ -9,6 +9,7 @@
 //! committing one wrote.
 
 use super::{wall_clock_millis, StreamError, StreamThread};
+use crate::config::{CommitPacing, KafkaConfig};
 use crate::engine::TaskId;
 use crate::runtime::batch::BatchCounts;
 use crate::runtime::changelog;
@@ -18,7 +19,24 @@ use crate::runtime::restore::checkpoint_change;
 use crate::runtime::transaction::InFlightCommit;
 use crate::store::StateChange;
 use rdkafka::{Offset, TopicPartitionList};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// Whether the open batch (`batch_age` old; `None` when no batch is open) is to be
+/// committed now: once it is `commit_interval` old; or, with adaptive pacing, as soon as
+/// the thread keeps up with its input and no commit is under way (an early commit never
+/// waits for the one before it).
+pub(super) fn batch_due(
+    kafka: &KafkaConfig,
+    batch_age: Option<Duration>,
+    committing: bool,
+    keeping_up: bool,
+) -> bool {
+    let Some(age) = batch_age else {
+        return false;
+    };
+    age >= kafka.commit_interval.0
+        || (kafka.commit_pacing == CommitPacing::Adaptive && !committing && keeping_up)
+}
 
 /// A batch whose commit is under way.
 pub(super) struct Committing {
@@ -160,5 +178,58 @@ impl StreamThread<'_> {
         self.batch.clear();
         self.committing = None;
         StreamError::Rewind(abort.problem)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kafka(pacing: CommitPacing) -> KafkaConfig {
+        KafkaConfig {
+            commit_pacing: pacing,
+            ..KafkaConfig::default()
+        }
+    }
+
+    const YOUNG: Option<Duration> = Some(Duration::from_millis(3));
+    const OLD: Option<Duration> = Some(Duration::from_millis(100));
+
+    #[test]
+    fn no_open_batch_is_never_due() {
+        for pacing in [CommitPacing::Adaptive, CommitPacing::Interval] {
+            assert!(!batch_due(&kafka(pacing), None, false, true));
+        }
+    }
+
+    #[test]
+    fn a_batch_as_old_as_the_interval_is_due_whatever_else_holds() {
+        for pacing in [CommitPacing::Adaptive, CommitPacing::Interval] {
+            for (committing, keeping_up) in [(false, false), (true, false), (true, true)] {
+                assert!(batch_due(&kafka(pacing), OLD, committing, keeping_up));
+            }
+        }
+    }
+
+    #[test]
+    fn adaptive_pacing_commits_a_young_batch_when_keeping_up_and_no_commit_is_under_way() {
+        let adaptive = kafka(CommitPacing::Adaptive);
+        assert!(batch_due(&adaptive, YOUNG, false, true));
+        assert!(
+            !batch_due(&adaptive, YOUNG, true, true),
+            "a commit is under way"
+        );
+        assert!(
+            !batch_due(&adaptive, YOUNG, false, false),
+            "input is waiting"
+        );
+    }
+
+    #[test]
+    fn interval_pacing_never_commits_a_young_batch() {
+        let interval = kafka(CommitPacing::Interval);
+        for (committing, keeping_up) in [(false, false), (false, true), (true, true)] {
+            assert!(!batch_due(&interval, YOUNG, committing, keeping_up));
+        }
     }
 }

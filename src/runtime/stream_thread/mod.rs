@@ -158,6 +158,9 @@ pub struct StreamThread<'a> {
     merger: Merger,
     /// When the open batch started; `None` when there is none.
     batch_started: Option<Instant>,
+    /// Whether the last poll took everything the consumer had fetched (it returned
+    /// nothing before its batch was full): the thread keeps up with its input.
+    input_drained: bool,
     /// What the open batch did, published when it commits.
     batch: BatchCounts,
     /// The previous batch, while its commit is under way.
@@ -252,6 +255,7 @@ impl<'a> StreamThread<'a> {
             assignment: Assignment::default(),
             merger: Merger::default(),
             batch_started: None,
+            input_drained: false,
             batch: BatchCounts::default(),
             committing: None,
             served,
@@ -280,10 +284,7 @@ impl<'a> StreamThread<'a> {
             self.poll_records()?;
             self.process_ready()?;
             self.advance_quiet_tasks()?;
-            if self
-                .batch_started
-                .is_some_and(|t| t.elapsed() >= self.config.kafka.commit_interval.0)
-            {
+            if self.commit_due() {
                 self.commit()?;
             }
             self.note_progress();
@@ -308,6 +309,17 @@ impl<'a> StreamThread<'a> {
                 );
             }
         }
+    }
+
+    fn commit_due(&self) -> bool {
+        commit::batch_due(
+            &self.config.kafka,
+            self.batch_started.map(|t| t.elapsed()),
+            self.committing.is_some(),
+            // Keeping up: the last poll emptied the consumer's queue, and no partition
+            // is paused (a paused one fetches nothing, so its queue is empty anyway).
+            self.input_drained && !self.assignment.any_paused(),
+        )
     }
 
     /// Tells health whether input is waiting to be committed, and logs when a backlog
@@ -351,6 +363,7 @@ impl<'a> StreamThread<'a> {
         let max_skew = self.config.engine.max_clock_skew.millis();
         let max_bytes = self.config.rules.limits.max_event_bytes;
         let wall_clock = wall_clock_millis();
+        self.input_drained = false;
         for _ in 0..POLL_BATCH {
             let polled = match self.consumer.poll(timeout) {
                 None => Polled::Nothing,
@@ -398,7 +411,10 @@ impl<'a> StreamThread<'a> {
                 self.on_rebalance()?;
             }
             match polled {
-                Polled::Nothing => break,
+                Polled::Nothing => {
+                    self.input_drained = true;
+                    break;
+                }
                 Polled::Skip => {}
                 Polled::Error(e) => {
                     tracing::warn!(error = %e, "consumer error; retrying");
