@@ -196,12 +196,12 @@ impl Assignment {
         }
     }
 
-    /// Nothing buffered and every input of every task caught up.
     /// Whether some input partition is paused because its buffer is full.
     pub fn any_paused(&self) -> bool {
         !self.paused.is_empty()
     }
 
+    /// Nothing buffered and every input of every task caught up.
     pub fn all_caught_up(&self) -> bool {
         !self.tasks.is_empty() && self.tasks.values().all(|t| t.records.fully_caught_up())
     }

@@ -127,8 +127,8 @@ impl Drop for Committer {
     }
 }
 
-/// Exactly-once: the consumed offsets into the transaction, then its end (which first
-/// waits for every record of it to be acknowledged). Aborts on failure.
+/// Exactly-once: every record of the transaction acknowledged, the consumed offsets
+/// into it, then its end. Aborts on failure.
 fn end_transaction(
     producer: &BaseProducer<DeliveryContext>,
     request: &CommitRequest,
