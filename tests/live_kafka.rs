@@ -465,12 +465,7 @@ fn compacted_topics_are_created_with_the_configured_segment_size() {
     let layout = personalizer::runtime::topics::TopicLayout::new(&app.config);
     let cluster = personalizer::runtime::topics::ClusterTopics::fetch(&app.config, &layout)
         .expect("describe the topics");
-    let compacted: Vec<&str> = layout
-        .specs()
-        .iter()
-        .filter(|spec| spec.compacted)
-        .map(|spec| spec.name.as_str())
-        .collect();
+    let compacted: Vec<&str> = layout.compacted_names().collect();
     assert!(
         compacted.len() >= 4,
         "changelogs, profiles and products: {compacted:?}"

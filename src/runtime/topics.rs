@@ -124,6 +124,14 @@ impl TopicLayout {
         &self.specs
     }
 
+    /// The names of the topics that must be compacted.
+    pub fn compacted_names(&self) -> impl Iterator<Item = &str> {
+        self.specs
+            .iter()
+            .filter(|s| s.compacted)
+            .map(|s| s.name.as_str())
+    }
+
     /// Partition counts every topic must have, given those that exist.
     /// Customer-side topics follow clickstream, product-side ones follow stock.
     fn required_partitions(
@@ -339,10 +347,8 @@ impl ClusterTopics {
             }
         }
         let compacted: Vec<&str> = layout
-            .specs
-            .iter()
-            .filter(|s| s.compacted && topics.contains_key(&s.name))
-            .map(|s| s.name.as_str())
+            .compacted_names()
+            .filter(|name| topics.contains_key(*name))
             .collect();
         if !compacted.is_empty() {
             let admin: AdminClient<DefaultClientContext> = clients::admin(config)?;

@@ -50,12 +50,7 @@ fn names_internal_topics_after_the_application() {
     assert_eq!(layout.by_sku, "personalizer-by-sku");
     assert_eq!(layout.by_customer, "personalizer-by-customer");
     assert_eq!(layout.customer_changelog, "personalizer-customer-changelog");
-    let compacted: Vec<&str> = layout
-        .specs()
-        .iter()
-        .filter(|s| s.compacted)
-        .map(|s| s.name.as_str())
-        .collect();
+    let compacted: Vec<&str> = layout.compacted_names().collect();
     assert_eq!(
         compacted,
         vec![
