@@ -15,7 +15,7 @@ use personalizer::event_encoder::EventEncoder;
 use rdkafka::message::Message;
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 #[test]
 fn avro_decisions_read_back_with_the_schemas_registered_for_them() {
@@ -145,24 +145,46 @@ fn confluent_python() -> PathBuf {
     python
 }
 
+/// How long one run of the Python client may take: it handles a few thousand records,
+/// so a run past this has hung (on the broker or the registry), and says so.
+const CONFLUENT_CLIENT_DEADLINE: Duration = Duration::from_secs(240);
+
 /// Runs `tests/interop/confluent_avro.py` with `args`; its standard output.
 fn confluent_client(args: &[&str]) -> String {
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/interop/confluent_avro.py"
     );
-    let output = Command::new(confluent_python())
+    // Files rather than pipes: a client that writes more than a pipe holds never blocks.
+    let output = tempfile::tempdir().unwrap();
+    let stdout_path = output.path().join("stdout");
+    let stderr_path = output.path().join("stderr");
+    let mut child = Command::new(confluent_python())
         .arg(script)
         .args(args)
-        .output()
+        .stdout(std::fs::File::create(&stdout_path).unwrap())
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
+        .spawn()
         .unwrap();
-    assert!(
-        output.status.success(),
-        "confluent_avro.py {}: {}",
-        args[0],
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
+    let deadline = Instant::now() + CONFLUENT_CLIENT_DEADLINE;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!(
+                "confluent_avro.py {} still running after {CONFLUENT_CLIENT_DEADLINE:?}: {}",
+                args[0],
+                std::fs::read_to_string(&stderr_path).unwrap()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stderr = std::fs::read_to_string(&stderr_path).unwrap();
+    assert!(status.success(), "confluent_avro.py {}: {stderr}", args[0]);
+    std::fs::read_to_string(&stdout_path).unwrap()
 }
 
 #[test]

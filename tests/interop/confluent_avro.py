@@ -1,4 +1,4 @@
-"""Confluent's own Python client on Personalizer's topics (tests/live_avro.rs runs it).
+"""Confluent's own Python client on Personalizer's topics (tests/live_avro_outputs.rs runs it).
 
 produce BOOTSTRAP REGISTRY SCHEMAS_DIR RECORDS
     RECORDS is JSON Lines of {"topic", "key", "format", "event"}: each event is produced
@@ -23,6 +23,9 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
+
+# Seconds one request to the registry may take (each is retried by the client).
+REGISTRY_TIMEOUT_S = 20
 
 
 def to_avro_dict(value, schema):
@@ -55,18 +58,14 @@ def to_avro_dict(value, schema):
 
 
 def produce(bootstrap, registry, schemas_dir, records_path):
-    client = SchemaRegistryClient({"url": registry})
+    # Every request to the registry ends: the client waits forever by default, and a
+    # stalled request must fail the test with its cause, not hang it.
+    client = SchemaRegistryClient({"url": registry, "timeout": REGISTRY_TIMEOUT_S})
     serializers = {}
-    producer = Producer(
-        {
-            "bootstrap.servers": bootstrap,
-            "transactional.id": f"confluent-python-{records_path}",
-            "partitioner": "murmur2_random",
-        }
-    )
-    producer.init_transactions(30)
-    producer.begin_transaction()
-    count = 0
+    # All values are serialized (and the schemas registered) before the transaction
+    # begins: the broker aborts a transaction open longer than its timeout, and the
+    # registry's answers must not count against it.
+    records = []
     with open(records_path) as lines:
         for line in lines:
             record = json.loads(line)
@@ -90,11 +89,21 @@ def produce(bootstrap, registry, schemas_dir, records_path):
                 value = json.dumps(event).encode()
             else:
                 raise ValueError(f"unknown format {record['format']!r}")
-            producer.produce(topic, key=record["key"].encode(), value=value)
-            producer.poll(0)
-            count += 1
+            records.append((topic, record["key"].encode(), value))
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "transactional.id": f"confluent-python-{records_path}",
+            "partitioner": "murmur2_random",
+        }
+    )
+    producer.init_transactions(30)
+    producer.begin_transaction()
+    for topic, key, value in records:
+        producer.produce(topic, key=key, value=value)
+        producer.poll(0)
     producer.commit_transaction(30)
-    print(f"produced {count} records", file=sys.stderr)
+    print(f"produced {len(records)} records", file=sys.stderr)
 
 
 def plain(value):
@@ -108,7 +117,9 @@ def plain(value):
 
 
 def consume(bootstrap, registry, topics):
-    deserializer = AvroDeserializer(SchemaRegistryClient({"url": registry}))
+    deserializer = AvroDeserializer(
+        SchemaRegistryClient({"url": registry, "timeout": REGISTRY_TIMEOUT_S})
+    )
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
