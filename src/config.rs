@@ -155,6 +155,9 @@ pub struct StateConfig {
     pub write_buffer_bytes: u64,
     /// Shopper and product states kept in memory between commits, per process.
     pub cache_max_entries: usize,
+    /// The same cache's size: stored sizes of the states and their event ids, plus a
+    /// fixed overhead per entry.
+    pub cache_max_bytes: u64,
 }
 
 impl Default for Config {
@@ -226,6 +229,7 @@ impl Default for StateConfig {
             block_cache_bytes: 64 << 20,
             write_buffer_bytes: 64 << 20,
             cache_max_entries: 200_000,
+            cache_max_bytes: 16 << 20,
         }
     }
 }
@@ -359,6 +363,9 @@ impl Config {
         }
         if self.state.cache_max_entries == 0 {
             return Err(invalid("state.cache_max_entries", "must be at least 1"));
+        }
+        if self.state.cache_max_bytes == 0 {
+            return Err(invalid("state.cache_max_bytes", "must be at least 1"));
         }
         if self.state.block_cache_bytes < 1 << 20 {
             return Err(invalid("state.block_cache_bytes", "must be at least 1 MiB"));

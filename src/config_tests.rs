@@ -126,6 +126,16 @@ fn bad_settings_are_named() {
             &[],
             "`state.cache_max_entries`",
         ),
+        (
+            "[state]\ncache_max_bytes = 0\n",
+            &[],
+            "`state.cache_max_bytes`",
+        ),
+        (
+            "[state]\ncache_max_bytes = -1\n",
+            &[],
+            "`state.cache_max_bytes`",
+        ),
         ("[rules\n", &[], "not valid TOML"),
         ("[http]\nlisten = \"8080\"\n", &[], "`http.listen`"),
         (

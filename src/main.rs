@@ -208,6 +208,7 @@ struct CheckConfigArgs {
 }
 
 fn main() {
+    personalizer::resources::limit_c_allocator_arenas();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Replay(args) => run_replay(args),

@@ -16,7 +16,7 @@ use super::partitioner::partition_for;
 use super::processor::{CustomerProcessor, ProductProcessor};
 use super::side_task::{Clocked, SideTask};
 use super::stats::Stats;
-use super::task::{Task, TaskError};
+use super::task::{CacheBudget, Task, TaskError};
 use super::Outcome;
 use crate::catalog::{ProductCatalog, SharedCatalog};
 use crate::config::RulesConfig;
@@ -332,17 +332,31 @@ impl Core {
         }
     }
 
-    /// Keeps the write-back caches within `budget` entries in total, trimming each task
-    /// in proportion to its share, so busy partitions keep more. Call once every task's
-    /// changes are taken (only clean entries are dropped).
-    pub fn trim_caches(&mut self, budget: usize) {
-        let cached: usize = self.tasks.values().map(|t| t.cached_entries()).sum();
-        if cached <= budget {
+    /// What the write-back caches of all tasks hold, as of the last commit.
+    pub fn cache_usage(&self) -> CacheBudget {
+        CacheBudget {
+            entries: self.tasks.values().map(|t| t.cached_entries()).sum(),
+            bytes: self.tasks.values().map(|t| t.cached_bytes()).sum(),
+        }
+    }
+
+    /// Keeps the write-back caches within `budget` in total, trimming each task in
+    /// proportion to its share, so busy partitions keep more. Call once every task's
+    /// changes are taken (only clean entries are dropped, and their sizes are known).
+    pub fn trim_caches(&mut self, budget: CacheBudget) {
+        let CacheBudget { entries, bytes } = self.cache_usage();
+        if entries <= budget.entries && bytes <= budget.bytes {
             return;
         }
+        // Each task keeps the share of the budget it holds now: a busy task keeps more.
+        let share = |part: usize, whole: usize, limit: usize| {
+            (part as u128 * limit as u128 / whole.max(1) as u128) as usize
+        };
         for task in self.tasks.values_mut() {
-            let share = task.cached_entries() as u128 * budget as u128 / cached as u128;
-            task.evict(share as usize);
+            task.evict(CacheBudget {
+                entries: share(task.cached_entries(), entries, budget.entries),
+                bytes: share(task.cached_bytes(), bytes, budget.bytes),
+            });
         }
     }
 

@@ -342,3 +342,54 @@ fn customers_per_lifecycle_stage_are_counted_kept_with_the_task_and_read_back() 
         [stream_time_key(Side::Product, 0)]
     );
 }
+
+/// Takes every task's changes and writes them, as a commit does.
+fn commit(core: &mut Core, store: &Store) {
+    let mut changes = Vec::new();
+    let ids: Vec<TaskId> = core.task_ids().collect();
+    for id in ids {
+        core.take_changes(id, &mut changes);
+    }
+    store.write_sorted(&mut changes).unwrap();
+}
+
+#[test]
+fn the_caches_are_trimmed_to_the_byte_budget_and_evicted_states_read_back() {
+    let store = Store::open_temporary(&StateConfig::default()).unwrap();
+    let mut core = core_with_every_task(&store, Clock::PerTask);
+    for i in 0..200 {
+        apply(
+            &mut core,
+            &store,
+            &add_to_cart(&format!("e{i}"), &format!("c{i}"), 0),
+        );
+    }
+    commit(&mut core, &store);
+    let full = core.cache_usage();
+    assert_eq!(full.entries, 200);
+    assert!(full.bytes > 200 * 128, "{full:?}");
+
+    let budget = CacheBudget {
+        entries: usize::MAX,
+        bytes: full.bytes / 4,
+    };
+    core.trim_caches(budget);
+    let left = core.cache_usage();
+    assert!(left.bytes <= budget.bytes, "{left:?} within {budget:?}");
+    assert!(
+        left.bytes >= budget.bytes / 2,
+        "{left:?} keeps most of {budget:?}"
+    );
+    assert!(left.entries < 100, "{left:?}");
+
+    // An evicted state is read back from the store when its shopper comes again.
+    for i in 0..200 {
+        let customer = format!("c{i}");
+        apply(
+            &mut core,
+            &store,
+            &add_named(&format!("f{i}"), &customer, "S2", 8),
+        );
+        assert_eq!(cart_lines(&mut core, &store, &customer), 2, "{customer}");
+    }
+}

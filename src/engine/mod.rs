@@ -198,7 +198,7 @@ impl Engine {
             partitions,
         ));
         self.store.write_sorted(&mut changes)?;
-        self.core.trim_caches(self.config.state.cache_max_entries);
+        self.core.trim_caches((&self.config.state).into());
         self.stats.commits += 1;
         self.events_since_commit = 0;
         Ok(())

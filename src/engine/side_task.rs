@@ -2,7 +2,7 @@
 //! tasks of both processors in one map.
 
 use super::processor::Processor;
-use super::task::{Task, TaskError};
+use super::task::{CacheBudget, Task, TaskError};
 use crate::event::Event;
 use crate::forward::Forward;
 use crate::rules::Ctx;
@@ -46,7 +46,8 @@ pub(super) trait SideTask {
     ) -> Result<bool, TaskError>;
     fn take_changes(&mut self, changes: &mut Vec<StateChange>);
     fn cached_entries(&self) -> usize;
-    fn evict(&mut self, max: usize);
+    fn cached_bytes(&self) -> usize;
+    fn evict(&mut self, budget: CacheBudget);
 }
 
 pub(super) struct Clocked<P: Processor> {
@@ -113,7 +114,10 @@ impl<P: Processor> SideTask for Clocked<P> {
     fn cached_entries(&self) -> usize {
         self.task.cached_entries()
     }
-    fn evict(&mut self, max: usize) {
-        self.task.evict(max);
+    fn cached_bytes(&self) -> usize {
+        self.task.cached_bytes()
+    }
+    fn evict(&mut self, budget: CacheBudget) {
+        self.task.evict(budget);
     }
 }

@@ -46,6 +46,34 @@ fn encoded_len<T: serde::Serialize>(value: &T) -> usize {
         .expect("measuring an encoding cannot fail")
 }
 
+/// What a task's write-back cache may hold after a commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheBudget {
+    pub entries: usize,
+    /// Counted as [`Slot::weight`]s: stored sizes, not the larger decoded ones.
+    pub bytes: usize,
+}
+
+impl From<&crate::config::StateConfig> for CacheBudget {
+    fn from(state: &crate::config::StateConfig) -> Self {
+        CacheBudget {
+            entries: state.cache_max_entries,
+            bytes: usize::try_from(state.cache_max_bytes).unwrap_or(usize::MAX),
+        }
+    }
+}
+
+/// Bytes counted for a cached entry beside its key, state and event ids: the slot, its
+/// box and its place in the table.
+const SLOT_OVERHEAD: usize = 128;
+/// Bytes an event id takes in [`RecentIds`] (time and hash).
+const SEEN_ID_BYTES: usize = 16;
+/// What eviction leaves of a `limit`: nine tenths of it. Evicting below the budget
+/// leaves room for the next commits' new keys, so the LRU order is sorted rarely.
+fn evict_to(limit: usize) -> usize {
+    limit - limit / 10
+}
+
 struct Slot<S> {
     value: Option<S>,
     /// At least the encoded size of `value`: exact when it was last read, written or
@@ -68,6 +96,15 @@ pub struct Task<P: Processor> {
     /// Timers set (`true`) or cancelled since the last commit; the last word wins.
     timer_changes: FxHashMap<Timer, bool>,
     clock: u64,
+    /// The cache's [`Slot::weight`]s summed, as of the last [`Task::take_changes`].
+    cached_bytes: usize,
+}
+
+impl<S> Slot<S> {
+    /// What the slot of `key` counts against [`CacheBudget::bytes`].
+    fn weight(&self, key: &str) -> usize {
+        key.len() + self.bytes + self.seen.len() * SEEN_ID_BYTES + SLOT_OVERHEAD
+    }
 }
 
 impl<P: Processor> Task<P> {
@@ -88,6 +125,7 @@ impl<P: Processor> Task<P> {
             timers,
             timer_changes: FxHashMap::default(),
             clock: 0,
+            cached_bytes: 0,
         })
     }
 
@@ -270,6 +308,7 @@ impl<P: Processor> Task<P> {
     /// Everything changed since the last commit, as store writes, at most one per key;
     /// the cache keeps the values (now clean) so hot keys are not read back.
     pub fn take_changes(&mut self, out: &mut Vec<StateChange>) {
+        let mut cached_bytes = 0;
         for (key, slot) in self.cache.iter_mut() {
             if slot.dirty {
                 slot.dirty = false;
@@ -289,7 +328,9 @@ impl<P: Processor> Task<P> {
                     value: (!slot.seen.is_empty()).then(|| slot.seen.encode()),
                 });
             }
+            cached_bytes += slot.weight(key);
         }
+        self.cached_bytes = cached_bytes;
         for (timer, set) in self.timer_changes.drain() {
             out.push(StateChange {
                 family: P::TIMERS,
@@ -303,26 +344,101 @@ impl<P: Processor> Task<P> {
         self.cache.len()
     }
 
-    /// Drops the least recently used clean entries until at most `max` remain.
-    /// Call after [`Task::take_changes`], when every entry is clean.
-    pub fn evict(&mut self, max: usize) {
-        if self.cache.len() <= max {
+    /// The cache's size as [`CacheBudget::bytes`] counts it, as of the last commit.
+    pub fn cached_bytes(&self) -> usize {
+        self.cached_bytes
+    }
+
+    /// Drops the least recently used clean entries until the cache is within `budget`
+    /// (to nine tenths of it, so that the next commits rarely need to sort again).
+    /// Call after [`Task::take_changes`], when every entry is clean and measured.
+    pub fn evict(&mut self, budget: CacheBudget) {
+        if self.cache.len() <= budget.entries && self.cached_bytes <= budget.bytes {
             return;
         }
-        let mut ages: Vec<u64> = self
+        let mut clean: Vec<(u64, usize)> = self
             .cache
-            .values()
-            .filter(|s| !s.dirty && !s.seen_dirty)
-            .map(|s| s.last_used)
+            .iter()
+            .filter(|(_, s)| !s.dirty && !s.seen_dirty)
+            .map(|(key, s)| (s.last_used, s.weight(key)))
             .collect();
-        let excess = self.cache.len() - max;
-        if ages.len() <= excess {
-            self.cache.retain(|_, s| s.dirty || s.seen_dirty);
-            return;
-        }
-        let (_, cutoff, _) = ages.select_nth_unstable(excess);
-        let cutoff = *cutoff;
+        let kept = CacheBudget {
+            entries: evict_to(budget.entries),
+            bytes: evict_to(budget.bytes),
+        };
+        let held = CacheBudget {
+            entries: self.cache.len(),
+            bytes: self.cached_bytes,
+        };
+        let (cutoff, left) = eviction_cutoff(&mut clean, held, kept);
         self.cache
             .retain(|_, s| s.dirty || s.seen_dirty || s.last_used >= cutoff);
+        self.cached_bytes = left.bytes;
+    }
+}
+
+/// Which entries go so that a cache holding `held` keeps at most `kept`: those last
+/// used before the returned cutoff (the least recently used first; `clean`, as
+/// (last used, weight), lists the entries that may go). Also what is left.
+fn eviction_cutoff(
+    clean: &mut [(u64, usize)],
+    held: CacheBudget,
+    kept: CacheBudget,
+) -> (u64, CacheBudget) {
+    clean.sort_unstable();
+    let mut left = held;
+    let mut cutoff = 0;
+    for &(last_used, weight) in clean.iter() {
+        if left.entries <= kept.entries && left.bytes <= kept.bytes {
+            break;
+        }
+        left.entries -= 1;
+        // Entries loaded since the last commit are not in `held` yet.
+        left.bytes = left.bytes.saturating_sub(weight);
+        cutoff = last_used + 1;
+    }
+    (cutoff, left)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{eviction_cutoff, CacheBudget};
+
+    fn budget(entries: usize, bytes: usize) -> CacheBudget {
+        CacheBudget { entries, bytes }
+    }
+
+    #[test]
+    fn the_least_recently_used_go_first_until_the_bytes_fit() {
+        // Used at 5, 1, 3, 2 (out of order, as a hash table lists them), 100 bytes each.
+        let mut clean = [(5, 100), (1, 100), (3, 100), (2, 100)];
+        let (cutoff, left) = eviction_cutoff(&mut clean, budget(4, 400), budget(10, 250));
+        assert_eq!(cutoff, 3, "the two used at 1 and 2 go");
+        assert_eq!(left, budget(2, 200));
+    }
+
+    #[test]
+    fn the_entry_count_is_kept_as_well_as_the_bytes() {
+        let mut clean = [(7, 10), (8, 10), (9, 10)];
+        let (cutoff, left) = eviction_cutoff(&mut clean, budget(3, 30), budget(1, 1_000));
+        assert_eq!(cutoff, 9);
+        assert_eq!(left, budget(1, 10));
+    }
+
+    #[test]
+    fn nothing_goes_when_the_cache_fits() {
+        let mut clean = [(1, 10), (2, 10)];
+        let (cutoff, left) = eviction_cutoff(&mut clean, budget(2, 20), budget(2, 20));
+        assert_eq!(cutoff, 0, "every entry was used at or after 0");
+        assert_eq!(left, budget(2, 20));
+    }
+
+    #[test]
+    fn entries_that_may_not_go_stay_even_past_the_budget() {
+        // Two entries of 100 bytes are dirty: only the clean one may go.
+        let mut clean = [(4, 100)];
+        let (cutoff, left) = eviction_cutoff(&mut clean, budget(3, 300), budget(1, 50));
+        assert_eq!(cutoff, 5);
+        assert_eq!(left, budget(2, 200));
     }
 }

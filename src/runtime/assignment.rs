@@ -206,6 +206,15 @@ impl Assignment {
         !self.tasks.is_empty() && self.tasks.values().all(|t| t.records.fully_caught_up())
     }
 
+    /// Records buffered by the tasks of `side`.
+    pub fn buffered(&self, side: Side) -> usize {
+        self.tasks
+            .iter()
+            .filter(|((s, _), _)| *s == side)
+            .map(|(_, t)| t.records.buffered())
+            .sum()
+    }
+
     /// The most records buffered by one task.
     pub fn max_buffered(&self) -> usize {
         self.tasks

@@ -53,6 +53,10 @@ pub fn refresh<C: ConsumerContext>(
             .timers_pending
             .with_label_values(&[side.name()])
             .set(core.pending_timers(side) as i64);
+        metrics
+            .input_buffered
+            .with_label_values(&[side.name()])
+            .set(assignment.buffered(side) as i64);
     }
     let lifecycle = core.lifecycle_counts();
     for stage in LifecycleStage::ALL {

@@ -54,6 +54,10 @@ impl RecentIds {
         self.entries.is_empty()
     }
 
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         let newest = self.entries.last().map_or(i64::MIN, |(at, _)| *at);
         let mut out = Vec::with_capacity(9 + 16 * self.entries.len());

@@ -158,6 +158,12 @@ pub const TIMERS_PENDING: Spec = spec(
     &["processor"],
     "Timers (reminders, expiries) waiting in the assigned tasks.",
 );
+pub const INPUT_BUFFERED: Spec = spec(
+    "personalizer_input_buffered_records",
+    Kind::Gauge,
+    &["processor"],
+    "Input records read and decoded, waiting for the event-time merge of their task.",
+);
 pub const STATE_KEYS: Spec = spec(
     "personalizer_state_keys",
     Kind::Gauge,
@@ -278,6 +284,7 @@ pub const CATALOG: &[Spec] = &[
     TASKS_RESTORING,
     RESTORED_RECORDS,
     TIMERS_PENDING,
+    INPUT_BUFFERED,
     STATE_KEYS,
     ROCKSDB_SST_BYTES,
     ROCKSDB_MEMTABLE_BYTES,

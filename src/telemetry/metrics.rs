@@ -48,6 +48,7 @@ pub struct Metrics {
     pub tasks_restoring: IntGaugeVec,
     pub restored_records: IntCounterVec,
     pub timers_pending: IntGaugeVec,
+    pub input_buffered: IntGaugeVec,
     pub state_keys: IntGaugeVec,
     pub rocksdb_sst_bytes: IntGaugeVec,
     pub rocksdb_memtable_bytes: IntGauge,
@@ -101,6 +102,8 @@ impl Metrics {
             restored_records: IntCounterVec::new(opts(&RESTORED_RECORDS), RESTORED_RECORDS.labels)
                 .expect("valid"),
             timers_pending: IntGaugeVec::new(opts(&TIMERS_PENDING), TIMERS_PENDING.labels)
+                .expect("valid"),
+            input_buffered: IntGaugeVec::new(opts(&INPUT_BUFFERED), INPUT_BUFFERED.labels)
                 .expect("valid"),
             state_keys: IntGaugeVec::new(opts(&STATE_KEYS), STATE_KEYS.labels).expect("valid"),
             rocksdb_sst_bytes: IntGaugeVec::new(opts(&ROCKSDB_SST_BYTES), ROCKSDB_SST_BYTES.labels)
@@ -161,6 +164,7 @@ impl Metrics {
             Box::new(metrics.tasks_restoring.clone()),
             Box::new(metrics.restored_records.clone()),
             Box::new(metrics.timers_pending.clone()),
+            Box::new(metrics.input_buffered.clone()),
             Box::new(metrics.state_keys.clone()),
             Box::new(metrics.rocksdb_sst_bytes.clone()),
             Box::new(metrics.rocksdb_memtable_bytes.clone()),
@@ -244,6 +248,7 @@ impl Metrics {
             self.tasks_restoring.with_label_values(&[processor]);
             self.restored_records.with_label_values(&[processor]);
             self.timers_pending.with_label_values(&[processor]);
+            self.input_buffered.with_label_values(&[processor]);
             self.stream_time_lag.with_label_values(&[processor]);
         }
     }

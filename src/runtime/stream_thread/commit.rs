@@ -138,7 +138,7 @@ impl StreamThread<'_> {
         self.publish_batch(committing.counts, committing.batch_started, commit_seconds);
         let more_waiting = self.batch_started.is_some() || !self.assignment.all_caught_up();
         self.telemetry.health.committed(more_waiting);
-        self.core.trim_caches(self.config.state.cache_max_entries);
+        self.core.trim_caches((&self.config.state).into());
         if let Err(abort) = self.output.release_held() {
             return Err(self.rewind(abort));
         }
