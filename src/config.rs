@@ -229,7 +229,7 @@ impl Default for StateConfig {
             block_cache_bytes: 64 << 20,
             write_buffer_bytes: 64 << 20,
             cache_max_entries: 200_000,
-            cache_max_bytes: 16 << 20,
+            cache_max_bytes: 4 << 20,
         }
     }
 }
