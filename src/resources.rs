@@ -14,7 +14,7 @@ pub fn peak_rss_bytes() -> Option<u64> {
 /// The most malloc arenas glibc may create for the C and C++ libraries (RocksDB and
 /// librdkafka allocate through it; Rust code uses mimalloc). glibc's default, eight per
 /// core, let their threads' freed buffers pile up in arenas of their own: working off a
-/// backlog, the process held about 150 MiB more (BENCHMARKS.md), at the same speed.
+/// backlog, the process held about 120 MiB more (BENCHMARKS.md), at the same speed.
 pub const C_ALLOCATOR_ARENAS: i32 = 2;
 
 /// The arena limit to set: none when the operator chose one with `MALLOC_ARENA_MAX`

@@ -66,8 +66,6 @@ impl From<&crate::config::StateConfig> for CacheBudget {
 /// Bytes counted for a cached entry beside its key, state and event ids: the slot, its
 /// box and its place in the table.
 const SLOT_OVERHEAD: usize = 128;
-/// Bytes an event id takes in [`RecentIds`] (time and hash).
-const SEEN_ID_BYTES: usize = 16;
 /// What eviction leaves of a `limit`: nine tenths of it. Evicting below the budget
 /// leaves room for the next commits' new keys, so the LRU order is sorted rarely.
 fn evict_to(limit: usize) -> usize {
@@ -103,7 +101,7 @@ pub struct Task<P: Processor> {
 impl<S> Slot<S> {
     /// What the slot of `key` counts against [`CacheBudget::bytes`].
     fn weight(&self, key: &str) -> usize {
-        key.len() + self.bytes + self.seen.len() * SEEN_ID_BYTES + SLOT_OVERHEAD
+        key.len() + self.bytes + self.seen.encoded_len() + SLOT_OVERHEAD
     }
 }
 

@@ -54,13 +54,14 @@ impl RecentIds {
         self.entries.is_empty()
     }
 
-    pub fn len(&self) -> usize {
-        self.entries.len()
+    /// The length of [`RecentIds::encode`]'s bytes.
+    pub fn encoded_len(&self) -> usize {
+        9 + 16 * self.entries.len()
     }
 
     pub fn encode(&self) -> Vec<u8> {
         let newest = self.entries.last().map_or(i64::MIN, |(at, _)| *at);
-        let mut out = Vec::with_capacity(9 + 16 * self.entries.len());
+        let mut out = Vec::with_capacity(self.encoded_len());
         out.push(VERSION);
         out.extend_from_slice(&newest.to_be_bytes());
         for (at, hash) in &self.entries {
@@ -129,6 +130,7 @@ mod tests {
         ids.seen_before("a", 5, HOUR);
         ids.seen_before("b", 9, HOUR);
         let bytes = ids.encode();
+        assert_eq!(bytes.len(), ids.encoded_len());
         assert_eq!(RecentIds::decode(&bytes), Ok(ids));
         assert_eq!(newest_seen(&bytes), Some(9));
     }
