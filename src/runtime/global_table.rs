@@ -6,10 +6,14 @@
 //!
 //! At start the table catches up to the end of the topic before any task runs, so a
 //! restarted instance ranks against what it knew before; then a thread of its own
-//! follows the topic until shutdown. While catching up it keeps only the latest record
-//! per SKU read (up to [`CATCH_UP_BUFFER_BYTES`] of them) and reads and applies those:
-//! a products topic not yet compacted holds many records per SKU (3.8 M for 20 K SKUs
-//! after 6 M events), and reading each was most of a new instance's start-up.
+//! follows the topic until shutdown. Either way it keeps only the latest record per SKU
+//! of what it has read and not yet applied, and applies those: a products topic not yet
+//! compacted holds many records per SKU (3.8 M for 20 K SKUs after 6 M events), and
+//! reading each was most of a new instance's start-up. While catching up it holds up to
+//! [`CATCH_UP_BUFFER_BYTES`]; while following, what one poll brings (up to
+//! [`FOLLOW_WINDOW_RECORDS`]): a busy SKU publishes every `products.publish_interval` of
+//! stream time, so working off a backlog a window of 1,000 records holds about 240
+//! SKUs, and decoding and writing each record was a third of the process's CPU.
 
 use super::clients::{self, ClientError, ReadToEnd};
 use super::restore::position_of;
@@ -37,6 +41,9 @@ const WATERMARK_TIMEOUT: Duration = Duration::from_secs(10);
 const BATCH_RECORDS: usize = 1_000;
 /// While catching up, the latest records per SKU held (in bytes) before they are applied.
 pub const CATCH_UP_BUFFER_BYTES: usize = 64 << 20;
+/// While following, the records read before the latest per SKU among them are applied
+/// (fewer when the topic has no more for now).
+pub const FOLLOW_WINDOW_RECORDS: usize = 1_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GlobalTableError {
@@ -75,14 +82,24 @@ impl TableOutcome {
     }
 }
 
-/// The latest record per SKU read while catching up, not yet applied.
+/// A record read and not yet applied: where it came from, and its payload (`None`: a
+/// tombstone).
+struct Held {
+    partition: i32,
+    offset: i64,
+    payload: Option<Vec<u8>>,
+}
+
+/// The latest record per SKU read and not yet applied.
 #[derive(Default)]
 struct LatestPerSku {
-    /// Payload (`None`: a tombstone) by key, with the partition it came from.
-    records: FxHashMap<Vec<u8>, (i32, Option<Vec<u8>>)>,
+    /// By key.
+    records: FxHashMap<Vec<u8>, Held>,
     /// The next offset per partition once everything held is applied.
     positions: BTreeMap<i32, i64>,
     bytes: usize,
+    /// Records read into it, superseded ones included.
+    reads: usize,
 }
 
 pub struct GlobalTable<'a> {
@@ -225,9 +242,9 @@ impl<'a> GlobalTable<'a> {
         self.writer.write_pending()
     }
 
-    /// Reads what is there (waiting up to `wait` for the first record) and takes it in
-    /// as `reading` says: held per SKU and applied when the buffer is full (catching
-    /// up), or applied and written at once (following).
+    /// Reads what is there (waiting up to `wait` for the first record), holding the
+    /// latest record per SKU, and applies what it holds when the buffer is full
+    /// (catching up) or at the end of the poll (following).
     fn poll_once(&mut self, wait: Duration, reading: Reading) -> Result<u64, GlobalTableError> {
         let mut read = 0;
         let mut timeout = wait;
@@ -236,14 +253,7 @@ impl<'a> GlobalTable<'a> {
                 Some(Ok(message)) => {
                     let key = message.key().unwrap_or_default();
                     let (partition, offset) = (message.partition(), message.offset());
-                    match reading {
-                        Reading::CatchingUp => {
-                            self.writer.hold(key, message.payload(), partition, offset)
-                        }
-                        Reading::Following => {
-                            self.writer.take(key, message.payload(), partition, offset)
-                        }
-                    }
+                    self.writer.hold(key, message.payload(), partition, offset);
                     read += 1;
                     timeout = Duration::ZERO;
                 }
@@ -256,9 +266,8 @@ impl<'a> GlobalTable<'a> {
             }
         }
         match reading {
-            Reading::CatchingUp if self.writer.is_full(reading) => self.writer.apply_latest()?,
-            Reading::CatchingUp => {}
-            Reading::Following => self.writer.write_pending()?,
+            Reading::CatchingUp if !self.writer.is_full(reading) => {}
+            Reading::CatchingUp | Reading::Following => self.writer.apply_latest()?,
         }
         Ok(read)
     }
@@ -267,9 +276,9 @@ impl<'a> GlobalTable<'a> {
 /// How the table takes in what it reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Reading {
-    /// At start, to the end of the topic: only the latest record per SKU matters.
+    /// At start, to the end of the topic: applied when the buffer is full or at the end.
     CatchingUp,
-    /// Afterwards: every record is applied as it comes.
+    /// Afterwards: applied after every poll, so the table lags the topic by one poll.
     Following,
 }
 
@@ -285,7 +294,7 @@ impl TableWriter<'_> {
     fn is_full(&self, reading: Reading) -> bool {
         match reading {
             Reading::CatchingUp => self.latest.bytes >= CATCH_UP_BUFFER_BYTES,
-            Reading::Following => self.pending_records >= BATCH_RECORDS,
+            Reading::Following => self.latest.reads >= FOLLOW_WINDOW_RECORDS,
         }
     }
 
@@ -293,13 +302,18 @@ impl TableWriter<'_> {
         self.catalog.read().unwrap_or_else(|p| p.into_inner()).len()
     }
 
-    /// Holds a record read while catching up, in place of any earlier one for its SKU.
+    /// Holds a record read, in place of any earlier one for its SKU not yet applied.
     fn hold(&mut self, key: &[u8], payload: Option<&[u8]>, partition: i32, offset: i64) {
+        self.latest.reads += 1;
         let payload_bytes = payload.map_or(0, <[u8]>::len);
-        let held = (partition, payload.map(<[u8]>::to_vec));
+        let held = Held {
+            partition,
+            offset,
+            payload: payload.map(<[u8]>::to_vec),
+        };
         match self.latest.records.get_mut(key) {
             Some(earlier) => {
-                self.latest.bytes -= earlier.1.as_ref().map_or(0, Vec::len);
+                self.latest.bytes -= earlier.payload.as_ref().map_or(0, Vec::len);
                 self.latest.bytes += payload_bytes;
                 *earlier = held;
                 self.count(TableOutcome::Superseded);
@@ -312,12 +326,11 @@ impl TableWriter<'_> {
         self.latest.positions.insert(partition, offset + 1);
     }
 
-    /// Applies and writes what was held while catching up, with the positions it brings
-    /// each partition to.
+    /// Applies and writes what is held, with the positions it brings each partition to.
     fn apply_latest(&mut self) -> Result<(), GlobalTableError> {
         let latest = std::mem::take(&mut self.latest);
-        for (key, (partition, payload)) in latest.records {
-            self.apply(&key, payload.as_deref(), partition, None);
+        for (key, held) in latest.records {
+            self.apply(&key, held.payload.as_deref(), held.partition, held.offset);
             self.pending_records += 1;
             if self.pending_records >= BATCH_RECORDS {
                 self.write_pending()?;
@@ -339,19 +352,8 @@ impl TableWriter<'_> {
             .inc();
     }
 
-    /// One record: a row (or a tombstone) and the partition's new position.
-    fn take(&mut self, key: &[u8], payload: Option<&[u8]>, partition: i32, offset: i64) {
-        self.apply(key, payload, partition, Some(offset));
-        self.pending.push(Store::meta_change(
-            &position_key(&self.topic, partition),
-            offset + 1,
-        ));
-        self.pending_records += 1;
-    }
-
     /// A row (or a tombstone) into the pending writes, the catalog and the index.
-    /// `offset` names the record in the log when it is known.
-    fn apply(&mut self, key: &[u8], payload: Option<&[u8]>, partition: i32, offset: Option<i64>) {
+    fn apply(&mut self, key: &[u8], payload: Option<&[u8]>, partition: i32, offset: i64) {
         let sku = String::from_utf8_lossy(key).into_owned();
         let outcome = match payload {
             None => {
@@ -479,21 +481,53 @@ mod tests {
         catalog.get(sku).map(|entry| entry.views.value)
     }
 
-    #[test]
-    fn catching_up_applies_the_latest_record_per_sku_with_every_partitions_position() {
-        let store = Store::open_temporary(&StateConfig::default()).unwrap();
-        let metrics = Metrics::new();
-        let mut writer = TableWriter {
-            store: &store,
+    fn writer<'a>(store: &'a Store, metrics: &'a Metrics) -> TableWriter<'a> {
+        TableWriter {
+            store,
             catalog: ProductCatalog::shared(),
             index: ProductIndex::shared(1),
-            metrics: &metrics,
+            metrics,
             topic: "products".into(),
             reader: DecisionDecoder::json(),
             pending: Vec::new(),
             pending_records: 0,
             latest: LatestPerSku::default(),
-        };
+        }
+    }
+
+    #[test]
+    fn following_applies_a_window_of_reads_however_few_skus_it_holds() {
+        let store = Store::open_temporary(&StateConfig::default()).unwrap();
+        let metrics = Metrics::new();
+        let mut writer = writer(&store, &metrics);
+        let payload = record("a", 1.0);
+        for offset in 0..FOLLOW_WINDOW_RECORDS as i64 - 1 {
+            writer.hold(b"a", Some(&payload), 0, offset);
+        }
+        assert!(!writer.is_full(Reading::Following));
+        writer.hold(b"a", Some(&record("a", 9.0)), 0, 999);
+        assert!(
+            writer.is_full(Reading::Following),
+            "one SKU read a window's worth of times fills it"
+        );
+        assert!(!writer.is_full(Reading::CatchingUp), "a few KiB held");
+        writer.apply_latest().unwrap();
+        assert_eq!(views_in_catalog(&writer, "a"), Some(9.0));
+        assert_eq!(
+            store.read_meta(&position_key("products", 0)).unwrap(),
+            Some(1000)
+        );
+        assert!(
+            !writer.is_full(Reading::Following),
+            "the window starts over"
+        );
+    }
+
+    #[test]
+    fn catching_up_applies_the_latest_record_per_sku_with_every_partitions_position() {
+        let store = Store::open_temporary(&StateConfig::default()).unwrap();
+        let metrics = Metrics::new();
+        let mut writer = writer(&store, &metrics);
         writer.hold(b"a", Some(&record("a", 1.0)), 0, 10);
         writer.hold(b"b", Some(&record("b", 5.0)), 1, 3);
         writer.hold(b"a", Some(&record("a", 2.0)), 0, 11);

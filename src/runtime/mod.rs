@@ -214,7 +214,9 @@ pub fn run(
 ) -> Result<Totals, RuntimeError> {
     let stop_probe = AtomicBool::new(false);
     std::thread::scope(|scope| {
-        scope.spawn(|| broker_probe::run(config, telemetry, &stop_probe));
+        spawn_named(scope, "broker-probe", || {
+            broker_probe::run(config, telemetry, &stop_probe)
+        });
         let result = run_stream(config, shutdown, telemetry, api);
         stop_probe.store(true, Ordering::SeqCst);
         if let Err(RuntimeError::Stream(e)) = &result {
@@ -319,8 +321,10 @@ fn run_stream(
     );
     let stop_table = AtomicBool::new(false);
     let totals = std::thread::scope(|scope| {
-        let follower = scope.spawn(|| table.follow(&[shutdown, &stop_table]));
-        let directory_reader = scope.spawn(|| {
+        let follower = spawn_named(scope, "product-table", || {
+            table.follow(&[shutdown, &stop_table])
+        });
+        let directory_reader = spawn_named(scope, "instances", || {
             instances::follow(
                 config,
                 &layout.instances,
@@ -328,7 +332,7 @@ fn run_stream(
                 &[shutdown, &stop_table],
             )
         });
-        let decision_reader = scope.spawn(|| {
+        let decision_reader = spawn_named(scope, "decision-tail", || {
             decision_tail::follow(config, &codecs.reader, &activity, &[shutdown, &stop_table])
         });
         let result = run_stream_thread(
@@ -358,6 +362,18 @@ fn run_stream(
     health.set_phase(Phase::Stopping);
     store.flush()?;
     Ok(totals)
+}
+
+/// Spawns a scoped thread under a name that `top -H` and the logs show.
+fn spawn_named<'scope, T: Send + 'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    name: &str,
+    work: impl FnOnce() -> T + Send + 'scope,
+) -> std::thread::ScopedJoinHandle<'scope, T> {
+    std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn_scoped(scope, work)
+        .unwrap_or_else(|e| panic!("cannot start the {name} thread: {e}"))
 }
 
 /// Logs how a reader thread beside the stream thread ended, if not cleanly.

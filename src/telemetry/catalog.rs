@@ -232,8 +232,7 @@ pub const PRODUCT_TABLE_RECORDS: Spec = spec(
     &["outcome"],
     "Records read from the products topic into the local product table, by outcome: \
      applied, deleted (a tombstone), unreadable (not a product record; skipped), \
-     superseded (read while catching up and replaced by a later record for the SKU \
-     before it was applied).",
+     superseded (replaced by a later record for the SKU read before it was applied).",
 );
 pub const PRODUCT_TABLE_SKUS: Spec = spec(
     "personalizer_product_table_skus",
