@@ -211,6 +211,15 @@ impl Store {
             // shoppers): bloom filters answer those without touching data blocks.
             table.set_bloom_filter(10.0, false);
             table.set_cache_index_and_filter_blocks(true);
+            if family.is_dedupe() {
+                // Only point lookups of ids, most of them misses: a hash index in each
+                // data block, as RocksDB's `OptimizeForPointLookup` sets. Not that call
+                // itself: it gives the family a block cache of its own (one more
+                // `block_cache_bytes` per dedupe family, outside the shared budget)
+                // and keeps index and filter blocks outside any cache.
+                table.set_data_block_index_type(rocksdb::DataBlockIndexType::BinaryAndHash);
+                table.set_data_block_hash_ratio(0.75);
+            }
             let mut cf = Options::default();
             cf.set_block_based_table_factory(&table);
             cf.set_write_buffer_size(memtable_bytes);
@@ -218,8 +227,6 @@ impl Store {
             cf.set_memtable_whole_key_filtering(true);
             cf.set_memtable_prefix_bloom_ratio(0.1);
             if family.is_dedupe() {
-                // Only point lookups of ids, most of them misses: hash index and blooms.
-                cf.optimize_for_point_lookup(config.block_cache_bytes >> 20);
                 let horizon = Arc::clone(&dedupe_horizon);
                 cf.set_compaction_filter("dedupe-expiry", move |_level, _key, value: &[u8]| {
                     match recent_ids::newest_seen(value) {

@@ -116,6 +116,35 @@ fn stats_report_keys_sizes_and_the_block_cache() {
 }
 
 #[test]
+fn dedupe_reads_are_cached_in_the_shared_block_cache() {
+    // The dedupe families once had a block cache each of their own, outside
+    // `state.block_cache_bytes`: their data blocks never showed in the shared one.
+    let store = Store::open_temporary(&StateConfig::default()).unwrap();
+    let value = "x".repeat(100);
+    let keys: Vec<String> = (0..2000).map(|i| format!("\0\x01ev-{i:05}")).collect();
+    for family in [Family::ShopperDedupe, Family::ProductDedupe] {
+        let changes: Vec<StateChange> = keys
+            .iter()
+            .map(|key| change(family, key, Some(&value)))
+            .collect();
+        store.write(&changes).unwrap();
+    }
+    store.flush().unwrap();
+    for family in [Family::ShopperDedupe, Family::ProductDedupe] {
+        let before = store.stats().block_cache_usage_bytes;
+        for key in &keys {
+            assert!(store.get(family, key.as_bytes()).unwrap().is_some());
+        }
+        let after = store.stats().block_cache_usage_bytes;
+        assert!(
+            after >= before + (64 << 10),
+            "{family:?}: the shared cache held {before} bytes before reading 200 KB of \
+             values and {after} after"
+        );
+    }
+}
+
+#[test]
 fn prefix_scans_stay_inside_the_partition() {
     let store = Store::open_temporary(&StateConfig::default()).unwrap();
     store
