@@ -38,6 +38,19 @@ CONF
 }
 
 # The peak resident set of process $1 in MiB (0 once it has gone).
+# The busiest threads of process $1 (alive now) by CPU time: "name cpu/run-queue s"
+# each, where run-queue is the time it was ready but waited for a core. Threads of one
+# name are summed; the stream thread is the main thread and has the binary's name.
+thread_times() {
+  for task in /proc/"$1"/task/*; do
+    printf '%s %s %s\n' "$(tr ' ' _ <"$task/comm" 2>/dev/null)" \
+      "$(awk '{ print $14 + $15 }' "$task/stat" 2>/dev/null)" \
+      "$(awk '{ print int($2 / 10000000) }' "$task/schedstat" 2>/dev/null)"
+  done | awk -v hz="$(getconf CLK_TCK)" '$2 != "" { cpu[$1] += $2 / hz; queued[$1] += $3 / 100 }
+    END { for (n in cpu) printf "%.1f %s %.1f/%.1f s\n", cpu[n], n, cpu[n], queued[n] }' |
+    sort -rn | head -n "${2:-6}" | cut -d' ' -f2- | paste -sd, - | sed 's/,/, /g'
+}
+
 peak_rss_mib() {
   awk '/VmHWM/ { printf "%d", $2 / 1024 }' "/proc/$1/status" 2>/dev/null || echo 0
 }

@@ -78,6 +78,15 @@ enum Delivering {
     Busy,
 }
 
+/// How far [`Core::advance`] moved a clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Advanced {
+    /// To the time asked for: every timer due by then has fired.
+    Reached,
+    /// To the last timer its budget allowed: more are due by the time asked for.
+    Interrupted,
+}
+
 pub struct Core {
     rules: RulesConfig,
     clock: Clock,
@@ -252,7 +261,7 @@ impl Core {
             self.output.stats.duplicates += 1;
             return Ok(Outcome::Duplicate);
         }
-        self.advance(store, id, now)?;
+        self.advance_fully(store, id, now)?;
         let task = self.tasks.get_mut(&id).expect("opened");
         let catalog = read(&self.catalog);
         let mut ctx = Ctx {
@@ -286,28 +295,45 @@ impl Core {
         self.deliver_local(store)
     }
 
-    /// Moves stream time to `until` (never back): task `id`'s clock ([`Clock::PerTask`])
-    /// or the shared one, firing every timer due by then, in due order.
-    pub fn advance(&mut self, store: &Store, id: TaskId, until: Millis) -> Result<(), TaskError> {
+    /// Moves stream time toward `until` (never back): task `id`'s clock
+    /// ([`Clock::PerTask`]) or the shared one, firing the timers due by then in due
+    /// order, at most `*budget` of them (less what it fires). When the budget runs out
+    /// first the clock stays at the last timer fired, and a later call goes on.
+    pub fn advance(
+        &mut self,
+        store: &Store,
+        id: TaskId,
+        until: Millis,
+        budget: &mut usize,
+    ) -> Result<Advanced, TaskError> {
         match self.clock {
-            Clock::PerTask => self.fire_due(store, Some(id), until)?,
-            Clock::Shared => self.fire_due(store, None, until)?,
+            Clock::PerTask => self.fire_due(store, Some(id), until, budget),
+            Clock::Shared => self.fire_due(store, None, until, budget),
         }
-        Ok(())
     }
 
     /// Moves every task's clock to `until`, firing what falls due (`replay --until`).
     pub fn advance_all(&mut self, store: &Store, until: Millis) -> Result<(), TaskError> {
+        let mut unbounded = usize::MAX;
         match self.clock {
-            Clock::Shared => self.fire_due(store, None, until),
+            Clock::Shared => {
+                self.fire_due(store, None, until, &mut unbounded)?;
+            }
             Clock::PerTask => {
                 let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
                 for id in ids {
-                    self.fire_due(store, Some(id), until)?;
+                    self.fire_due(store, Some(id), until, &mut unbounded)?;
                 }
-                Ok(())
             }
         }
+        Ok(())
+    }
+
+    /// [`Core::advance`] without a budget: what an event or a message does to its task.
+    fn advance_fully(&mut self, store: &Store, id: TaskId, until: Millis) -> Result<(), TaskError> {
+        let mut unbounded = usize::MAX;
+        self.advance(store, id, until, &mut unbounded)?;
+        Ok(())
     }
 
     /// Takes the state changes of task `id` since the last call, its clock included
@@ -361,13 +387,16 @@ impl Core {
     }
 
     /// Fires, in due order, the timers due by `until` of task `only` (or of every task),
-    /// delivering what each forwards at its due time, then moves the clock(s) to `until`.
+    /// delivering what each forwards at its due time, then moves the clock(s) to `until`;
+    /// or, once `*budget` timers have fired, to the due time of the last one.
     fn fire_due(
         &mut self,
         store: &Store,
         only: Option<TaskId>,
         until: Millis,
-    ) -> Result<(), TaskError> {
+        budget: &mut usize,
+    ) -> Result<Advanced, TaskError> {
+        let mut last_fired = None;
         loop {
             let next = match only {
                 Some(id) => self
@@ -385,6 +414,14 @@ impl Core {
             let Some((due, id)) = next.filter(|(due, _)| *due <= until) else {
                 break;
             };
+            if *budget == 0 {
+                if let Some(due) = last_fired {
+                    self.move_clocks(only, due);
+                }
+                return Ok(Advanced::Interrupted);
+            }
+            *budget -= 1;
+            last_fired = Some(due);
             let task = self.tasks.get_mut(&id).expect("found above");
             let catalog = read(&self.catalog);
             let mut ctx = Ctx {
@@ -399,19 +436,24 @@ impl Core {
             self.collect(id, due);
             self.deliver_local(store)?;
         }
+        self.move_clocks(only, until);
+        Ok(Advanced::Reached)
+    }
+
+    /// Moves task `only`'s clock (or the shared one) to `to`, never back.
+    fn move_clocks(&mut self, only: Option<TaskId>, to: Millis) {
         match only {
             Some(id) => {
                 if let Some(task) = self.tasks.get_mut(&id) {
-                    task.set_stream_time(until);
+                    task.set_stream_time(to);
                 }
             }
             None => {
-                if self.shared_time.is_none_or(|t| t < until) {
-                    self.shared_time = Some(until);
+                if self.shared_time.is_none_or(|t| t < to) {
+                    self.shared_time = Some(to);
                 }
             }
         }
-        Ok(())
     }
 
     /// Applies a forwarded message to task `id` at `sent_at` (the sender's stream time,
@@ -428,7 +470,7 @@ impl Core {
         let now = sent_at
             .max(at)
             .max(self.stream_time(id).unwrap_or(Millis::MIN));
-        self.advance(store, id, now)?;
+        self.advance_fully(store, id, now)?;
         let task = self
             .tasks
             .get_mut(&id)

@@ -393,3 +393,68 @@ fn the_caches_are_trimmed_to_the_byte_budget_and_evicted_states_read_back() {
         assert_eq!(cart_lines(&mut core, &store, &customer), 2, "{customer}");
     }
 }
+
+/// Four carts on one task, each with its two reminder steps armed.
+fn four_abandoned_carts(core: &mut Core, store: &Store) -> TaskId {
+    let first = "c-0".to_string();
+    let task = core.task_for(Side::Customer, &first);
+    let same_task: Vec<String> = (0..)
+        .map(|i| format!("c-{i}"))
+        .filter(|c| core.task_for(Side::Customer, c) == task)
+        .take(4)
+        .collect();
+    for (minute, customer) in same_task.iter().enumerate() {
+        apply(
+            core,
+            store,
+            &add_to_cart(&format!("e{minute}"), customer, minute as u32),
+        );
+    }
+    task
+}
+
+#[test]
+fn a_budget_fires_that_many_timers_and_the_next_call_goes_on_where_it_stopped() {
+    let until = view("x", "c", 23).occurred_at + 3 * 86_400_000;
+    let unbounded = {
+        let store = Store::open_temporary(&StateConfig::default()).unwrap();
+        let mut core = core_with_every_task(&store, Clock::PerTask);
+        let task = four_abandoned_carts(&mut core, &store);
+        let mut budget = usize::MAX;
+        let advanced = core.advance(&store, task, until, &mut budget).unwrap();
+        assert_eq!(advanced, Advanced::Reached);
+        reminders(&core.take_output())
+    };
+    assert_eq!(unbounded.len(), 8, "two steps for each of four carts");
+
+    let store = Store::open_temporary(&StateConfig::default()).unwrap();
+    let mut core = core_with_every_task(&store, Clock::PerTask);
+    let task = four_abandoned_carts(&mut core, &store);
+    let mut budget = 3;
+    let advanced = core.advance(&store, task, until, &mut budget).unwrap();
+    assert_eq!((advanced, budget), (Advanced::Interrupted, 0));
+    let first = core.take_output();
+    assert_eq!(first.stats.timers_fired, 3);
+    let third_due = add_to_cart("x", "c", 2).occurred_at + 3_600_000;
+    assert_eq!(
+        core.tasks[&task].stream_time(),
+        Some(third_due),
+        "the clock waits at the last timer fired"
+    );
+    let mut fired = reminders(&first);
+    let mut rounds = 1;
+    loop {
+        let mut budget = 3;
+        let advanced = core.advance(&store, task, until, &mut budget).unwrap();
+        fired.extend(reminders(&core.take_output()));
+        rounds += 1;
+        if advanced == Advanced::Reached {
+            assert_eq!(budget, 1, "the last round fired two");
+            break;
+        }
+        assert!(rounds < 10, "advancing never ends");
+    }
+    assert_eq!(rounds, 3);
+    assert_eq!(fired, unbounded, "the same reminders in the same order");
+    assert_eq!(core.tasks[&task].stream_time(), Some(until));
+}

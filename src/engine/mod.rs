@@ -17,7 +17,7 @@ pub mod stats;
 pub mod task;
 pub mod task_meta;
 
-pub use self::core::{Clock, Core, Delivery, Output, Side, TaskId};
+pub use self::core::{Advanced, Clock, Core, Delivery, Output, Side, TaskId};
 use crate::config::Config;
 use crate::decision::Decision;
 use crate::event::{Event, RoutingKey};
