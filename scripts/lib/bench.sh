@@ -37,7 +37,6 @@ CONF
   echo "$1/$2.toml"
 }
 
-# The peak resident set of process $1 in MiB (0 once it has gone).
 # The busiest threads of process $1 (alive now) by CPU time: "name cpu/run-queue s"
 # each, where run-queue is the time it was ready but waited for a core. Threads of one
 # name are summed; the stream thread is the main thread and has the binary's name.
@@ -51,6 +50,7 @@ thread_times() {
     sort -rn | head -n "${2:-6}" | cut -d' ' -f2- | paste -sd, - | sed 's/,/, /g'
 }
 
+# The peak resident set of process $1 in MiB (0 once it has gone).
 peak_rss_mib() {
   awk '/VmHWM/ { printf "%d", $2 / 1024 }' "/proc/$1/status" 2>/dev/null || echo 0
 }
