@@ -41,29 +41,40 @@ fn avro_decisions_read_back_with_the_schemas_registered_for_them() {
             .count()
             >= expected.len()
     });
-    // The product table read every product record back from its Avro topic.
-    let products_on_topic = app
-        .read_all(
-            &[app.config.kafka.topics.products.as_str()],
-            "read_committed",
-        )
-        .len();
-    assert!(products_on_topic > 0, "the workload makes product records");
+    // The product table read every product record back from its Avro topic: each is
+    // applied, or superseded by a later one for its SKU read with it.
+    let products = app.read_all(
+        &[app.config.kafka.topics.products.as_str()],
+        "read_committed",
+    );
+    let skus: std::collections::BTreeSet<&[u8]> = products.iter().filter_map(|r| r.key()).collect();
+    assert!(!products.is_empty(), "the workload makes product records");
     wait_for_metric(
         std::slice::from_ref(&address),
         "personalizer_product_table_records_total",
-        &["outcome=\"applied\""],
-        products_on_topic as f64,
+        &[],
+        products.len() as f64,
         Duration::from_secs(60),
     );
     let (_, metrics) = http_get(&address, "/metrics");
-    assert_eq!(
+    let counted = |outcome: &str| {
         metric_sum(
             &metrics,
             "personalizer_product_table_records_total",
-            &["outcome=\"unreadable\""]
-        ),
-        0.0
+            &[&format!("outcome=\"{outcome}\"")],
+        )
+    };
+    assert_eq!(counted("unreadable"), 0.0);
+    assert_eq!(counted("deleted"), 0.0);
+    assert!(
+        counted("applied") >= skus.len() as f64,
+        "every SKU's latest record applied: {} applied for {} SKUs",
+        counted("applied"),
+        skus.len()
+    );
+    assert_eq!(
+        counted("applied") + counted("superseded"),
+        products.len() as f64
     );
     assert_eq!(terminate(&mut child), Some(0));
 
