@@ -314,15 +314,15 @@ impl Core {
 
     /// Moves every task's clock to `until`, firing what falls due (`replay --until`).
     pub fn advance_all(&mut self, store: &Store, until: Millis) -> Result<(), TaskError> {
-        let mut unbounded = usize::MAX;
         match self.clock {
             Clock::Shared => {
+                let mut unbounded = usize::MAX;
                 self.fire_due(store, None, until, &mut unbounded)?;
             }
             Clock::PerTask => {
                 let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
                 for id in ids {
-                    self.fire_due(store, Some(id), until, &mut unbounded)?;
+                    self.advance_fully(store, id, until)?;
                 }
             }
         }

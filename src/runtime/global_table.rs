@@ -501,11 +501,12 @@ mod tests {
         let metrics = Metrics::new();
         let mut writer = writer(&store, &metrics);
         let payload = record("a", 1.0);
-        for offset in 0..FOLLOW_WINDOW_RECORDS as i64 - 1 {
+        let last = FOLLOW_WINDOW_RECORDS as i64 - 1;
+        for offset in 0..last {
             writer.hold(b"a", Some(&payload), 0, offset);
         }
         assert!(!writer.is_full(Reading::Following));
-        writer.hold(b"a", Some(&record("a", 9.0)), 0, 999);
+        writer.hold(b"a", Some(&record("a", 9.0)), 0, last);
         assert!(
             writer.is_full(Reading::Following),
             "one SKU read a window's worth of times fills it"
@@ -515,7 +516,7 @@ mod tests {
         assert_eq!(views_in_catalog(&writer, "a"), Some(9.0));
         assert_eq!(
             store.read_meta(&position_key("products", 0)).unwrap(),
-            Some(1000)
+            Some(last + 1)
         );
         assert!(
             !writer.is_full(Reading::Following),
