@@ -90,6 +90,9 @@ pub struct App {
 
 impl Drop for App {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            print_log_tails(self.dir.path());
+        }
         let spawned = self.spawned.lock().unwrap_or_else(|e| e.into_inner());
         for pid in spawned.iter() {
             // Only a processor of ours: a pid that ended may have been reused.
@@ -99,6 +102,32 @@ impl Drop for App {
                 let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
             }
         }
+    }
+}
+
+/// The last lines of every processor log (`*.log`) in `dir`, on stderr: what a failing
+/// test leaves to explain itself once its directory is gone (CI keeps only the output).
+fn print_log_tails(dir: &Path) {
+    const LINES: usize = 40;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut logs: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    logs.sort();
+    for log in logs {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = &lines[lines.len().saturating_sub(LINES)..];
+        eprintln!(
+            "--- last {} of {} lines of {} ---\n{}",
+            tail.len(),
+            lines.len(),
+            log.display(),
+            tail.join("\n")
+        );
     }
 }
 
