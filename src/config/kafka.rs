@@ -38,8 +38,9 @@ pub struct KafkaConfig {
     pub commit_interval: Dur,
     /// Whether a batch may be committed before `commit_interval` once caught up.
     pub commit_pacing: CommitPacing,
-    /// How long a task waits for an input partition that has no buffered records but is
-    /// not known to be caught up, before it processes the others without it.
+    /// How long a task waits for an input partition that has no buffered records and is
+    /// caught up (a record with an earlier time may still come), before it processes the
+    /// others without it. One that is behind is always waited for.
     pub max_task_idle: Dur,
     /// A quiet task that is fully caught up moves its stream time to the wall clock minus
     /// this, so timers fire while no events arrive.
