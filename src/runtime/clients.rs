@@ -266,6 +266,16 @@ mod tests {
             .expect("a producer needs no broker to be created")
     }
 
+    /// A producer to nowhere with one record queued that no broker will acknowledge.
+    fn producer_with_a_record_to_nowhere() -> BaseProducer {
+        let producer = producer_to_nowhere();
+        producer
+            .send(BaseRecord::<str, str>::to("t").key("k").payload("v"))
+            .map_err(|(e, _)| e)
+            .unwrap();
+        producer
+    }
+
     #[test]
     fn delivering_nothing_outstanding_returns_at_once() {
         let producer = producer_to_nowhere();
@@ -276,11 +286,7 @@ mod tests {
 
     #[test]
     fn delivering_records_no_broker_acknowledges_times_out() {
-        let producer = producer_to_nowhere();
-        producer
-            .send(BaseRecord::<str, str>::to("t").key("k").payload("v"))
-            .map_err(|(e, _)| e)
-            .unwrap();
+        let producer = producer_with_a_record_to_nowhere();
         let started = Instant::now();
         let error = deliver_outstanding(&producer, Duration::from_millis(300)).unwrap_err();
         assert!(matches!(error, KafkaError::Flush(_)), "{error}");
@@ -306,11 +312,7 @@ mod tests {
 
     #[test]
     fn waiting_for_deliveries_sleeps_rather_than_spins() {
-        let producer = producer_to_nowhere();
-        producer
-            .send(BaseRecord::<str, str>::to("t").key("k").payload("v"))
-            .map_err(|(e, _)| e)
-            .unwrap();
+        let producer = producer_with_a_record_to_nowhere();
         let before = thread_cpu_time();
         let _ = deliver_outstanding(&producer, Duration::from_millis(500));
         let used = thread_cpu_time() - before;
