@@ -378,7 +378,14 @@ impl Decision {
     }
 
     pub fn to_json_line(&self) -> String {
-        serde_json::to_string(self).expect("decisions always serialize")
+        String::from_utf8(self.to_json_bytes()).expect("JSON is UTF-8")
+    }
+
+    /// The JSON object, as the output topics carry it.
+    pub fn to_json_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        crate::decision_json::write_json(self, &mut out);
+        out
     }
 }
 

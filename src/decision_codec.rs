@@ -21,7 +21,7 @@ impl DecisionEncoder {
     /// The record value of `decision` (not a tombstone: that has none).
     pub fn encode(&self, decision: &Decision) -> Result<Vec<u8>, String> {
         match self {
-            DecisionEncoder::Json => Ok(decision.to_json_line().into_bytes()),
+            DecisionEncoder::Json => Ok(decision.to_json_bytes()),
             DecisionEncoder::Avro { catalog, ids } => {
                 let kind = decision.decision_type();
                 let id = ids

@@ -193,7 +193,7 @@ fn write_decisions(
     text.clear();
     let wanted = |d: &Decision| types.is_none_or(|t| t.contains(&d.decision_type()));
     for decision in decisions.drain(..).filter(wanted) {
-        serde_json::to_writer(&mut *text, &decision).expect("decisions always serialize");
+        crate::decision_json::write_json(&decision, text);
         text.push(b'\n');
     }
     output.write_all(text).map_err(ReplayError::Output)

@@ -27,17 +27,15 @@ pub fn add(list: &mut Vec<Neighbour>, sku: &str, at: Millis, now: Millis, config
         }
     }
     if list.len() > config.max_neighbours {
+        // Each count decayed once, not once per comparison: the list is full on most adds.
         let weakest = list
             .iter()
+            .map(|n| (popularity::value_at(n.count, now, half_life), n))
             .enumerate()
-            .min_by(|(_, a), (_, b)| {
-                let (ca, cb) = (
-                    popularity::value_at(a.count, now, half_life),
-                    popularity::value_at(b.count, now, half_life),
-                );
-                ca.total_cmp(&cb)
+            .min_by(|(_, (ca, a)), (_, (cb, b))| {
+                ca.total_cmp(cb)
                     .then(a.count.at.cmp(&b.count.at))
-                    .then(b.sku.cmp(&a.sku))
+                    .then_with(|| b.sku.cmp(&a.sku))
             })
             .map(|(i, _)| i)
             .expect("more neighbours than the limit, so at least one");
@@ -99,7 +97,8 @@ pub fn ranked(
             (score, n.sku.as_str())
         })
         .collect();
-    let best_first = |a: &(f64, &str), b: &(f64, &str)| b.0.total_cmp(&a.0).then(a.1.cmp(b.1));
+    let best_first =
+        |a: &(f64, &str), b: &(f64, &str)| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(b.1));
     if scored.len() > config.top_n {
         scored.select_nth_unstable_by(config.top_n, best_first);
         scored.truncate(config.top_n);

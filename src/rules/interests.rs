@@ -160,7 +160,7 @@ pub fn top_categories(
     config: &InterestsConfig,
 ) -> Vec<(String, f64)> {
     let mut all: Vec<(&str, f64)> = scores_at(profile, now, config).collect();
-    all.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(b.0)));
+    all.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(b.0)));
     all.into_iter()
         .take(config.top_n)
         .map(|(path, score)| (path.to_string(), round3(score)))
