@@ -212,8 +212,8 @@ pub fn topic_of(type_name: &str) -> Option<InputTopic> {
 
 /// A validated input event. Its serde form is the JSON wire form (used when an event
 /// travels inside a forwarded message).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(into = "WireEvent", try_from = "WireEvent")]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(try_from = "WireEvent")]
 pub struct Event {
     pub event_id: String,
     pub occurred_at: Millis,

@@ -101,6 +101,14 @@ impl Event {
     }
 }
 
+/// Written through the wire form, as `into = "WireEvent"` would, but without first
+/// cloning the whole event to hand it over by value.
+impl serde::Serialize for Event {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.to_wire().serialize(serializer)
+    }
+}
+
 impl From<Event> for WireEvent {
     fn from(event: Event) -> WireEvent {
         event.to_wire()

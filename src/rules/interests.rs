@@ -9,7 +9,6 @@
 use crate::config::InterestsConfig;
 use crate::state::{CategoryInterest, RecentView, ShopperProfile};
 use crate::time::Millis;
-use std::collections::BTreeMap;
 
 /// `score`, valid at `from`, decayed to `to` (never grown: a `to` before `from` keeps it).
 pub fn decayed(score: f64, from: Millis, to: Millis, half_life: Millis) -> f64 {
@@ -136,15 +135,25 @@ pub fn preferred_department(
     now: Millis,
     config: &InterestsConfig,
 ) -> Option<String> {
-    let mut departments: BTreeMap<&str, f64> = BTreeMap::new();
+    // A shopper has a few departments: a list beats a map, and this runs on every event
+    // of an identified shopper (their `interest:` segment).
+    let mut departments: Vec<(&str, f64)> = Vec::new();
     for (path, score) in scores_at(profile, now, config) {
         let department = path.split('/').next().unwrap_or(path);
-        *departments.entry(department).or_default() += score;
+        match departments.iter_mut().find(|(name, _)| *name == department) {
+            Some((_, sum)) => *sum += score,
+            None => departments.push((department, score)),
+        }
     }
-    // Ascending by name, so a strict comparison keeps the first of equal scores.
     let mut best: Option<(&str, f64)> = None;
     for (department, score) in departments {
-        if best.is_none_or(|(_, top)| score > top) {
+        let better = best.is_none_or(|(name, top)| {
+            score
+                .total_cmp(&top)
+                .then_with(|| name.cmp(department))
+                .is_gt()
+        });
+        if better {
             best = Some((department, score));
         }
     }
@@ -168,7 +177,7 @@ pub fn top_categories(
 }
 
 pub fn round3(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
+    super::popularity::round(x * 1000.0) / 1000.0
 }
 
 /// Records a view of `sku` at `at`: newest first, each SKU once, at most `recent_max`.

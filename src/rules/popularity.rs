@@ -35,7 +35,29 @@ pub fn value_at(count: Decayed, now: Millis, half_life: Millis) -> f64 {
 /// Published numbers carry four decimals: enough to rank by, and a record does not
 /// change for noise in the last bits.
 pub fn round4(x: f64) -> f64 {
-    (x * 10_000.0).round() / 10_000.0
+    round(x * 10_000.0) / 10_000.0
+}
+
+/// `f64::round` (halves away from zero), without its library call: the default x86-64
+/// target has no rounding instruction, and a product record rounds a score for every
+/// neighbour it ranks.
+pub fn round(x: f64) -> f64 {
+    // From 2^52 on every f64 is an integer; NaN and the infinities stay as they are.
+    if x.is_nan() || x.abs() >= 4_503_599_627_370_496.0 {
+        return x;
+    }
+    let truncated = x as i64 as f64;
+    // Exact: the bits of `x` below its units.
+    let fraction = x - truncated;
+    let rounded = if fraction >= 0.5 {
+        truncated + 1.0
+    } else if fraction <= -0.5 {
+        truncated - 1.0
+    } else {
+        truncated
+    };
+    // A negative number that rounds to zero is -0, as `f64::round` makes it.
+    rounded.copysign(x)
 }
 
 pub fn on_view(activity: &mut ProductActivity, at: Millis, rules: &RulesConfig) {
@@ -109,6 +131,46 @@ pub fn conversion(
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn round_is_f64_round(bits in any::<u64>(), small in -1e7f64..1e7) {
+            // NaN is checked below: its payload is not part of the promise.
+            let any = Some(f64::from_bits(bits)).filter(|x| !x.is_nan());
+            for x in any.into_iter().chain([small, small.trunc() + 0.5, small.trunc() - 0.5]) {
+                prop_assert_eq!(round(x).to_bits(), x.round().to_bits(), "{}", x);
+            }
+        }
+    }
+
+    #[test]
+    fn round_handles_the_edges_as_f64_round() {
+        let edges = [
+            0.0,
+            -0.0,
+            0.5,
+            -0.5,
+            0.49999999999999994,
+            -0.49999999999999994,
+            1.5,
+            2.5,
+            -2.5,
+            4_503_599_627_370_495.5,
+            4_503_599_627_370_496.0,
+            9.3e18,
+            -9.3e18,
+            f64::MAX,
+            f64::MIN_POSITIVE,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+        ];
+        for x in edges {
+            assert_eq!(round(x).to_bits(), x.round().to_bits(), "{x}");
+        }
+        assert!(round(f64::NAN).is_nan());
+    }
+
     use super::*;
 
     const DAY: Millis = 24 * HOUR;

@@ -266,12 +266,23 @@ fn evaluate(key: &str, shopper: &mut ShopperState, cause: Cause, ctx: &mut Ctx) 
         return;
     };
     let state = &mut shopper.profile.segments;
-    let before: BTreeSet<String> = state.current.iter().cloned().collect();
-    let exited: Vec<&String> = before.difference(&now.segments).collect();
-    let entered: Vec<&String> = now.segments.difference(&before).collect();
+    // Most evaluations change nothing: the segments are compared in place and only a
+    // change is copied out.
+    let mut exited: Vec<String> = state
+        .current
+        .iter()
+        .filter(|s| !now.segments.contains(*s))
+        .cloned()
+        .collect();
+    exited.sort_unstable();
+    let entered: Vec<&String> = now
+        .segments
+        .iter()
+        .filter(|s| !state.current.contains(s))
+        .collect();
     let changed = !exited.is_empty() || !entered.is_empty();
     for (segment, change) in exited
-        .into_iter()
+        .iter()
         .map(|s| (s, SegmentChange::Exited))
         .chain(entered.into_iter().map(|s| (s, SegmentChange::Entered)))
     {
@@ -281,7 +292,9 @@ fn evaluate(key: &str, shopper: &mut ShopperState, cause: Cause, ctx: &mut Ctx) 
         }
         ctx.emit(segment_changed(key, segment, change, cause, state, ctx.now));
     }
-    state.current = now.segments.into_iter().collect();
+    if changed {
+        state.current = now.segments.into_iter().collect();
+    }
     if state.due != now.next_change {
         if let Some(due) = state.due {
             ctx.cancel_timer(timer(key, due));
