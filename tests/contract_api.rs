@@ -8,6 +8,7 @@ use common::shop::{shop, Shop};
 use personalizer::api::activity::RecentActivity;
 use personalizer::api::{self, query, ApiSlot};
 use personalizer::config::Config;
+use personalizer::decision_codec::DecisionDecoder;
 use personalizer::http_port;
 use personalizer::telemetry::Telemetry;
 use serde_json::{json, Value};
@@ -301,9 +302,9 @@ fn server() -> &'static str {
         let mut read = query::open(config, &shop.state).unwrap();
         // A running processor keeps the decisions it reads back from its output topics;
         // here they are the replay's.
-        let activity = Arc::new(RecentActivity::default());
+        let activity = Arc::new(RecentActivity::new(DecisionDecoder::json()));
         for decision in &shop.decisions {
-            activity.record(decision.clone());
+            activity.record(decision.record_key().as_bytes(), &decision.to_json_bytes());
         }
         read.activity = Some(activity);
         let slot = ApiSlot::default();

@@ -7,7 +7,6 @@ use super::clients::{self, ClientError, ReadToEnd};
 use crate::api::activity::RecentActivity;
 use crate::config::Config;
 use crate::decision::DecisionType;
-use crate::decision_codec::DecisionDecoder;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
@@ -17,11 +16,10 @@ use std::time::Duration;
 
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Reads until one of `stops` is set. Records that are not decisions (tombstones) or
-/// cannot be read now are skipped: the feed is a view for people, not a record.
+/// Reads until one of `stops` is set. Records are kept as they are and read when the
+/// page asks (see [`RecentActivity`]).
 pub fn follow(
     config: &Config,
-    reader: &DecisionDecoder,
     activity: &RecentActivity,
     stops: &[&AtomicBool],
 ) -> Result<(), ClientError> {
@@ -49,8 +47,9 @@ pub fn follow(
     while !stops.iter().any(|stop| stop.load(Ordering::SeqCst)) {
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(message)) => {
-                if let Some(decision) = message.payload().and_then(|p| reader.decode(p).ok()) {
-                    activity.record(decision);
+                // Tombstones (no value) are not decisions.
+                if let (Some(key), Some(payload)) = (message.key(), message.payload()) {
+                    activity.record(key, payload);
                 }
             }
             Some(Err(KafkaError::PartitionEOF(_))) | None => {}

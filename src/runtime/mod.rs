@@ -294,7 +294,7 @@ fn run_stream(
         Announcer::new(config, &layout.instances, &transactional_id, &url)
             .map_err(|e| RuntimeError::Stream(StreamError::Client(e)))?,
     );
-    let activity = Arc::new(RecentActivity::default());
+    let activity = Arc::new(RecentActivity::new(codecs.reader.clone()));
     let read_side = ReadSide {
         config: Arc::new(config.clone()),
         shoppers: StoreShoppers::new(Arc::clone(&store), partitions[0], Some(served.clone())),
@@ -333,7 +333,7 @@ fn run_stream(
             )
         });
         let decision_reader = spawn_named(scope, "decision-tail", || {
-            decision_tail::follow(config, &codecs.reader, &activity, &[shutdown, &stop_table])
+            decision_tail::follow(config, &activity, &[shutdown, &stop_table])
         });
         let result = run_stream_thread(
             config,
