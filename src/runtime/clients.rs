@@ -56,6 +56,14 @@ pub fn base(config: &Config) -> ClientConfig {
     client
 }
 
+/// Sets one of Personalizer's own defaults for a librdkafka property, unless the
+/// operator gave the property in `kafka.properties`.
+pub fn set_unless_given(client: &mut ClientConfig, config: &Config, key: &str, value: &str) {
+    if !config.kafka.properties.contains_key(key) {
+        client.set(key, value);
+    }
+}
+
 /// How far a consumer fetches ahead of the thread that takes its records.
 ///
 /// librdkafka's defaults (up to 100,000 records per partition or 64 MiB queued, fetch
@@ -97,19 +105,11 @@ impl Prefetch {
             ("max.partition.fetch.bytes", self.partition_fetch_bytes),
         ];
         for (key, value) in limits {
-            if !config.kafka.properties.contains_key(key) {
-                client.set(key, value.to_string());
-            }
+            set_unless_given(client, config, key, &value.to_string());
         }
-        if !config
-            .kafka
-            .properties
-            .contains_key("fetch.queue.backoff.ms")
-        {
-            // librdkafka waits 1 s to fetch again once a queue was full; with a small
-            // queue that wait is most of a reader's time.
-            client.set("fetch.queue.backoff.ms", "5");
-        }
+        // librdkafka waits 1 s to fetch again once a queue was full; with a small queue
+        // that wait is most of a reader's time.
+        set_unless_given(client, config, "fetch.queue.backoff.ms", "5");
     }
 }
 

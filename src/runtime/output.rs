@@ -142,9 +142,11 @@ impl Output {
             .set("enable.idempotence", "true")
             // Keyed records land where a Java producer would put them (the records
             // that name their partition, changelogs and internal topics, are the same).
-            .set("partitioner", "murmur2_random")
-            .set("linger.ms", "5")
-            .set("compression.type", "lz4");
+            .set("partitioner", "murmur2_random");
+        // Decisions are JSON or Avro with repeated field names and SKUs: lz4 shrinks
+        // them several times for little CPU. An operator's value replaces either.
+        clients::set_unless_given(&mut producer_config, config, "linger.ms", "5");
+        clients::set_unless_given(&mut producer_config, config, "compression.type", "lz4");
         if exactly_once {
             producer_config
                 .set("transactional.id", transactional_id)
