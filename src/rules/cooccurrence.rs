@@ -181,6 +181,56 @@ mod tests {
         assert_eq!(skus(&list), ["fresh", "strong"]);
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2_000))]
+
+        /// Cutting the scored list to the top `recs.top_n` lists the same as sorting it
+        /// whole: equal counts, ties, unknown neighbours and counts touched after `now`
+        /// included.
+        #[test]
+        fn the_top_n_are_the_first_of_the_whole_ranking(
+            counts in proptest::collection::vec(
+                (0u8..12, 0u32..6, proptest::prop_oneof![2 => proptest::strategy::Just(0i64), 3 => -40i64..400]),
+                0..60,
+            ),
+            bases in proptest::collection::vec(proptest::option::of((0u16..400, 0u16..60)), 60),
+            own in proptest::prop_oneof![0u16..3, 0u16..300],
+            top_n in 1usize..25,
+            now_days in 0i64..200,
+        ) {
+            let half_life = RecsConfig::default().half_life.millis();
+            let now = T + now_days * DAY;
+            let mut activity = ProductActivity::default();
+            popularity::add(&mut activity.long_views, f64::from(own), T, half_life);
+            popularity::add(&mut activity.long_orders, f64::from(own) / 7.0, T, half_life);
+            let mut catalog = ProductCatalog::default();
+            for (i, (count, shade, days)) in counts.iter().enumerate() {
+                let neighbour = Neighbour {
+                    // Equal counts on purpose: ties are where an early stop could err.
+                    sku: format!("sku-{i:02}").into(),
+                    count: Decayed {
+                        value: f64::from(*count) / 4.0 + f64::from(*shade) * 1e-5,
+                        // At `now` (no decay), before it, or after it.
+                        at: now - days * DAY / 4,
+                    },
+                };
+                activity.viewed_with.push(neighbour.clone());
+                activity.bought_with.push(neighbour);
+                if let Some((views, orders)) = bases[i] {
+                    let record = published(&format!("sku-{i:02}"), f64::from(views), f64::from(orders));
+                    catalog.apply(&record, T);
+                }
+            }
+            for kind in [NeighbourKind::ViewedWith, NeighbourKind::BoughtWith] {
+                let cut = RecsConfig { top_n, ..RecsConfig::default() };
+                let every = RecsConfig { top_n: 1_000, ..RecsConfig::default() };
+                let mut all = ranked(&activity, kind, now, &every, &catalog);
+                all.truncate(top_n);
+                proptest::prop_assert_eq!(ranked(&activity, kind, now, &cut, &catalog), all);
+            }
+        }
+    }
+
     fn published(sku: &str, views: f64, orders: f64) -> ProductRecord {
         ProductRecord {
             sku: sku.into(),
