@@ -289,16 +289,15 @@ impl<P: Processor> Task<P> {
         until: Millis,
         ctx: &mut Ctx,
     ) -> Result<bool, TaskError> {
-        let Some(timer) = self.timers.first().filter(|t| t.due <= until).cloned() else {
+        if self.timers.first().is_none_or(|t| t.due > until) {
             return Ok(false);
-        };
-        self.timers.remove(&timer);
+        }
+        let timer = self.timers.pop_first().expect("checked above");
         self.timer_changes.insert(timer.clone(), false);
         ctx.now = timer.due;
-        let key = timer.key.clone();
         // A timer only moves a reminder's step: nothing that grows the state.
-        self.with_state(store, &key, ctx, 0, |state, ctx| {
-            P::on_timer(&key, state, &timer, ctx)
+        self.with_state(store, &timer.key, ctx, 0, |state, ctx| {
+            P::on_timer(&timer.key, state, &timer, ctx)
         })?;
         Ok(true)
     }
