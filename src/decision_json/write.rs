@@ -137,15 +137,27 @@ fn product_fields(object: &mut Object, product: &Product) {
 }
 
 fn scored_skus(out: &mut Vec<u8>, list: &[ScoredSku]) {
+    array(out, list, |out, ScoredSku { sku, score }| {
+        named_score(out, "sku", sku, *score);
+    });
+}
+
+/// `{"<name_key>":"<name>","score":<score>}`: a scored SKU or category path.
+fn named_score(out: &mut Vec<u8>, name_key: &'static str, name: &str, score: f64) {
+    let mut item = Object::begin(out);
+    item.str(name_key, name);
+    item.scalar("score", &score);
+    item.end();
+}
+
+/// `items` as a JSON array, each written by `write`.
+fn array<T>(out: &mut Vec<u8>, items: &[T], mut write: impl FnMut(&mut Vec<u8>, &T)) {
     out.push(b'[');
-    for (i, ScoredSku { sku, score }) in list.iter().enumerate() {
+    for (i, item) in items.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        let mut item = Object::begin(out);
-        item.str("sku", sku);
-        item.scalar("score", score);
-        item.end();
+        write(out, item);
     }
     out.push(b']');
 }
@@ -166,18 +178,11 @@ fn profile_fields(object: &mut Object, profile: &Profile) {
     } = profile;
     object.optional_str("anonymous_id", anonymous_id.as_deref());
     object.optional_str("preferred_department", preferred_department.as_deref());
-    let out = object.key("top_categories");
-    out.push(b'[');
-    for (i, CategoryScore { category, score }) in top_categories.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        let mut item = Object::begin(out);
-        item.str("category", category);
-        item.scalar("score", score);
-        item.end();
-    }
-    out.push(b']');
+    array(
+        object.key("top_categories"),
+        top_categories,
+        |out, CategoryScore { category, score }| named_score(out, "category", category, *score),
+    );
     object.strings("recently_viewed", recently_viewed);
     object.optional_str("site", site.as_deref());
     object.optional_str("suggested_site", suggested_site.as_deref());
@@ -235,15 +240,9 @@ impl<'a> Object<'a> {
     }
 
     fn strings(&mut self, key: &'static str, values: &[impl AsRef<str>]) {
-        let out = self.key(key);
-        out.push(b'[');
-        for (i, value) in values.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            string(out, value.as_ref());
-        }
-        out.push(b']');
+        array(self.key(key), values, |out, value| {
+            string(out, value.as_ref())
+        });
     }
 
     /// A number or a boolean, as serde_json writes it (a float that is not finite is
