@@ -109,12 +109,6 @@ impl serde::Serialize for Event {
     }
 }
 
-impl From<Event> for WireEvent {
-    fn from(event: Event) -> WireEvent {
-        event.to_wire()
-    }
-}
-
 impl TryFrom<WireEvent> for Event {
     type Error = DecodeError;
     fn try_from(wire: WireEvent) -> Result<Event, DecodeError> {
