@@ -308,6 +308,10 @@ fn bad_limits_are_named() {
             "`rules.limits.max_cart_lines`",
         ),
         (
+            "[rules.limits]\nmax_stock_requests = 0\n",
+            "`rules.limits.max_stock_requests`",
+        ),
+        (
             "[http]\ncommit_stall_limit = \"100ms\"\n",
             "`http.commit_stall_limit`",
         ),

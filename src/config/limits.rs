@@ -14,6 +14,11 @@ pub struct LimitsConfig {
     /// An item added to a cart that already has this many lines goes to the dead-letter
     /// topic as `limit_exceeded`.
     pub max_cart_lines: usize,
+    /// Back-in-stock requests waiting per SKU: a request from another shopper beyond this
+    /// is refused (dropped and counted). Keeps a much-wanted SKU's state well below
+    /// `max_state_bytes`, where every visit to it would be copied and measured, and its
+    /// co-occurrence counts would stop changing.
+    pub max_stock_requests: usize,
     /// An event that would make a shopper's or a SKU's stored state larger than this
     /// (bytes) goes to the dead-letter topic as `limit_exceeded`, and changes nothing.
     pub max_state_bytes: usize,
@@ -24,6 +29,7 @@ impl Default for LimitsConfig {
         LimitsConfig {
             max_event_bytes: 64 * 1024,
             max_cart_lines: 100,
+            max_stock_requests: 2_000,
             max_state_bytes: 256 * 1024,
         }
     }
@@ -39,6 +45,12 @@ impl LimitsConfig {
         let limits = self;
         if limits.max_cart_lines < 1 {
             return Err(invalid("rules.limits.max_cart_lines", "must be at least 1"));
+        }
+        if limits.max_stock_requests < 1 {
+            return Err(invalid(
+                "rules.limits.max_stock_requests",
+                "must be at least 1",
+            ));
         }
         if limits.max_state_bytes > MAX_STATE_BYTES_CEILING {
             return Err(invalid(

@@ -257,6 +257,7 @@ fn an_event_that_would_outgrow_the_state_limit_is_refused_and_the_state_kept() {
         max_event_bytes: 2_048,
         max_cart_lines: 100,
         max_state_bytes: 8_192,
+        ..Default::default()
     };
     let mut core = core_with_limits(&store, limits);
     let mut accepted = 0;

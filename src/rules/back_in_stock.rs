@@ -208,9 +208,17 @@ pub fn on_register(
         return;
     }
     let expires_at = request.expires_at;
+    let full = state.requests.len() >= ctx.rules.limits.max_stock_requests;
     match state.requests.get_mut(shopper) {
         // Asking again keeps the place in the queue and renews the validity.
         Some(existing) => existing.expires_at = existing.expires_at.max(expires_at),
+        None if full => {
+            ctx.out.refuse(super::Refusal::StockRequestsFull {
+                sku: sku.to_string(),
+                limit: ctx.rules.limits.max_stock_requests,
+            });
+            return;
+        }
         None => {
             state.requests.insert(shopper.to_string(), request);
         }
@@ -384,6 +392,31 @@ mod tests {
         assert_eq!(restock(&mut s, &rules, minutes(10), 1), vec!["a", "b"]);
         restock(&mut s, &rules, minutes(11), 0);
         assert_eq!(restock(&mut s, &rules, minutes(12), 5), vec!["c", "d"]);
+    }
+
+    #[test]
+    fn a_full_queue_refuses_another_shopper_and_still_renews_a_waiting_one() {
+        let mut rules = RulesConfig::default();
+        rules.limits.max_stock_requests = 2;
+        let mut s = ProductState::default();
+        register(&mut s, &rules, "a", minutes(0));
+        register(&mut s, &rules, "b", minutes(1));
+        let info = ProductInfo::from(&product("S1", 5.0));
+        let ((), out) = run(minutes(2), &rules, |ctx| {
+            on_register("S1", &mut s, minutes(2), "c", "r-c", &info, ctx)
+        });
+        assert!(
+            matches!(&out.refused, Some(crate::rules::Refusal::StockRequestsFull { sku, limit: 2 }) if sku == "S1"),
+            "{:?}",
+            out.refused
+        );
+        let ttl = rules.back_in_stock.request_ttl.millis();
+        let ((), out) = run(minutes(3), &rules, |ctx| {
+            on_register("S1", &mut s, minutes(3), "a", "r-a2", &info, ctx)
+        });
+        assert!(out.refused.is_none(), "asking again is not a new request");
+        assert_eq!(s.requests["a"].expires_at, minutes(3) + ttl, "renewed");
+        assert_eq!(restock(&mut s, &rules, minutes(4), 9), vec!["a", "b"]);
     }
 
     #[test]

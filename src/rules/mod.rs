@@ -48,6 +48,10 @@ pub enum Refusal {
     #[error("cart `{cart_id}` already has {limit} lines (`rules.limits.max_cart_lines`)")]
     CartFull { cart_id: String, limit: usize },
     #[error(
+        "SKU `{sku}` already has {limit} waiting requests (`rules.limits.max_stock_requests`)"
+    )]
+    StockRequestsFull { sku: String, limit: usize },
+    #[error(
         "the state of `{key}` would grow to {bytes} bytes, more than \
          `rules.limits.max_state_bytes` ({limit})"
     )]
