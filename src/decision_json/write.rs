@@ -25,12 +25,12 @@ use crate::time::{format_rfc3339, Millis};
 pub fn write_json(decision: &Decision, out: &mut Vec<u8>) {
     match &decision.body {
         DecisionBody::Product(record) => {
-            let mut object = common_fields(decision, "product", out);
+            let mut object = common_fields(decision, out);
             product_record_fields(&mut object, record);
             object.end();
         }
         DecisionBody::Profile(profile) => {
-            let mut object = common_fields(decision, "profile", out);
+            let mut object = common_fields(decision, out);
             profile_fields(&mut object, profile);
             object.end();
         }
@@ -39,7 +39,7 @@ pub fn write_json(decision: &Decision, out: &mut Vec<u8>) {
 }
 
 /// The fields every decision has, then the body's `type` tag.
-fn common_fields<'a>(decision: &Decision, kind: &str, out: &'a mut Vec<u8>) -> Object<'a> {
+fn common_fields<'a>(decision: &Decision, out: &'a mut Vec<u8>) -> Object<'a> {
     let Decision {
         decision_id,
         customer_id,
@@ -55,7 +55,7 @@ fn common_fields<'a>(decision: &Decision, kind: &str, out: &'a mut Vec<u8>) -> O
     }
     object.instant("decided_at", *decided_at);
     object.str("reason", reason);
-    object.str("type", kind);
+    object.str("type", decision.decision_type().name());
     object
 }
 
