@@ -7,7 +7,7 @@ use crate::event::Event;
 use crate::rules::{Ctx, Refusal};
 use crate::state::{StateDecodeError, VersionedState};
 use crate::store::keys::{self, entity_key, parse_timer_key, partition_prefix, timer_key};
-use crate::store::recent_ids::{RecentIds, RecentIdsError};
+use crate::store::recent_ids::{RecentIdsError, SeenIds};
 use crate::store::{StateChange, Store, StoreError};
 use crate::time::Millis;
 use crate::timer::{Timer, TimerOp};
@@ -80,8 +80,7 @@ struct Slot<S> {
     bytes: usize,
     dirty: bool,
     /// Event ids this entity saw within the dedupe window.
-    seen: RecentIds,
-    seen_dirty: bool,
+    seen: SeenIds,
     last_used: u64,
 }
 
@@ -149,9 +148,7 @@ impl<P: Processor> Task<P> {
             return Ok(false);
         }
         let slot = self.slot(store, key)?;
-        let duplicate = slot.seen.seen_before(event_id, now, window);
-        slot.seen_dirty |= !duplicate;
-        Ok(duplicate)
+        Ok(slot.seen.seen_before(event_id, now, window))
     }
 
     fn slot(&mut self, store: &Store, key: &str) -> Result<&mut Slot<P::State>, TaskError> {
@@ -172,17 +169,13 @@ impl<P: Processor> Task<P> {
                     })?),
                     None => None,
                 };
-            let seen = match store.get(P::DEDUPE, &keys::dedupe_key(self.partition, key))? {
-                Some(bytes) => {
-                    RecentIds::decode(&bytes).map_err(|source| TaskError::CorruptSeenIds {
-                        processor: P::NAME,
-                        partition: self.partition,
-                        key: key.to_string(),
-                        source,
-                    })?
-                }
-                None => RecentIds::default(),
-            };
+            let chunks = store.scan_prefix(P::DEDUPE, &keys::dedupe_key(self.partition, key))?;
+            let seen = SeenIds::load(chunks).map_err(|source| TaskError::CorruptSeenIds {
+                processor: P::NAME,
+                partition: self.partition,
+                key: key.to_string(),
+                source,
+            })?;
             self.cache.insert(
                 key.to_string(),
                 Box::new(Slot {
@@ -190,7 +183,6 @@ impl<P: Processor> Task<P> {
                     bytes,
                     dirty: false,
                     seen,
-                    seen_dirty: false,
                     last_used: clock,
                 }),
             );
@@ -317,12 +309,14 @@ impl<P: Processor> Task<P> {
                     value,
                 });
             }
-            if slot.seen_dirty {
-                slot.seen_dirty = false;
-                out.push(StateChange {
-                    family: P::DEDUPE,
-                    key: keys::dedupe_key(self.partition, key),
-                    value: (!slot.seen.is_empty()).then(|| slot.seen.encode()),
+            if slot.seen.has_unsaved() {
+                let prefix = keys::dedupe_key(self.partition, key);
+                slot.seen.take_writes(&prefix, |key, value| {
+                    out.push(StateChange {
+                        family: P::DEDUPE,
+                        key,
+                        value,
+                    })
                 });
             }
             cached_bytes += slot.weight(key);
@@ -356,7 +350,7 @@ impl<P: Processor> Task<P> {
         let mut clean: Vec<(u64, usize)> = self
             .cache
             .iter()
-            .filter(|(_, s)| !s.dirty && !s.seen_dirty)
+            .filter(|(_, s)| !s.dirty && !s.seen.has_unsaved())
             .map(|(key, s)| (s.last_used, s.weight(key)))
             .collect();
         let kept = CacheBudget {
@@ -369,7 +363,7 @@ impl<P: Processor> Task<P> {
         };
         let (cutoff, left) = eviction_cutoff(&mut clean, held, kept);
         self.cache
-            .retain(|_, s| s.dirty || s.seen_dirty || s.last_used >= cutoff);
+            .retain(|_, s| s.dirty || s.seen.has_unsaved() || s.last_used >= cutoff);
         self.cached_bytes = left.bytes;
     }
 }

@@ -6,7 +6,7 @@
 //! | `shoppers`        | partition · shopper key (UTF-8)                  | versioned ShopperState |
 //! | `products`        | partition · SKU (UTF-8)                          | versioned ProductState |
 //! | `*_timers`        | partition · due (i64, sign-flipped, BE) · kind (u8) · key | empty        |
-//! | `*_dedupe`        | partition · XXH3-128 of the entity key           | recent event ids (`store::recent_ids`) |
+//! | `*_dedupe`        | partition · XXH3-128 of the entity key · first seen (i64, sign-flipped, BE) · first id hash (u64 BE) | a chunk of recent event ids (`store::recent_ids`); without the last two parts, a value written before chunks |
 //! | `meta`            | name (UTF-8)                                     | i64 BE                |
 //!
 //! Flipping the sign bit of the due time makes the bytes sort like the numbers, so a
@@ -34,12 +34,25 @@ fn time_from_sortable(bytes: [u8; 8]) -> Millis {
     (u64::from_be_bytes(bytes) ^ (1 << 63)) as i64
 }
 
+/// Length of a [`dedupe_key`]: the prefix every chunk of the entity's ids shares.
+pub const DEDUPE_KEY_LEN: usize = 18;
+
 /// Key of an entity's recently seen event ids: the partition and a 128-bit hash of the
 /// entity key, so the ids kept after an erasure do not name the customer.
 pub fn dedupe_key(partition: u16, key: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(18);
+    let mut out = Vec::with_capacity(DEDUPE_KEY_LEN);
     out.extend_from_slice(&partition.to_be_bytes());
     out.extend_from_slice(&xxhash_rust::xxh3::xxh3_128(key.as_bytes()).to_be_bytes());
+    out
+}
+
+/// Key of one chunk of an entity's seen ids: the entity's [`dedupe_key`] and the first
+/// (time, id hash) in the chunk, so an entity's chunks sort by time behind its key.
+pub fn dedupe_chunk_key(entity: &[u8], first: (Millis, u64)) -> Vec<u8> {
+    let mut out = Vec::with_capacity(entity.len() + 16);
+    out.extend_from_slice(entity);
+    out.extend_from_slice(&sortable_time(first.0));
+    out.extend_from_slice(&first.1.to_be_bytes());
     out
 }
 

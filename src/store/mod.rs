@@ -14,8 +14,8 @@ pub use stats::{FamilyStats, StoreStats};
 use crate::config::StateConfig;
 use crate::time::Millis;
 use rocksdb::{
-    BlockBasedOptions, Cache, ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch,
-    WriteBufferManager, WriteOptions, DB,
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, Direction, IteratorMode, Options,
+    ReadOptions, SliceTransform, WriteBatch, WriteBufferManager, WriteOptions, DB,
 };
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -227,6 +227,10 @@ impl Store {
             cf.set_memtable_whole_key_filtering(true);
             cf.set_memtable_prefix_bloom_ratio(0.1);
             if family.is_dedupe() {
+                // An entity's chunks share its dedupe key: loading them is a scan of
+                // that prefix, and for the many entities with none, the prefix bloom
+                // filters answer without reading a block.
+                cf.set_prefix_extractor(SliceTransform::create_fixed_prefix(keys::DEDUPE_KEY_LEN));
                 let horizon = Arc::clone(&dedupe_horizon);
                 cf.set_compaction_filter("dedupe-expiry", move |_level, _key, value: &[u8]| {
                     match recent_ids::newest_seen(value) {
@@ -297,8 +301,13 @@ impl Store {
     /// Every entry whose key starts with `prefix`, in key order.
     pub fn scan_prefix(&self, family: Family, prefix: &[u8]) -> Result<Vec<KeyValue>, StoreError> {
         let mut out = Vec::new();
-        for item in self.db.iterator_cf(
+        let mut options = ReadOptions::default();
+        // A whole dedupe key is the family's bloom-filtered prefix (see `open`).
+        options
+            .set_prefix_same_as_start(family.is_dedupe() && prefix.len() == keys::DEDUPE_KEY_LEN);
+        for item in self.db.iterator_cf_opt(
             self.cf(family),
+            options,
             IteratorMode::From(prefix, Direction::Forward),
         ) {
             let (key, value) = item.map_err(|e| self.error(e))?;

@@ -222,3 +222,11 @@ fn an_unusable_directory_is_named_in_the_error() {
         .to_string();
     assert!(err.contains(&file.path().display().to_string()), "{err}");
 }
+
+#[test]
+fn families_are_declared_in_the_order_of_all() {
+    // Per-family counters index arrays by `family as usize`.
+    for (index, family) in Family::ALL.into_iter().enumerate() {
+        assert_eq!(family as usize, index, "{}", family.name());
+    }
+}

@@ -170,6 +170,14 @@ pub const STATE_KEYS: Spec = spec(
     &["family"],
     "Keys per RocksDB column family (RocksDB's estimate).",
 );
+pub const STATE_WRITTEN_BYTES: Spec = spec(
+    "personalizer_state_written_bytes_total",
+    Kind::Counter,
+    &["family"],
+    "Bytes of keys and values written to the state store (and the same to its changelog) \
+     by committed batches, per column family: a state that is rewritten whole at every \
+     commit shows here as write amplification.",
+);
 pub const ROCKSDB_SST_BYTES: Spec = spec(
     "personalizer_rocksdb_sst_bytes",
     Kind::Gauge,
@@ -285,6 +293,7 @@ pub const CATALOG: &[Spec] = &[
     TIMERS_PENDING,
     INPUT_BUFFERED,
     STATE_KEYS,
+    STATE_WRITTEN_BYTES,
     ROCKSDB_SST_BYTES,
     ROCKSDB_MEMTABLE_BYTES,
     ROCKSDB_BLOCK_CACHE_USAGE,

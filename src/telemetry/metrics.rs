@@ -50,6 +50,7 @@ pub struct Metrics {
     pub timers_pending: IntGaugeVec,
     pub input_buffered: IntGaugeVec,
     pub state_keys: IntGaugeVec,
+    pub state_written_bytes: IntCounterVec,
     pub rocksdb_sst_bytes: IntGaugeVec,
     pub rocksdb_memtable_bytes: IntGauge,
     pub rocksdb_block_cache_usage: IntGauge,
@@ -106,6 +107,11 @@ impl Metrics {
             input_buffered: IntGaugeVec::new(opts(&INPUT_BUFFERED), INPUT_BUFFERED.labels)
                 .expect("valid"),
             state_keys: IntGaugeVec::new(opts(&STATE_KEYS), STATE_KEYS.labels).expect("valid"),
+            state_written_bytes: IntCounterVec::new(
+                opts(&STATE_WRITTEN_BYTES),
+                STATE_WRITTEN_BYTES.labels,
+            )
+            .expect("valid"),
             rocksdb_sst_bytes: IntGaugeVec::new(opts(&ROCKSDB_SST_BYTES), ROCKSDB_SST_BYTES.labels)
                 .expect("valid"),
             rocksdb_memtable_bytes: IntGauge::with_opts(opts(&ROCKSDB_MEMTABLE_BYTES))
@@ -166,6 +172,7 @@ impl Metrics {
             Box::new(metrics.timers_pending.clone()),
             Box::new(metrics.input_buffered.clone()),
             Box::new(metrics.state_keys.clone()),
+            Box::new(metrics.state_written_bytes.clone()),
             Box::new(metrics.rocksdb_sst_bytes.clone()),
             Box::new(metrics.rocksdb_memtable_bytes.clone()),
             Box::new(metrics.rocksdb_block_cache_usage.clone()),
@@ -242,6 +249,9 @@ impl Metrics {
         }
         for reason in ABORT_REASONS {
             self.aborts.with_label_values(&[reason]);
+        }
+        for family in crate::store::Family::ALL {
+            self.state_written_bytes.with_label_values(&[family.name()]);
         }
         for processor in ["customer", "product"] {
             self.tasks_assigned.with_label_values(&[processor]);

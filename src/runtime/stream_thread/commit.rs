@@ -17,7 +17,8 @@ use crate::runtime::events::BatchAborted;
 use crate::runtime::output::Abort;
 use crate::runtime::restore::checkpoint_change;
 use crate::runtime::transaction::InFlightCommit;
-use crate::store::StateChange;
+use crate::store::{Family, StateChange};
+use crate::telemetry::metrics::Metrics;
 use rdkafka::{Offset, TopicPartitionList};
 use std::time::{Duration, Instant};
 
@@ -135,6 +136,7 @@ impl StreamThread<'_> {
             );
         }
         self.store.write_sorted(&mut changes)?;
+        count_written_bytes(&self.telemetry.metrics, &changes);
         self.publish_batch(committing.counts, committing.batch_started, commit_seconds);
         let more_waiting = self.batch_started.is_some() || !self.assignment.all_caught_up();
         self.telemetry.health.committed(more_waiting);
@@ -178,6 +180,24 @@ impl StreamThread<'_> {
         self.batch.clear();
         self.committing = None;
         StreamError::Rewind(abort.problem)
+    }
+}
+
+/// Adds a committed batch's store writes to `personalizer_state_written_bytes_total`.
+fn count_written_bytes(metrics: &Metrics, changes: &[StateChange]) {
+    let mut bytes = [0u64; Family::ALL.len()];
+    for change in changes {
+        let size = change.key.len() + change.value.as_ref().map_or(0, Vec::len);
+        // Declaration order is Family::ALL's order.
+        bytes[change.family as usize] += size as u64;
+    }
+    for (family, bytes) in Family::ALL.iter().zip(bytes) {
+        if bytes > 0 {
+            metrics
+                .state_written_bytes
+                .with_label_values(&[family.name()])
+                .inc_by(bytes);
+        }
     }
 }
 
