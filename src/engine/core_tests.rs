@@ -505,3 +505,74 @@ fn duplicates_are_recognised_from_the_stored_chunks_and_commits_do_not_rewrite_e
     let fresh = add_to_cart("e30", "c1", 30);
     assert_eq!(apply(&mut reopened, &store, &fresh), Outcome::Processed);
 }
+
+fn stock_changed(id: &str, minute: u32, quantity: u32) -> Event {
+    event(&format!(
+        r#"{{"event_id":"{id}","type":"stock_changed","occurred_at":"{T0}{minute:02}:00Z","sku":"S9","quantity":{quantity}}}"#
+    ))
+}
+
+/// Commits every task's changes; returns the families the SKU's task wrote to.
+fn product_changes(core: &mut Core, store: &Store) -> Vec<crate::store::Family> {
+    let sku_task = core.task_for(Side::Product, "S9");
+    let mut families = Vec::new();
+    for id in core.task_ids().collect::<Vec<_>>() {
+        let mut changes = Vec::new();
+        core.take_changes(id, &mut changes);
+        store.write(&changes).unwrap();
+        if id == sku_task {
+            families.extend(changes.iter().map(|c| c.family));
+        }
+    }
+    families
+}
+
+#[test]
+fn a_sku_s_waiting_requests_are_written_only_when_they_change_and_read_back() {
+    use crate::store::Family;
+    let store = Store::open_temporary(&StateConfig::default()).unwrap();
+    let mut core = core_with_every_task(&store, Clock::PerTask);
+    let sku_task = core.task_for(Side::Product, "S9");
+    let out_of_stock = stock_changed("s1", 1, 0);
+    core.process_event(&store, sku_task, "S9", &out_of_stock)
+        .unwrap();
+    assert!(!product_changes(&mut core, &store).contains(&Family::ProductRequests));
+
+    for customer in ["c1", "c2"] {
+        apply(&mut core, &store, &notify_me(customer));
+    }
+    assert!(product_changes(&mut core, &store).contains(&Family::ProductRequests));
+
+    // Another visit that leaves the requests as they were rewrites the state alone.
+    let still_out = stock_changed("s2", 6, 0);
+    core.process_event(&store, sku_task, "S9", &still_out)
+        .unwrap();
+    let families = product_changes(&mut core, &store);
+    assert!(families.contains(&Family::Products), "{families:?}");
+    assert!(!families.contains(&Family::ProductRequests), "{families:?}");
+
+    // A core opened on the store (a restart) has both requests: a restock serves them.
+    let mut reopened = core_with_every_task(&store, Clock::PerTask);
+    let restock = stock_changed("s3", 7, 5);
+    reopened
+        .process_event(&store, sku_task, "S9", &restock)
+        .unwrap();
+    let mut served: Vec<String> = reopened
+        .take_output()
+        .decisions
+        .iter()
+        .filter(|d| matches!(d.body, DecisionBody::BackInStock { .. }))
+        .map(|d| d.customer_id.clone().unwrap())
+        .collect();
+    served.sort();
+    assert_eq!(served, ["c1", "c2"]);
+    // Served, the requests are gone from the store too.
+    let mut changes = Vec::new();
+    reopened.take_changes(sku_task, &mut changes);
+    let requests: Vec<_> = changes
+        .iter()
+        .filter(|c| c.family == Family::ProductRequests)
+        .collect();
+    assert_eq!(requests.len(), 1, "{changes:?}");
+    assert_eq!(requests[0].value, None, "deleted once empty");
+}

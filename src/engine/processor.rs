@@ -15,6 +15,9 @@ pub trait Processor {
     const STATE: Family;
     const TIMERS: Family;
     const DEDUPE: Family;
+    /// Where the state's detached part is stored (see
+    /// [`VersionedState::take_detached`]), if it has one.
+    const DETACHED: Option<Family>;
     fn on_event(key: &str, state: &mut Option<Self::State>, event: &Event, ctx: &mut Ctx);
     fn on_message(
         key: &str,
@@ -39,6 +42,7 @@ impl Processor for CustomerProcessor {
     const STATE: Family = Family::Shoppers;
     const TIMERS: Family = Family::ShopperTimers;
     const DEDUPE: Family = Family::ShopperDedupe;
+    const DETACHED: Option<Family> = None;
 
     fn on_event(key: &str, state: &mut Option<ShopperState>, event: &Event, ctx: &mut Ctx) {
         rules::shopper::on_event(key, state, event, ctx)
@@ -73,6 +77,7 @@ impl Processor for ProductProcessor {
     const STATE: Family = Family::Products;
     const TIMERS: Family = Family::ProductTimers;
     const DEDUPE: Family = Family::ProductDedupe;
+    const DETACHED: Option<Family> = Some(Family::ProductRequests);
 
     fn on_event(key: &str, state: &mut Option<ProductState>, event: &Event, ctx: &mut Ctx) {
         rules::product::on_event(key, state, event, ctx)

@@ -24,18 +24,15 @@ impl Side {
     }
 
     /// The column families that hold this side's tasks' state.
-    pub fn families(self) -> [Family; 3] {
+    pub fn families(self) -> Vec<Family> {
+        fn of<P: Processor>() -> Vec<Family> {
+            let mut families = vec![P::STATE, P::TIMERS, P::DEDUPE];
+            families.extend(P::DETACHED);
+            families
+        }
         match self {
-            Side::Customer => [
-                CustomerProcessor::STATE,
-                CustomerProcessor::TIMERS,
-                CustomerProcessor::DEDUPE,
-            ],
-            Side::Product => [
-                ProductProcessor::STATE,
-                ProductProcessor::TIMERS,
-                ProductProcessor::DEDUPE,
-            ],
+            Side::Customer => of::<CustomerProcessor>(),
+            Side::Product => of::<ProductProcessor>(),
         }
     }
 

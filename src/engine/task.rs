@@ -46,6 +46,11 @@ fn encoded_len<T: serde::Serialize>(value: &T) -> usize {
         .expect("measuring an encoding cannot fail")
 }
 
+/// The stored size of a state: its value and its detached part.
+fn stored_len<S: VersionedState>(state: &S) -> usize {
+    encoded_len(state) + state.detached_len()
+}
+
 /// What a task's write-back cache may hold after a commit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CacheBudget {
@@ -78,6 +83,8 @@ struct Slot<S> {
     /// measured, plus the size of each input applied since (no input adds more to a
     /// state than its own encoding holds).
     bytes: usize,
+    /// Stored size of the state's detached part (counted in `bytes` too).
+    detached_bytes: usize,
     dirty: bool,
     /// Event ids this entity saw within the dedupe window.
     seen: SeenIds,
@@ -155,20 +162,30 @@ impl<P: Processor> Task<P> {
         self.clock += 1;
         let clock = self.clock;
         if !self.cache.contains_key(key) {
-            let stored = store.get(P::STATE, &entity_key(self.partition, key))?;
-            let bytes = stored.as_ref().map_or(0, Vec::len);
-            let value =
-                match stored {
-                    Some(bytes) => Some(P::State::decode(&bytes).map_err(|source| {
-                        TaskError::CorruptState {
-                            processor: P::NAME,
-                            partition: self.partition,
-                            key: key.to_string(),
-                            source,
+            let stored_key = entity_key(self.partition, key);
+            let stored = store.get(P::STATE, &stored_key)?;
+            let corrupt = |source| TaskError::CorruptState {
+                processor: P::NAME,
+                partition: self.partition,
+                key: key.to_string(),
+                source,
+            };
+            let mut bytes = stored.as_ref().map_or(0, Vec::len);
+            let mut detached_bytes = 0;
+            let value = match stored {
+                Some(stored) => {
+                    let mut state = P::State::decode(&stored).map_err(corrupt)?;
+                    if let Some(family) = P::DETACHED {
+                        if let Some(part) = store.get(family, &stored_key)? {
+                            state.attach(&part).map_err(corrupt)?;
+                            detached_bytes = part.len();
+                            bytes += detached_bytes;
                         }
-                    })?),
-                    None => None,
-                };
+                    }
+                    Some(state)
+                }
+                None => None,
+            };
             let chunks = store.scan_prefix(P::DEDUPE, &keys::dedupe_key(self.partition, key))?;
             let seen = SeenIds::load(chunks).map_err(|source| TaskError::CorruptSeenIds {
                 processor: P::NAME,
@@ -181,6 +198,7 @@ impl<P: Processor> Task<P> {
                 Box::new(Slot {
                     value,
                     bytes,
+                    detached_bytes,
                     dirty: false,
                     seen,
                     last_used: clock,
@@ -213,10 +231,10 @@ impl<P: Processor> Task<P> {
         rule(&mut slot.value, ctx);
         match kept {
             Some(before) => {
-                let bytes = slot.value.as_ref().map_or(0, encoded_len);
+                let bytes = slot.value.as_ref().map_or(0, stored_len);
                 // Only growth is refused: a state already past the limit (stored before
                 // the limit was lowered) may still shrink.
-                let grew = bytes > before.as_ref().map_or(0, encoded_len);
+                let grew = bytes > before.as_ref().map_or(0, stored_len);
                 if bytes > limit && grew {
                     slot.value = before;
                     ctx.out.refuse(Refusal::StateTooLarge {
@@ -301,11 +319,27 @@ impl<P: Processor> Task<P> {
         for (key, slot) in self.cache.iter_mut() {
             if slot.dirty {
                 slot.dirty = false;
+                let stored_key = entity_key(self.partition, key);
+                if let Some(family) = P::DETACHED {
+                    let detached = match slot.value.as_mut() {
+                        Some(state) => state.take_detached(),
+                        // The state is gone: so is its part, if one was stored.
+                        None => (slot.detached_bytes > 0).then_some(None),
+                    };
+                    if let Some(value) = detached {
+                        slot.detached_bytes = value.as_ref().map_or(0, Vec::len);
+                        out.push(StateChange {
+                            family,
+                            key: stored_key.clone(),
+                            value,
+                        });
+                    }
+                }
                 let value = slot.value.as_ref().map(VersionedState::encode);
-                slot.bytes = value.as_ref().map_or(0, Vec::len);
+                slot.bytes = value.as_ref().map_or(0, Vec::len) + slot.detached_bytes;
                 out.push(StateChange {
                     family: P::STATE,
-                    key: entity_key(self.partition, key),
+                    key: stored_key,
                     value,
                 });
             }

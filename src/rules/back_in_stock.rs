@@ -152,7 +152,7 @@ pub fn on_stock_changed(
 }
 
 fn serve_waiting(sku: &str, state: &mut ProductState, at: Millis, ctx: &mut Ctx) {
-    state.requests.retain(|_, r| r.expires_at > at);
+    state.requests.drop_expired(at);
     let quantity = state.quantity.unwrap_or(0);
     let cap = match ctx.rules.back_in_stock.max_per_unit {
         Some(per_unit) => quantity.saturating_mul(u64::from(per_unit)),
@@ -208,20 +208,16 @@ pub fn on_register(
         return;
     }
     let expires_at = request.expires_at;
-    let full = state.requests.len() >= ctx.rules.limits.max_stock_requests;
-    match state.requests.get_mut(shopper) {
-        // Asking again keeps the place in the queue and renews the validity.
-        Some(existing) => existing.expires_at = existing.expires_at.max(expires_at),
-        None if full => {
+    // Asking again keeps the place in the queue and renews the validity.
+    if !state.requests.renew(shopper, expires_at) {
+        if state.requests.len() >= ctx.rules.limits.max_stock_requests {
             ctx.out.refuse(super::Refusal::StockRequestsFull {
                 sku: sku.to_string(),
                 limit: ctx.rules.limits.max_stock_requests,
             });
             return;
         }
-        None => {
-            state.requests.insert(shopper.to_string(), request);
-        }
+        state.requests.insert(shopper.to_string(), request);
     }
     if state.expiry_armed.is_none_or(|armed| expires_at < armed) {
         arm_expiry(sku, state, Some(expires_at), ctx);
@@ -239,11 +235,11 @@ pub fn on_expiry_timer(sku: &str, state: &mut ProductState, timer: &Timer, ctx: 
     }
     state.expiry_armed = None;
     let now = ctx.now;
-    state.requests.retain(|_, r| r.expires_at > now);
+    state.requests.drop_expired(now);
     let next = state
         .requests
-        .values()
-        .map(|r| r.expires_at)
+        .iter()
+        .map(|(_, r)| r.expires_at)
         .min()
         .map(|due| due.max(now.saturating_add(EXPIRY_SWEEP_MILLIS)));
     arm_expiry(sku, state, next, ctx);
@@ -415,7 +411,11 @@ mod tests {
             on_register("S1", &mut s, minutes(3), "a", "r-a2", &info, ctx)
         });
         assert!(out.refused.is_none(), "asking again is not a new request");
-        assert_eq!(s.requests["a"].expires_at, minutes(3) + ttl, "renewed");
+        assert_eq!(
+            s.requests.get("a").unwrap().expires_at,
+            minutes(3) + ttl,
+            "renewed"
+        );
         assert_eq!(restock(&mut s, &rules, minutes(4), 9), vec!["a", "b"]);
     }
 

@@ -4,7 +4,10 @@
 mod product;
 mod profile;
 mod v1;
-pub use product::{Decayed, Neighbour, NeighbourKind, ProductActivity, ProductState, StockRequest};
+mod v2;
+pub use product::{
+    Decayed, Neighbour, NeighbourKind, ProductActivity, ProductState, StockRequest, StockRequests,
+};
 pub use profile::{
     normalize_query, CategoryInterest, OrderRecord, ProfileChanges, Purchase, RecentView,
     SearchClick, SegmentState, ShopperProfile, SiteChoice,
@@ -149,6 +152,25 @@ pub trait VersionedState: Serialize + DeserializeOwned + Sized {
             message: e.to_string(),
         })
     }
+
+    /// A part of the state stored apart from the value, under the same key in the
+    /// processor's detached family, because it is large and changes rarely (a SKU's
+    /// waiting requests): its bytes when it changed since it was last stored or read
+    /// back, `Some(None)` when it is now empty, `None` when it did not change.
+    fn take_detached(&mut self) -> Option<Option<Vec<u8>>> {
+        None
+    }
+
+    /// Puts a detached part read back from the store into a state just decoded.
+    fn attach(&mut self, bytes: &[u8]) -> Result<(), StateDecodeError> {
+        let _ = bytes;
+        Ok(())
+    }
+
+    /// The stored size of the detached part (for the state-size limit).
+    fn detached_len(&self) -> usize {
+        0
+    }
 }
 
 impl VersionedState for ShopperState {
@@ -182,13 +204,60 @@ impl VersionedState for ShopperState {
 }
 
 impl VersionedState for ProductState {
-    /// Version 2 added `activity`; version 1 values load with none.
-    const VERSION: u8 = 2;
+    /// Version 2 added `activity`; version 1 values load with none. Version 3 moved the
+    /// waiting requests out of the value (see [`StockRequests`]); older values load with
+    /// theirs, to be stored apart at the next write.
+    const VERSION: u8 = 3;
 
     fn migrate(version: u8, body: &[u8]) -> Option<Result<Self, postcard::Error>> {
-        (version == 1).then(|| postcard::from_bytes::<v1::ProductStateV1>(body).map(Self::from))
+        match version {
+            1 => Some(postcard::from_bytes::<v1::ProductStateV1>(body).map(Self::from)),
+            2 => Some(postcard::from_bytes::<v2::ProductStateV2>(body).map(Self::from)),
+            _ => None,
+        }
+    }
+
+    fn take_detached(&mut self) -> Option<Option<Vec<u8>>> {
+        if !self.requests.take_changed() {
+            return None;
+        }
+        if self.requests.is_empty() {
+            return Some(None);
+        }
+        let mut out = vec![DETACHED_REQUESTS_VERSION];
+        postcard::to_io(self.requests.as_map(), &mut out)
+            .expect("encoding state into memory cannot fail");
+        Some(Some(out))
+    }
+
+    fn attach(&mut self, bytes: &[u8]) -> Result<(), StateDecodeError> {
+        let (&version, body) = bytes.split_first().ok_or(StateDecodeError::Empty)?;
+        if version != DETACHED_REQUESTS_VERSION {
+            return Err(StateDecodeError::UnknownVersion {
+                found: version,
+                known: DETACHED_REQUESTS_VERSION,
+            });
+        }
+        let map = postcard::from_bytes(body).map_err(|e| StateDecodeError::Corrupt {
+            version,
+            message: e.to_string(),
+        })?;
+        self.requests = StockRequests::from_map(map, false);
+        Ok(())
+    }
+
+    fn detached_len(&self) -> usize {
+        if self.requests.is_empty() {
+            return 0;
+        }
+        1 + postcard::experimental::serialized_size(self.requests.as_map())
+            .expect("sizing state in memory cannot fail")
     }
 }
+
+/// Format version of a SKU's stored waiting requests: one byte, then the postcard
+/// encoding of the requests by shopper key.
+const DETACHED_REQUESTS_VERSION: u8 = 1;
 
 #[cfg(test)]
 mod tests {
@@ -301,14 +370,17 @@ mod tests {
             last_restock_at: Some(10),
             last_restock_event: Some("s1".into()),
             details: Some(info()),
-            requests: BTreeMap::from([(
-                "c1".to_string(),
-                StockRequest {
-                    requested_at: 20,
-                    expires_at: 30,
-                    event_id: "e2".into(),
-                },
-            )]),
+            requests: StockRequests::from_map(
+                BTreeMap::from([(
+                    "c1".to_string(),
+                    StockRequest {
+                        requested_at: 20,
+                        expires_at: 30,
+                        event_id: "e2".into(),
+                    },
+                )]),
+                false,
+            ),
             expiry_armed: Some(30),
             activity: None,
         }
@@ -421,12 +493,81 @@ mod tests {
             hex(&shopper_v2().encode()),
             format!("03{}0000", &SHOPPER_V2[2..])
         );
-        assert_eq!(hex(&product_v2().encode()), PRODUCT_V2);
-        // A product with no activity is its version 1 body and one byte more.
-        assert_eq!(
-            hex(&product().encode()),
-            format!("02{}00", &PRODUCT_V1[2..])
+        assert_eq!(hex(&product_v2().encode()), PRODUCT_V3);
+        let mut requests = product_v2();
+        requests.requests.insert(
+            "c2".into(),
+            StockRequest {
+                requested_at: 21,
+                expires_at: 31,
+                event_id: "e3".into(),
+            },
         );
+        let detached = requests.take_detached().unwrap().unwrap();
+        assert_eq!(hex(&detached), REQUESTS_V1);
+        assert_eq!(requests.detached_len(), detached.len());
+    }
+
+    // Bytes written by format version 3 of the product state (requests stored apart)
+    // and by version 1 of the requests.
+    const PRODUCT_V3: &str = "03010001140102733101025331010544726573730000010000000000002440000000013c01010a01180000000000000c4050000000000000f03f520000000000000040540000000000000a40503333333333330b40503333333333330f4050000000000000f03f540102533200000000000000405001025333000000000000f03f540001e04e01086576656e74206531086576656e742065340307018aa0c88109";
+    const REQUESTS_V1: &str = "0102026331283c0265320263322a3e026533";
+
+    #[test]
+    fn golden_product_version_3_bytes_and_requests_still_load() {
+        let mut loaded = ProductState::decode(&unhex(PRODUCT_V3)).unwrap();
+        assert!(loaded.requests.is_empty(), "stored apart");
+        loaded.attach(&unhex(REQUESTS_V1)).unwrap();
+        assert_eq!(loaded.requests.len(), 2);
+        assert_eq!(loaded.requests.get("c1"), product().requests.get("c1"));
+        assert_eq!(loaded.take_detached(), None, "read back, not changed");
+    }
+
+    #[test]
+    fn requests_of_an_older_version_are_stored_apart_at_the_next_write() {
+        for old in [PRODUCT_V1, PRODUCT_V2] {
+            let mut loaded = ProductState::decode(&unhex(old)).unwrap();
+            assert_eq!(loaded.requests, product().requests);
+            let detached = loaded
+                .take_detached()
+                .expect("migrated requests are written");
+            let mut reloaded = ProductState::decode(&loaded.encode()).unwrap();
+            reloaded.attach(&detached.unwrap()).unwrap();
+            assert_eq!(reloaded.requests, product().requests);
+            assert_eq!(loaded.take_detached(), None, "written once");
+        }
+    }
+
+    #[test]
+    fn requests_are_marked_changed_only_when_they_change() {
+        let mut state = product();
+        let request = product().requests.get("c1").cloned().unwrap();
+        // c1 has a request; an earlier expiry leaves it as it was.
+        assert!(state.requests.renew("c1", 25));
+        state.requests.drop_expired(29);
+        assert!(state.requests.remove("nobody").is_none());
+        assert_eq!(state.take_detached(), None);
+        assert!(state.requests.renew("c1", 40));
+        assert!(state.take_detached().is_some());
+        state.requests.drop_expired(40);
+        assert_eq!(state.take_detached(), Some(None), "empty: deleted");
+        state.requests.insert("c1".into(), request);
+        assert!(matches!(state.take_detached(), Some(Some(_))));
+    }
+
+    #[test]
+    fn bad_request_bytes_are_errors_not_panics() {
+        let mut state = product();
+        assert_eq!(state.attach(&[]), Err(StateDecodeError::Empty));
+        assert_eq!(
+            state.attach(&[7, 0]),
+            Err(StateDecodeError::UnknownVersion { found: 7, known: 1 })
+        );
+        assert!(matches!(
+            state.attach(&[1, 5, 1]),
+            Err(StateDecodeError::Corrupt { version: 1, .. })
+        ));
+        assert_eq!(state.requests, product().requests, "left as it was");
     }
 
     #[test]

@@ -14,14 +14,103 @@ pub struct ProductState {
     pub last_restock_at: Option<Millis>,
     pub last_restock_event: Option<String>,
     pub details: Option<ProductInfo>,
-    /// Waiting requests by shopper key: a shopper asking again finds theirs at once,
-    /// however many wait for a popular product. Served oldest first.
-    pub requests: BTreeMap<String, StockRequest>,
+    /// Waiting requests: stored apart from the rest (see [`StockRequests`]), so not part
+    /// of this value's encoding.
+    #[serde(skip)]
+    pub requests: StockRequests,
     /// Due time of the armed request-expiry timer: never later than the earliest expiry.
     pub expiry_armed: Option<Millis>,
     /// Popularity, co-occurrence and publishing; `None` while the product side is off
     /// or nothing has happened to the SKU yet. Boxed: stock-only SKUs stay small.
     pub activity: Option<Box<ProductActivity>>,
+}
+
+/// A SKU's waiting back-in-stock requests by shopper key: a shopper asking again finds
+/// theirs at once, however many wait for a popular product. Served oldest first.
+///
+/// A popular SKU that is out of stock gathers thousands of requests while every view
+/// of it changes its counts and neighbour lists; stored inside the SKU's value, the
+/// requests were rewritten at every commit that saw a view. They are stored under the
+/// same key in a family of their own and written only when they changed, which this
+/// type notes as the rules change them.
+#[derive(Debug, Clone, Default)]
+pub struct StockRequests {
+    by_shopper: BTreeMap<String, StockRequest>,
+    changed: bool,
+}
+
+impl PartialEq for StockRequests {
+    /// The requests alone: whether they are stored yet is not part of the value.
+    fn eq(&self, other: &Self) -> bool {
+        self.by_shopper == other.by_shopper
+    }
+}
+
+impl StockRequests {
+    /// Requests read back from the store (unchanged since), or migrated from a layout
+    /// that kept them inline (`changed`: to be stored apart at the next write).
+    pub fn from_map(by_shopper: BTreeMap<String, StockRequest>, changed: bool) -> Self {
+        StockRequests {
+            by_shopper,
+            changed,
+        }
+    }
+
+    pub fn as_map(&self) -> &BTreeMap<String, StockRequest> {
+        &self.by_shopper
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_shopper.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_shopper.is_empty()
+    }
+
+    pub fn get(&self, shopper: &str) -> Option<&StockRequest> {
+        self.by_shopper.get(shopper)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &StockRequest)> {
+        self.by_shopper.iter()
+    }
+
+    pub fn insert(&mut self, shopper: String, request: StockRequest) {
+        self.by_shopper.insert(shopper, request);
+        self.changed = true;
+    }
+
+    pub fn remove(&mut self, shopper: &str) -> Option<StockRequest> {
+        let removed = self.by_shopper.remove(shopper);
+        self.changed |= removed.is_some();
+        removed
+    }
+
+    /// Extends the shopper's request to `expires_at` if it is later; `false` when the
+    /// shopper has no request.
+    pub fn renew(&mut self, shopper: &str, expires_at: Millis) -> bool {
+        let Some(request) = self.by_shopper.get_mut(shopper) else {
+            return false;
+        };
+        if expires_at > request.expires_at {
+            request.expires_at = expires_at;
+            self.changed = true;
+        }
+        true
+    }
+
+    /// Drops the requests that have expired at `now`.
+    pub fn drop_expired(&mut self, now: Millis) {
+        let before = self.by_shopper.len();
+        self.by_shopper.retain(|_, r| r.expires_at > now);
+        self.changed |= self.by_shopper.len() != before;
+    }
+
+    /// Whether they changed since the last call (or since they were read back).
+    pub fn take_changed(&mut self) -> bool {
+        std::mem::take(&mut self.changed)
+    }
 }
 
 /// A registered back-in-stock request, waiting for the SKU's next restock.

@@ -4,7 +4,7 @@
 
 use super::{
     Cart, PendingStockRequest, ProductInfo, ProductState, ShopperProfile, ShopperState,
-    StockRequest,
+    StockRequest, StockRequests,
 };
 use crate::time::Millis;
 use serde::Deserialize;
@@ -57,7 +57,7 @@ impl From<ProductStateV1> for ProductState {
             last_restock_at: old.last_restock_at,
             last_restock_event: old.last_restock_event,
             details: old.details,
-            requests: old.requests,
+            requests: StockRequests::from_map(old.requests, true),
             expiry_armed: old.expiry_armed,
             activity: None,
         }

@@ -5,6 +5,7 @@
 //! |-------------------|--------------------------------------------------|-----------------------|
 //! | `shoppers`        | partition · shopper key (UTF-8)                  | versioned ShopperState |
 //! | `products`        | partition · SKU (UTF-8)                          | versioned ProductState |
+//! | `product_requests` | partition · SKU (UTF-8)                         | the SKU's waiting requests (version byte, postcard) |
 //! | `*_timers`        | partition · due (i64, sign-flipped, BE) · kind (u8) · key | empty        |
 //! | `*_dedupe`        | partition · XXH3-128 of the entity key · first seen (i64, sign-flipped, BE) · first id hash (u64 BE) | a chunk of recent event ids (`store::recent_ids`); without the last two parts, a value written before chunks |
 //! | `meta`            | name (UTF-8)                                     | i64 BE                |

@@ -33,10 +33,12 @@ pub enum Family {
     Meta,
     /// The product table: the latest `product` record per SKU (a global table live).
     ProductTable,
+    /// A SKU's waiting back-in-stock requests, stored apart from its state.
+    ProductRequests,
 }
 
 impl Family {
-    pub const ALL: [Family; 8] = [
+    pub const ALL: [Family; 9] = [
         Family::Shoppers,
         Family::ShopperTimers,
         Family::ShopperDedupe,
@@ -45,6 +47,7 @@ impl Family {
         Family::ProductDedupe,
         Family::Meta,
         Family::ProductTable,
+        Family::ProductRequests,
     ];
 
     pub fn name(self) -> &'static str {
@@ -57,6 +60,7 @@ impl Family {
             Family::ProductDedupe => "product_dedupe",
             Family::Meta => "meta",
             Family::ProductTable => "product_table",
+            Family::ProductRequests => "product_requests",
         }
     }
 
@@ -71,6 +75,7 @@ impl Family {
             Family::ProductDedupe => 6,
             Family::Meta => 7,
             Family::ProductTable => 8,
+            Family::ProductRequests => 9,
         }
     }
 

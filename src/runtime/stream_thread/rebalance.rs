@@ -117,7 +117,7 @@ impl StreamThread<'_> {
             .map(|&(side, partition)| RestoreTarget {
                 changelog: self.topics.changelog(side).to_string(),
                 partition,
-                families: side.families().to_vec(),
+                families: side.families(),
                 task_meta: task_meta_keys(side, partition),
             })
             .collect();
