@@ -550,8 +550,16 @@ fn a_sku_s_waiting_requests_are_written_only_when_they_change_and_read_back() {
     let families = product_changes(&mut core, &store);
     assert!(families.contains(&Family::Products), "{families:?}");
     assert!(!families.contains(&Family::ProductRequests), "{families:?}");
+    // One more request writes that request alone.
+    apply(&mut core, &store, &notify_me("c3"));
+    let families = product_changes(&mut core, &store);
+    let written = families
+        .iter()
+        .filter(|f| **f == Family::ProductRequests)
+        .count();
+    assert_eq!(written, 1, "{families:?}");
 
-    // A core opened on the store (a restart) has both requests: a restock serves them.
+    // A core opened on the store (a restart) has the requests: a restock serves them.
     let mut reopened = core_with_every_task(&store, Clock::PerTask);
     let restock = stock_changed("s3", 7, 5);
     reopened
@@ -565,14 +573,15 @@ fn a_sku_s_waiting_requests_are_written_only_when_they_change_and_read_back() {
         .map(|d| d.customer_id.clone().unwrap())
         .collect();
     served.sort();
-    assert_eq!(served, ["c1", "c2"]);
-    // Served, the requests are gone from the store too.
+    assert_eq!(served, ["c1", "c2", "c3"]);
+    // Served, the requests are deleted from the store too.
     let mut changes = Vec::new();
     reopened.take_changes(sku_task, &mut changes);
     let requests: Vec<_> = changes
         .iter()
         .filter(|c| c.family == Family::ProductRequests)
         .collect();
-    assert_eq!(requests.len(), 1, "{changes:?}");
-    assert_eq!(requests[0].value, None, "deleted once empty");
+    assert_eq!(requests.len(), 3, "one per request: {changes:?}");
+    assert!(requests.iter().all(|c| c.value.is_none()), "{changes:?}");
+    assert!(requests[0].key.ends_with(b"c1") && requests[2].key.ends_with(b"c3"));
 }

@@ -15,8 +15,8 @@ pub trait Processor {
     const STATE: Family;
     const TIMERS: Family;
     const DEDUPE: Family;
-    /// Where the state's detached part is stored (see
-    /// [`VersionedState::take_detached`]), if it has one.
+    /// Where the state's detached entries are stored (see
+    /// [`VersionedState::take_detached`]), if it has any.
     const DETACHED: Option<Family>;
     fn on_event(key: &str, state: &mut Option<Self::State>, event: &Event, ctx: &mut Ctx);
     fn on_message(

@@ -46,7 +46,7 @@ fn encoded_len<T: serde::Serialize>(value: &T) -> usize {
         .expect("measuring an encoding cannot fail")
 }
 
-/// The stored size of a state: its value and its detached part.
+/// The stored size of a state: its value and its detached entries.
 fn stored_len<S: VersionedState>(state: &S) -> usize {
     encoded_len(state) + state.detached_len()
 }
@@ -83,7 +83,7 @@ struct Slot<S> {
     /// measured, plus the size of each input applied since (no input adds more to a
     /// state than its own encoding holds).
     bytes: usize,
-    /// Stored size of the state's detached part (counted in `bytes` too).
+    /// Stored size of the state's detached entries (counted in `bytes` too).
     detached_bytes: usize,
     dirty: bool,
     /// Event ids this entity saw within the dedupe window.
@@ -176,9 +176,15 @@ impl<P: Processor> Task<P> {
                 Some(stored) => {
                     let mut state = P::State::decode(&stored).map_err(corrupt)?;
                     if let Some(family) = P::DETACHED {
-                        if let Some(part) = store.get(family, &stored_key)? {
-                            state.attach(&part).map_err(corrupt)?;
-                            detached_bytes = part.len();
+                        let prefix = keys::detached_prefix(self.partition, key);
+                        let entries: Vec<(Vec<u8>, Vec<u8>)> = store
+                            .scan_prefix(family, &prefix)?
+                            .into_iter()
+                            .map(|(key, value)| (key[prefix.len()..].to_vec(), value))
+                            .collect();
+                        if !entries.is_empty() {
+                            state.attach(entries).map_err(corrupt)?;
+                            detached_bytes = state.detached_len();
                             bytes += detached_bytes;
                         }
                     }
@@ -320,21 +326,22 @@ impl<P: Processor> Task<P> {
             if slot.dirty {
                 slot.dirty = false;
                 let stored_key = entity_key(self.partition, key);
-                if let Some(family) = P::DETACHED {
-                    let detached = match slot.value.as_mut() {
-                        Some(state) => state.take_detached(),
-                        // The state is gone: so is its part, if one was stored.
-                        None => (slot.detached_bytes > 0).then_some(None),
-                    };
-                    if let Some(value) = detached {
-                        slot.detached_bytes = value.as_ref().map_or(0, Vec::len);
-                        out.push(StateChange {
-                            family,
-                            key: stored_key.clone(),
-                            value,
-                        });
+                if let (Some(family), Some(state)) = (P::DETACHED, slot.value.as_mut()) {
+                    let mut entries = Vec::new();
+                    state.take_detached(&mut entries);
+                    if !entries.is_empty() {
+                        let prefix = keys::detached_prefix(self.partition, key);
+                        for (sub_key, value) in entries {
+                            let mut key = prefix.clone();
+                            key.extend_from_slice(&sub_key);
+                            out.push(StateChange { family, key, value });
+                        }
                     }
+                    slot.detached_bytes = state.detached_len();
                 }
+                // The rules never remove a state that has detached entries (the product
+                // side keeps every SKU it saw): removing one would leave them behind.
+                debug_assert!(slot.value.is_some() || slot.detached_bytes == 0);
                 let value = slot.value.as_ref().map(VersionedState::encode);
                 slot.bytes = value.as_ref().map_or(0, Vec::len) + slot.detached_bytes;
                 out.push(StateChange {

@@ -153,21 +153,24 @@ pub trait VersionedState: Serialize + DeserializeOwned + Sized {
         })
     }
 
-    /// A part of the state stored apart from the value, under the same key in the
-    /// processor's detached family, because it is large and changes rarely (a SKU's
-    /// waiting requests): its bytes when it changed since it was last stored or read
-    /// back, `Some(None)` when it is now empty, `None` when it did not change.
-    fn take_detached(&mut self) -> Option<Option<Vec<u8>>> {
-        None
+    /// Entries of the state stored apart from its value, in the processor's detached
+    /// family, each under the state's key and a sub-key of its own, because they are
+    /// many and change one at a time (a SKU's waiting requests). Appends to `out` every
+    /// entry changed since the last call or since it was read back: (sub-key, its
+    /// bytes), or (sub-key, `None`) when it is gone.
+    fn take_detached(&mut self, out: &mut Vec<DetachedEntry>) {
+        let _ = out;
     }
 
-    /// Puts a detached part read back from the store into a state just decoded.
-    fn attach(&mut self, bytes: &[u8]) -> Result<(), StateDecodeError> {
-        let _ = bytes;
+    /// Puts the entries read back from the store, (sub-key, bytes) each, into a state
+    /// just decoded.
+    fn attach(&mut self, entries: Vec<(Vec<u8>, Vec<u8>)>) -> Result<(), StateDecodeError> {
+        let _ = entries;
         Ok(())
     }
 
-    /// The stored size of the detached part (for the state-size limit).
+    /// The stored size of the detached entries, sub-keys included (for the state-size
+    /// limit and the cache's budget).
     fn detached_len(&self) -> usize {
         0
     }
@@ -217,47 +220,50 @@ impl VersionedState for ProductState {
         }
     }
 
-    fn take_detached(&mut self) -> Option<Option<Vec<u8>>> {
-        if !self.requests.take_changed() {
-            return None;
+    fn take_detached(&mut self, out: &mut Vec<DetachedEntry>) {
+        for (shopper, request) in self.requests.take_changed() {
+            let value = request.map(|request| {
+                let mut bytes = vec![DETACHED_REQUEST_VERSION];
+                postcard::to_io(request, &mut bytes)
+                    .expect("encoding state into memory cannot fail");
+                bytes
+            });
+            out.push((shopper.into_bytes(), value));
         }
-        if self.requests.is_empty() {
-            return Some(None);
-        }
-        let mut out = vec![DETACHED_REQUESTS_VERSION];
-        postcard::to_io(self.requests.as_map(), &mut out)
-            .expect("encoding state into memory cannot fail");
-        Some(Some(out))
     }
 
-    fn attach(&mut self, bytes: &[u8]) -> Result<(), StateDecodeError> {
-        let (&version, body) = bytes.split_first().ok_or(StateDecodeError::Empty)?;
-        if version != DETACHED_REQUESTS_VERSION {
-            return Err(StateDecodeError::UnknownVersion {
-                found: version,
-                known: DETACHED_REQUESTS_VERSION,
-            });
+    fn attach(&mut self, entries: Vec<(Vec<u8>, Vec<u8>)>) -> Result<(), StateDecodeError> {
+        let mut requests = std::collections::BTreeMap::new();
+        for (shopper, bytes) in entries {
+            let (&version, body) = bytes.split_first().ok_or(StateDecodeError::Empty)?;
+            if version != DETACHED_REQUEST_VERSION {
+                return Err(StateDecodeError::UnknownVersion {
+                    found: version,
+                    known: DETACHED_REQUEST_VERSION,
+                });
+            }
+            let corrupt = |message: String| StateDecodeError::Corrupt { version, message };
+            let shopper = String::from_utf8(shopper)
+                .map_err(|_| corrupt("a request's shopper key is not UTF-8".into()))?;
+            let request = postcard::from_bytes(body).map_err(|e| corrupt(e.to_string()))?;
+            requests.insert(shopper, request);
         }
-        let map = postcard::from_bytes(body).map_err(|e| StateDecodeError::Corrupt {
-            version,
-            message: e.to_string(),
-        })?;
-        self.requests = StockRequests::from_map(map, false);
+        self.requests = StockRequests::from_map(requests, false);
         Ok(())
     }
 
     fn detached_len(&self) -> usize {
-        if self.requests.is_empty() {
-            return 0;
-        }
-        1 + postcard::experimental::serialized_size(self.requests.as_map())
-            .expect("sizing state in memory cannot fail")
+        self.requests.stored_len()
     }
 }
 
-/// Format version of a SKU's stored waiting requests: one byte, then the postcard
-/// encoding of the requests by shopper key.
-const DETACHED_REQUESTS_VERSION: u8 = 1;
+/// A detached entry of a state as it is to be stored: sub-key, and bytes or `None` to
+/// delete it.
+pub type DetachedEntry = (Vec<u8>, Option<Vec<u8>>);
+
+/// Format version of a SKU's stored waiting request (one per shopper, the shopper key
+/// its sub-key): one byte, then the postcard encoding of the request.
+const DETACHED_REQUEST_VERSION: u8 = 1;
 
 #[cfg(test)]
 mod tests {
@@ -495,7 +501,12 @@ mod tests {
         );
         assert_eq!(hex(&product_v2().encode()), PRODUCT_V3);
         let mut requests = product_v2();
-        requests.requests.insert(
+        let mut both: BTreeMap<String, StockRequest> = product()
+            .requests
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        both.insert(
             "c2".into(),
             StockRequest {
                 requested_at: 21,
@@ -503,24 +514,58 @@ mod tests {
                 event_id: "e3".into(),
             },
         );
-        let detached = requests.take_detached().unwrap().unwrap();
-        assert_eq!(hex(&detached), REQUESTS_V1);
-        assert_eq!(requests.detached_len(), detached.len());
+        // As after a migration: every request is to be written.
+        requests.requests = StockRequests::from_map(both, true);
+        let detached = detached(&mut requests);
+        let hexed: Vec<(String, String)> = detached
+            .iter()
+            .map(|(key, value)| (hex(key), hex(value.as_ref().unwrap())))
+            .collect();
+        assert_eq!(
+            hexed,
+            REQUESTS_V1
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<Vec<_>>()
+        );
+        let stored: usize = detached
+            .iter()
+            .map(|(k, v)| k.len() + v.as_ref().unwrap().len())
+            .sum();
+        assert_eq!(requests.detached_len(), stored);
+    }
+
+    /// The detached entries a state has to write now.
+    fn detached(state: &mut ProductState) -> Vec<DetachedEntry> {
+        let mut out = Vec::new();
+        state.take_detached(&mut out);
+        out
+    }
+
+    fn stored(entries: Vec<DetachedEntry>) -> Vec<(Vec<u8>, Vec<u8>)> {
+        entries
+            .into_iter()
+            .map(|(key, value)| (key, value.expect("written, not deleted")))
+            .collect()
     }
 
     // Bytes written by format version 3 of the product state (requests stored apart)
-    // and by version 1 of the requests.
+    // and by version 1 of a stored request (sub-key: the shopper key).
     const PRODUCT_V3: &str = "03010001140102733101025331010544726573730000010000000000002440000000013c01010a01180000000000000c4050000000000000f03f520000000000000040540000000000000a40503333333333330b40503333333333330f4050000000000000f03f540102533200000000000000405001025333000000000000f03f540001e04e01086576656e74206531086576656e742065340307018aa0c88109";
-    const REQUESTS_V1: &str = "0102026331283c0265320263322a3e026533";
+    const REQUESTS_V1: [(&str, &str); 2] = [("6331", "01283c026532"), ("6332", "012a3e026533")];
 
     #[test]
     fn golden_product_version_3_bytes_and_requests_still_load() {
         let mut loaded = ProductState::decode(&unhex(PRODUCT_V3)).unwrap();
         assert!(loaded.requests.is_empty(), "stored apart");
-        loaded.attach(&unhex(REQUESTS_V1)).unwrap();
+        let entries = REQUESTS_V1
+            .iter()
+            .map(|(k, v)| (unhex(k), unhex(v)))
+            .collect();
+        loaded.attach(entries).unwrap();
         assert_eq!(loaded.requests.len(), 2);
         assert_eq!(loaded.requests.get("c1"), product().requests.get("c1"));
-        assert_eq!(loaded.take_detached(), None, "read back, not changed");
+        assert!(detached(&mut loaded).is_empty(), "read back, not changed");
     }
 
     #[test]
@@ -528,43 +573,70 @@ mod tests {
         for old in [PRODUCT_V1, PRODUCT_V2] {
             let mut loaded = ProductState::decode(&unhex(old)).unwrap();
             assert_eq!(loaded.requests, product().requests);
-            let detached = loaded
-                .take_detached()
-                .expect("migrated requests are written");
+            let entries = detached(&mut loaded);
+            assert_eq!(entries.len(), 1, "migrated requests are written");
             let mut reloaded = ProductState::decode(&loaded.encode()).unwrap();
-            reloaded.attach(&detached.unwrap()).unwrap();
+            reloaded.attach(stored(entries)).unwrap();
             assert_eq!(reloaded.requests, product().requests);
-            assert_eq!(loaded.take_detached(), None, "written once");
+            assert!(detached(&mut loaded).is_empty(), "written once");
         }
     }
 
     #[test]
-    fn requests_are_marked_changed_only_when_they_change() {
+    fn only_the_requests_that_changed_are_written() {
         let mut state = product();
         let request = product().requests.get("c1").cloned().unwrap();
         // c1 has a request; an earlier expiry leaves it as it was.
         assert!(state.requests.renew("c1", 25));
         state.requests.drop_expired(29);
         assert!(state.requests.remove("nobody").is_none());
-        assert_eq!(state.take_detached(), None);
+        assert!(detached(&mut state).is_empty());
+        state.requests.insert("c2".into(), request.clone());
         assert!(state.requests.renew("c1", 40));
-        assert!(state.take_detached().is_some());
-        state.requests.drop_expired(40);
-        assert_eq!(state.take_detached(), Some(None), "empty: deleted");
-        state.requests.insert("c1".into(), request);
-        assert!(matches!(state.take_detached(), Some(Some(_))));
+        let keys: Vec<Vec<u8>> = detached(&mut state).into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, [b"c1".to_vec(), b"c2".to_vec()]);
+        state.requests.drop_expired(35);
+        assert_eq!(
+            detached(&mut state),
+            [(b"c2".to_vec(), None)],
+            "c2 expired at 30"
+        );
+        // The running size is the size of what is stored.
+        let mut all = StockRequests::from_map(
+            state
+                .requests
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            true,
+        );
+        let mut copy = ProductState {
+            requests: std::mem::take(&mut all),
+            ..product()
+        };
+        let size: usize = detached(&mut copy)
+            .iter()
+            .map(|(k, v)| k.len() + v.as_ref().unwrap().len())
+            .sum();
+        assert_eq!(state.detached_len(), size);
     }
 
     #[test]
     fn bad_request_bytes_are_errors_not_panics() {
         let mut state = product();
-        assert_eq!(state.attach(&[]), Err(StateDecodeError::Empty));
+        let one = |key: &[u8], value: &[u8]| vec![(key.to_vec(), value.to_vec())];
+        assert_eq!(state.attach(one(b"c1", &[])), Err(StateDecodeError::Empty));
         assert_eq!(
-            state.attach(&[7, 0]),
+            state.attach(one(b"c1", &[7, 0])),
             Err(StateDecodeError::UnknownVersion { found: 7, known: 1 })
         );
         assert!(matches!(
-            state.attach(&[1, 5, 1]),
+            state.attach(one(b"c1", &[1, 5, 1])),
+            Err(StateDecodeError::Corrupt { version: 1, .. })
+        ));
+        let good = unhex(REQUESTS_V1[0].1);
+        assert!(matches!(
+            state.attach(one(&[0xff, 0xfe], &good)),
             Err(StateDecodeError::Corrupt { version: 1, .. })
         ));
         assert_eq!(state.requests, product().requests, "left as it was");

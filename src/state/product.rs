@@ -5,7 +5,7 @@ use super::ProductInfo;
 use crate::time::Millis;
 use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct ProductState {
@@ -14,8 +14,8 @@ pub struct ProductState {
     pub last_restock_at: Option<Millis>,
     pub last_restock_event: Option<String>,
     pub details: Option<ProductInfo>,
-    /// Waiting requests: stored apart from the rest (see [`StockRequests`]), so not part
-    /// of this value's encoding.
+    /// Waiting requests: each stored apart from the rest (see [`StockRequests`]), so not
+    /// part of this value's encoding.
     #[serde(skip)]
     pub requests: StockRequests,
     /// Due time of the armed request-expiry timer: never later than the earliest expiry.
@@ -29,14 +29,17 @@ pub struct ProductState {
 /// theirs at once, however many wait for a popular product. Served oldest first.
 ///
 /// A popular SKU that is out of stock gathers thousands of requests while every view
-/// of it changes its counts and neighbour lists; stored inside the SKU's value, the
-/// requests were rewritten at every commit that saw a view. They are stored under the
-/// same key in a family of their own and written only when they changed, which this
-/// type notes as the rules change them.
+/// of it changes its counts and neighbour lists, and new requests keep coming; stored
+/// inside the SKU's value, all of them were rewritten at every commit that saw the SKU.
+/// Each request is stored under a key of its own (the SKU's and the shopper's), and
+/// this type notes which shoppers' requests the rules changed since they were stored.
 #[derive(Debug, Clone, Default)]
 pub struct StockRequests {
     by_shopper: BTreeMap<String, StockRequest>,
-    changed: bool,
+    /// Shoppers whose request was added, renewed or removed since the last write.
+    changed: BTreeSet<String>,
+    /// Stored size of the requests: each shopper key and its encoded request.
+    bytes: usize,
 }
 
 impl PartialEq for StockRequests {
@@ -48,16 +51,19 @@ impl PartialEq for StockRequests {
 
 impl StockRequests {
     /// Requests read back from the store (unchanged since), or migrated from a layout
-    /// that kept them inline (`changed`: to be stored apart at the next write).
+    /// that kept them inline (`changed`: every one is to be stored at the next write).
     pub fn from_map(by_shopper: BTreeMap<String, StockRequest>, changed: bool) -> Self {
+        let bytes = by_shopper.iter().map(|(s, r)| entry_len(s, r)).sum();
+        let changed = if changed {
+            by_shopper.keys().cloned().collect()
+        } else {
+            BTreeSet::new()
+        };
         StockRequests {
             by_shopper,
             changed,
+            bytes,
         }
-    }
-
-    pub fn as_map(&self) -> &BTreeMap<String, StockRequest> {
-        &self.by_shopper
     }
 
     pub fn len(&self) -> usize {
@@ -77,14 +83,18 @@ impl StockRequests {
     }
 
     pub fn insert(&mut self, shopper: String, request: StockRequest) {
-        self.by_shopper.insert(shopper, request);
-        self.changed = true;
+        self.bytes += entry_len(&shopper, &request);
+        if let Some(old) = self.by_shopper.insert(shopper.clone(), request) {
+            self.bytes -= entry_len(&shopper, &old);
+        }
+        self.changed.insert(shopper);
     }
 
     pub fn remove(&mut self, shopper: &str) -> Option<StockRequest> {
-        let removed = self.by_shopper.remove(shopper);
-        self.changed |= removed.is_some();
-        removed
+        let removed = self.by_shopper.remove(shopper)?;
+        self.bytes -= entry_len(shopper, &removed);
+        self.changed.insert(shopper.to_string());
+        Some(removed)
     }
 
     /// Extends the shopper's request to `expires_at` if it is later; `false` when the
@@ -94,23 +104,50 @@ impl StockRequests {
             return false;
         };
         if expires_at > request.expires_at {
+            self.bytes -= entry_len(shopper, request);
             request.expires_at = expires_at;
-            self.changed = true;
+            self.bytes += entry_len(shopper, request);
+            self.changed.insert(shopper.to_string());
         }
         true
     }
 
     /// Drops the requests that have expired at `now`.
     pub fn drop_expired(&mut self, now: Millis) {
-        let before = self.by_shopper.len();
-        self.by_shopper.retain(|_, r| r.expires_at > now);
-        self.changed |= self.by_shopper.len() != before;
+        let expired: Vec<String> = self
+            .by_shopper
+            .iter()
+            .filter(|(_, r)| r.expires_at <= now)
+            .map(|(shopper, _)| shopper.clone())
+            .collect();
+        for shopper in expired {
+            self.remove(&shopper);
+        }
     }
 
-    /// Whether they changed since the last call (or since they were read back).
-    pub fn take_changed(&mut self) -> bool {
-        std::mem::take(&mut self.changed)
+    /// The stored size of the requests.
+    pub fn stored_len(&self) -> usize {
+        self.bytes
     }
+
+    /// Each shopper whose request changed since the last call, with the request as it
+    /// is now (`None`: removed).
+    pub fn take_changed(&mut self) -> impl Iterator<Item = (String, Option<&StockRequest>)> {
+        let changed = std::mem::take(&mut self.changed);
+        changed.into_iter().map(|shopper| {
+            let request = self.by_shopper.get(&shopper);
+            (shopper, request)
+        })
+    }
+}
+
+/// The stored size of one request: its key part (the shopper key) and its value (a
+/// version byte and the encoded request).
+fn entry_len(shopper: &str, request: &StockRequest) -> usize {
+    shopper.len()
+        + 1
+        + postcard::experimental::serialized_size(request)
+            .expect("sizing state in memory cannot fail")
 }
 
 /// A registered back-in-stock request, waiting for the SKU's next restock.

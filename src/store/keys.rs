@@ -5,7 +5,7 @@
 //! |-------------------|--------------------------------------------------|-----------------------|
 //! | `shoppers`        | partition · shopper key (UTF-8)                  | versioned ShopperState |
 //! | `products`        | partition · SKU (UTF-8)                          | versioned ProductState |
-//! | `product_requests` | partition · SKU (UTF-8)                         | the SKU's waiting requests (version byte, postcard) |
+//! | `product_requests` | partition · SKU length (u32 BE) · SKU · shopper key (UTF-8) | one waiting request (version byte, postcard) |
 //! | `*_timers`        | partition · due (i64, sign-flipped, BE) · kind (u8) · key | empty        |
 //! | `*_dedupe`        | partition · XXH3-128 of the entity key · first seen (i64, sign-flipped, BE) · first id hash (u64 BE) | a chunk of recent event ids (`store::recent_ids`); without the last two parts, a value written before chunks |
 //! | `meta`            | name (UTF-8)                                     | i64 BE                |
@@ -33,6 +33,18 @@ fn sortable_time(t: Millis) -> [u8; 8] {
 
 fn time_from_sortable(bytes: [u8; 8]) -> Millis {
     (u64::from_be_bytes(bytes) ^ (1 << 63)) as i64
+}
+
+/// The prefix of an entity's detached entries (see `VersionedState::take_detached`):
+/// the partition, the entity key's length and the key, so that one entity's entries
+/// are one range that no other entity's key can reach into.
+pub fn detached_prefix(partition: u16, key: &str) -> Vec<u8> {
+    let length = u32::try_from(key.len()).expect("keys are far shorter than 4 GiB");
+    let mut out = Vec::with_capacity(6 + key.len());
+    out.extend_from_slice(&partition.to_be_bytes());
+    out.extend_from_slice(&length.to_be_bytes());
+    out.extend_from_slice(key.as_bytes());
+    out
 }
 
 /// Length of a [`dedupe_key`]: the prefix every chunk of the entity's ids shares.
