@@ -4,7 +4,7 @@
 
 use super::{
     Cart, PendingStockRequest, ProductInfo, ProductState, ShopperProfile, ShopperState,
-    StockRequest, StockRequests,
+    StockRequest,
 };
 use crate::time::Millis;
 use serde::Deserialize;
@@ -42,24 +42,17 @@ impl From<ShopperStateV1> for ShopperState {
 
 #[derive(Deserialize)]
 pub(super) struct ProductStateV1 {
-    quantity: Option<u64>,
-    last_restock_at: Option<Millis>,
-    last_restock_event: Option<String>,
-    details: Option<ProductInfo>,
-    requests: BTreeMap<String, StockRequest>,
-    expiry_armed: Option<Millis>,
+    pub(super) quantity: Option<u64>,
+    pub(super) last_restock_at: Option<Millis>,
+    pub(super) last_restock_event: Option<String>,
+    pub(super) details: Option<ProductInfo>,
+    pub(super) requests: BTreeMap<String, StockRequest>,
+    pub(super) expiry_armed: Option<Millis>,
 }
 
 impl From<ProductStateV1> for ProductState {
+    /// Through version 2, which added `activity` (none here).
     fn from(old: ProductStateV1) -> Self {
-        ProductState {
-            quantity: old.quantity,
-            last_restock_at: old.last_restock_at,
-            last_restock_event: old.last_restock_event,
-            details: old.details,
-            requests: StockRequests::from_map(old.requests, true),
-            expiry_armed: old.expiry_armed,
-            activity: None,
-        }
+        super::v2::ProductStateV2::from(old).into()
     }
 }

@@ -18,6 +18,20 @@ pub(super) struct ProductStateV2 {
     activity: Option<Box<ProductActivity>>,
 }
 
+impl From<super::v1::ProductStateV1> for ProductStateV2 {
+    fn from(old: super::v1::ProductStateV1) -> Self {
+        ProductStateV2 {
+            quantity: old.quantity,
+            last_restock_at: old.last_restock_at,
+            last_restock_event: old.last_restock_event,
+            details: old.details,
+            requests: old.requests,
+            expiry_armed: old.expiry_armed,
+            activity: None,
+        }
+    }
+}
+
 impl From<ProductStateV2> for ProductState {
     fn from(old: ProductStateV2) -> Self {
         ProductState {
