@@ -60,10 +60,6 @@ impl RecentIds {
         false
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
     /// The length of [`RecentIds::encode`]'s bytes.
     pub fn encoded_len(&self) -> usize {
         9 + 16 * self.entries.len()
