@@ -16,7 +16,7 @@ use super::partitioner::partition_for;
 use super::processor::{CustomerProcessor, ProductProcessor};
 use super::side_task::{Clocked, SideTask};
 use super::stats::Stats;
-use super::task::{CacheBudget, Task, TaskError};
+use super::task::{evict_to, eviction_cutoff, CacheBudget, Task, TaskError, UseOrder};
 use super::Outcome;
 use crate::catalog::{ProductCatalog, SharedCatalog};
 use crate::config::RulesConfig;
@@ -106,6 +106,8 @@ pub struct Core {
     lifecycle: BTreeMap<TaskId, (LifecycleCounts, bool)>,
     catalog: SharedCatalog,
     catalog_source: CatalogSource,
+    /// The last-use order of every task's cached entries, for one eviction cutoff.
+    uses: UseOrder,
 }
 
 impl Core {
@@ -124,6 +126,7 @@ impl Core {
             lifecycle: BTreeMap::new(),
             catalog: ProductCatalog::shared(),
             catalog_source: CatalogSource::OwnRecords,
+            uses: UseOrder::default(),
         }
     }
 
@@ -149,11 +152,11 @@ impl Core {
         let (side, partition) = id;
         let task: Box<dyn SideTask + Send> = match side {
             Side::Customer => Box::new(Clocked::<CustomerProcessor> {
-                task: Task::open(store, partition)?,
+                task: Task::open(store, partition, self.uses.clone())?,
                 stream_time,
             }),
             Side::Product => Box::new(Clocked::<ProductProcessor> {
-                task: Task::open(store, partition)?,
+                task: Task::open(store, partition, self.uses.clone())?,
                 stream_time,
             }),
         };
@@ -366,23 +369,27 @@ impl Core {
         }
     }
 
-    /// Keeps the write-back caches within `budget` in total, trimming each task in
-    /// proportion to its share, so busy partitions keep more. Call once every task's
-    /// changes are taken (only clean entries are dropped, and their sizes are known).
+    /// Keeps the write-back caches within `budget` in total (to nine tenths of it, so
+    /// the next commits rarely sort again): the least recently used entries go first,
+    /// by one cutoff over every task, so a hot SKU stays while a shopper gone quiet goes
+    /// whichever tasks hold them. Call once every task's changes are taken (only clean
+    /// entries are dropped, and their sizes are known).
     pub fn trim_caches(&mut self, budget: CacheBudget) {
-        let CacheBudget { entries, bytes } = self.cache_usage();
-        if entries <= budget.entries && bytes <= budget.bytes {
+        let held = self.cache_usage();
+        if held.entries <= budget.entries && held.bytes <= budget.bytes {
             return;
         }
-        // Each task keeps the share of the budget it holds now: a busy task keeps more.
-        let share = |part: usize, whole: usize, limit: usize| {
-            (part as u128 * limit as u128 / whole.max(1) as u128) as usize
+        let mut evictable = Vec::new();
+        for task in self.tasks.values() {
+            task.evictable(&mut evictable);
+        }
+        let kept = CacheBudget {
+            entries: evict_to(budget.entries),
+            bytes: evict_to(budget.bytes),
         };
+        let (cutoff, _) = eviction_cutoff(&mut evictable, held, kept);
         for task in self.tasks.values_mut() {
-            task.evict(CacheBudget {
-                entries: share(task.cached_entries(), entries, budget.entries),
-                bytes: share(task.cached_bytes(), bytes, budget.bytes),
-            });
+            task.evict_before(cutoff);
         }
     }
 

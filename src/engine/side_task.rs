@@ -2,7 +2,7 @@
 //! tasks of both processors in one map.
 
 use super::processor::Processor;
-use super::task::{CacheBudget, Task, TaskError};
+use super::task::{Task, TaskError};
 use crate::event::Event;
 use crate::forward::Forward;
 use crate::rules::Ctx;
@@ -47,7 +47,8 @@ pub(super) trait SideTask {
     fn take_changes(&mut self, changes: &mut Vec<StateChange>);
     fn cached_entries(&self) -> usize;
     fn cached_bytes(&self) -> usize;
-    fn evict(&mut self, budget: CacheBudget);
+    fn evictable(&self, out: &mut Vec<(u64, usize)>);
+    fn evict_before(&mut self, cutoff: u64);
 }
 
 pub(super) struct Clocked<P: Processor> {
@@ -117,7 +118,10 @@ impl<P: Processor> SideTask for Clocked<P> {
     fn cached_bytes(&self) -> usize {
         self.task.cached_bytes()
     }
-    fn evict(&mut self, budget: CacheBudget) {
-        self.task.evict(budget);
+    fn evictable(&self, out: &mut Vec<(u64, usize)>) {
+        self.task.evictable(out);
+    }
+    fn evict_before(&mut self, cutoff: u64) {
+        self.task.evict_before(cutoff);
     }
 }

@@ -13,6 +13,8 @@ use crate::time::Millis;
 use crate::timer::{Timer, TimerOp};
 use rustc_hash::FxHashMap;
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TaskError {
@@ -68,12 +70,25 @@ impl From<&crate::config::StateConfig> for CacheBudget {
     }
 }
 
+/// The order in which cached entries were last used, one count shared by every task of
+/// a core, so that eviction compares entries across tasks and sides: a hot SKU outlives
+/// a shopper gone quiet, whichever task holds either.
+#[derive(Debug, Clone, Default)]
+pub struct UseOrder(Arc<AtomicU64>);
+
+impl UseOrder {
+    fn next(&self) -> u64 {
+        // One thread uses a core's tasks: the count needs no ordering with other memory.
+        self.0.fetch_add(1, Ordering::Relaxed) + 1
+    }
+}
+
 /// Bytes counted for a cached entry beside its key, state and event ids: the slot, its
 /// box and its place in the table.
 const SLOT_OVERHEAD: usize = 128;
 /// What eviction leaves of a `limit`: nine tenths of it. Evicting below the budget
 /// leaves room for the next commits' new keys, so the LRU order is sorted rarely.
-fn evict_to(limit: usize) -> usize {
+pub(super) fn evict_to(limit: usize) -> usize {
     limit - limit / 10
 }
 
@@ -99,7 +114,7 @@ pub struct Task<P: Processor> {
     timers: BTreeSet<Timer>,
     /// Timers set (`true`) or cancelled since the last commit; the last word wins.
     timer_changes: FxHashMap<Timer, bool>,
-    clock: u64,
+    uses: UseOrder,
     /// The cache's [`Slot::weight`]s summed, as of the last [`Task::take_changes`].
     cached_bytes: usize,
 }
@@ -112,8 +127,9 @@ impl<S> Slot<S> {
 }
 
 impl<P: Processor> Task<P> {
-    /// Opens the task's partition of the store, loading its timers.
-    pub fn open(store: &Store, partition: u16) -> Result<Self, TaskError> {
+    /// Opens the task's partition of the store, loading its timers. `uses` orders the
+    /// entries' last uses with the other tasks of the same core.
+    pub fn open(store: &Store, partition: u16, uses: UseOrder) -> Result<Self, TaskError> {
         let mut timers = BTreeSet::new();
         for (key, _) in store.scan_prefix(P::TIMERS, &partition_prefix(partition))? {
             let (_, timer) = parse_timer_key(&key).map_err(|source| TaskError::CorruptTimer {
@@ -128,7 +144,7 @@ impl<P: Processor> Task<P> {
             cache: FxHashMap::default(),
             timers,
             timer_changes: FxHashMap::default(),
-            clock: 0,
+            uses,
             cached_bytes: 0,
         })
     }
@@ -159,8 +175,7 @@ impl<P: Processor> Task<P> {
     }
 
     fn slot(&mut self, store: &Store, key: &str) -> Result<&mut Slot<P::State>, TaskError> {
-        self.clock += 1;
-        let clock = self.clock;
+        let clock = self.uses.next();
         if !self.cache.contains_key(key) {
             let stored_key = entity_key(self.partition, key);
             let stored = store.get(P::STATE, &stored_key)?;
@@ -381,38 +396,32 @@ impl<P: Processor> Task<P> {
         self.cached_bytes
     }
 
-    /// Drops the least recently used clean entries until the cache is within `budget`
-    /// (to nine tenths of it, so that the next commits rarely need to sort again).
+    /// Lists, as (last used, weight), the entries eviction may drop: the clean ones.
     /// Call after [`Task::take_changes`], when every entry is clean and measured.
-    pub fn evict(&mut self, budget: CacheBudget) {
-        if self.cache.len() <= budget.entries && self.cached_bytes <= budget.bytes {
-            return;
-        }
-        let mut clean: Vec<(u64, usize)> = self
-            .cache
-            .iter()
-            .filter(|(_, s)| !s.dirty && !s.seen.has_unsaved())
-            .map(|(key, s)| (s.last_used, s.weight(key)))
-            .collect();
-        let kept = CacheBudget {
-            entries: evict_to(budget.entries),
-            bytes: evict_to(budget.bytes),
-        };
-        let held = CacheBudget {
-            entries: self.cache.len(),
-            bytes: self.cached_bytes,
-        };
-        let (cutoff, left) = eviction_cutoff(&mut clean, held, kept);
+    pub fn evictable(&self, out: &mut Vec<(u64, usize)>) {
+        out.extend(
+            self.cache
+                .iter()
+                .filter(|(_, s)| !s.dirty && !s.seen.has_unsaved())
+                .map(|(key, s)| (s.last_used, s.weight(key))),
+        );
+    }
+
+    /// Drops the clean entries last used before `cutoff` (see [`eviction_cutoff`]).
+    pub fn evict_before(&mut self, cutoff: u64) {
+        let before = self.cache.len();
         self.cache
             .retain(|_, s| s.dirty || s.seen.has_unsaved() || s.last_used >= cutoff);
-        self.cached_bytes = left.bytes;
+        if self.cache.len() != before {
+            self.cached_bytes = self.cache.iter().map(|(key, s)| s.weight(key)).sum();
+        }
     }
 }
 
 /// Which entries go so that a cache holding `held` keeps at most `kept`: those last
 /// used before the returned cutoff (the least recently used first; `clean`, as
 /// (last used, weight), lists the entries that may go). Also what is left.
-fn eviction_cutoff(
+pub(super) fn eviction_cutoff(
     clean: &mut [(u64, usize)],
     held: CacheBudget,
     kept: CacheBudget,
