@@ -156,8 +156,31 @@ pub struct StateConfig {
     /// Shopper and product states kept in memory between commits, per process.
     pub cache_max_entries: usize,
     /// The same cache's size: stored sizes of the states and their event ids, plus a
-    /// fixed overhead per entry.
-    pub cache_max_bytes: u64,
+    /// fixed overhead per entry. Unset: [`StateConfig::cache_bytes_for`] the workload.
+    pub cache_max_bytes: Option<u64>,
+}
+
+/// What the processor is doing, where a default depends on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workload {
+    /// `replay`: one pass over files, each shopper's events mostly together in time.
+    Replay,
+    /// `run` and `demo`: a stream that goes on, whose active shoppers keep coming back.
+    Live,
+}
+
+impl StateConfig {
+    /// The write-back cache's byte budget: `cache_max_bytes`, or when unset 4 MiB for
+    /// `replay` and 16 MiB live. Live, a steady stream revisits the same active shoppers
+    /// and SKUs every few seconds, and at 4 MiB a third of the CPU went to reloading the
+    /// states it had just evicted; a replay's peak memory rises with the cache and gains
+    /// no speed from it (BENCHMARKS.md, "A state cache for each workload").
+    pub fn cache_bytes_for(&self, workload: Workload) -> u64 {
+        self.cache_max_bytes.unwrap_or(match workload {
+            Workload::Replay => 4 << 20,
+            Workload::Live => 16 << 20,
+        })
+    }
 }
 
 impl Default for Config {
@@ -229,7 +252,7 @@ impl Default for StateConfig {
             block_cache_bytes: 64 << 20,
             write_buffer_bytes: 64 << 20,
             cache_max_entries: 200_000,
-            cache_max_bytes: 4 << 20,
+            cache_max_bytes: None,
         }
     }
 }
@@ -364,7 +387,7 @@ impl Config {
         if self.state.cache_max_entries == 0 {
             return Err(invalid("state.cache_max_entries", "must be at least 1"));
         }
-        if self.state.cache_max_bytes == 0 {
+        if self.state.cache_max_bytes == Some(0) {
             return Err(invalid("state.cache_max_bytes", "must be at least 1"));
         }
         if self.state.block_cache_bytes < 1 << 20 {

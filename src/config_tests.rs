@@ -34,6 +34,22 @@ fn the_documented_example_file_matches_the_defaults() {
 }
 
 #[test]
+fn the_state_cache_defaults_to_its_workload_unless_set() {
+    let unset = load("", &[]).unwrap();
+    assert_eq!(unset.state.cache_max_bytes, None);
+    assert_eq!(unset.state.cache_bytes_for(Workload::Replay), 4 << 20);
+    assert_eq!(unset.state.cache_bytes_for(Workload::Live), 16 << 20);
+    for set in [
+        load("[state]\ncache_max_bytes = 1000\n", &[]).unwrap(),
+        load("", &[("PERSONALIZER_STATE__CACHE_MAX_BYTES", "1000")]).unwrap(),
+    ] {
+        assert_eq!(set.state.cache_max_bytes, Some(1000));
+        assert_eq!(set.state.cache_bytes_for(Workload::Replay), 1000);
+        assert_eq!(set.state.cache_bytes_for(Workload::Live), 1000);
+    }
+}
+
+#[test]
 fn durations_are_read_as_text() {
     let c = load(
         "[rules.abandoned_cart]\nreminders = [\"30m\", \"2h\", \"3d\"]\n",

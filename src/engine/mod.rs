@@ -18,13 +18,13 @@ pub mod task;
 pub mod task_meta;
 
 pub use self::core::{Advanced, Clock, Core, Delivery, Output, Side, TaskId};
-use crate::config::Config;
+use crate::config::{Config, Workload};
 use crate::decision::Decision;
 use crate::event::{Event, RoutingKey};
 use crate::store::{StateChange, Store, StoreError};
 use crate::time::Millis;
 use stats::Stats;
-use task::TaskError;
+use task::{CacheBudget, TaskError};
 
 const META_STREAM_TIME: &str = "stream_time";
 const META_PARTITIONS: &str = "partitions";
@@ -198,7 +198,8 @@ impl Engine {
             partitions,
         ));
         self.store.write_sorted(&mut changes)?;
-        self.core.trim_caches((&self.config.state).into());
+        self.core
+            .trim_caches(CacheBudget::new(&self.config.state, Workload::Replay));
         self.stats.commits += 1;
         self.events_since_commit = 0;
         Ok(())

@@ -3,6 +3,7 @@
 //! everything it changed since the last commit into one list of [`StateChange`]s.
 
 use super::processor::Processor;
+use crate::config::{StateConfig, Workload};
 use crate::event::Event;
 use crate::rules::{Ctx, Refusal};
 use crate::state::{StateDecodeError, VersionedState};
@@ -61,11 +62,12 @@ pub struct CacheBudget {
     pub bytes: usize,
 }
 
-impl From<&crate::config::StateConfig> for CacheBudget {
-    fn from(state: &crate::config::StateConfig) -> Self {
+impl CacheBudget {
+    /// The budget `state` sets for `workload`.
+    pub fn new(state: &StateConfig, workload: Workload) -> CacheBudget {
         CacheBudget {
             entries: state.cache_max_entries,
-            bytes: usize::try_from(state.cache_max_bytes).unwrap_or(usize::MAX),
+            bytes: usize::try_from(state.cache_bytes_for(workload)).unwrap_or(usize::MAX),
         }
     }
 }

@@ -9,7 +9,8 @@
 //! committing one wrote.
 
 use super::{wall_clock_millis, StreamError, StreamThread};
-use crate::config::{CommitPacing, KafkaConfig};
+use crate::config::{CommitPacing, KafkaConfig, Workload};
+use crate::engine::task::CacheBudget;
 use crate::engine::TaskId;
 use crate::runtime::batch::BatchCounts;
 use crate::runtime::changelog;
@@ -140,7 +141,8 @@ impl StreamThread<'_> {
         self.publish_batch(committing.counts, committing.batch_started, commit_seconds);
         let more_waiting = self.batch_started.is_some() || !self.assignment.all_caught_up();
         self.telemetry.health.committed(more_waiting);
-        self.core.trim_caches((&self.config.state).into());
+        self.core
+            .trim_caches(CacheBudget::new(&self.config.state, Workload::Live));
         if let Err(abort) = self.output.release_held() {
             return Err(self.rewind(abort));
         }
