@@ -19,7 +19,7 @@ use crate::decision::{
     ScoredSku,
 };
 use crate::event::Product;
-use crate::time::{format_rfc3339, Millis};
+use crate::time::{write_rfc3339, Millis};
 
 /// Appends `decision` as one JSON object (no newline).
 pub fn write_json(decision: &Decision, out: &mut Vec<u8>) {
@@ -252,7 +252,10 @@ impl<'a> Object<'a> {
     }
 
     fn instant(&mut self, key: &'static str, at: Millis) {
-        string(self.key(key), &format_rfc3339(at));
+        let out = self.key(key);
+        out.push(b'"');
+        write_rfc3339(out, at);
+        out.push(b'"');
     }
 
     fn end(self) {
