@@ -25,9 +25,9 @@ const RFC3339_LEN: usize = "2026-01-01T10:00:00.000Z".len();
 const DAY: Millis = 86_400_000;
 
 /// Appends [`format_rfc3339`]'s text to `out`. Written digit by digit for the years 0 to
-/// 9999, where chrono's `fmt`-based formatting cost about as much as the rest of a
-/// decision's JSON did (nearly every decision carries one or more instants); other
-/// years go through chrono, which writes them with a sign.
+/// 9999: nearly every decision carries one or more instants, and chrono's `fmt`-based
+/// formatting was 2.6 % of `replay`'s instructions. Other years go through chrono,
+/// which writes them with a sign.
 pub fn write_rfc3339(out: &mut Vec<u8>, millis: Millis) {
     let (year, month, day) = civil_date(millis.div_euclid(DAY));
     if !(0..=9999).contains(&year) {
