@@ -470,6 +470,13 @@ impl Config {
                 "must be between 1048576 (1 MiB) and 2147483647",
             ));
         }
+        let most = crate::telemetry::health::MAX_STREAM_THREADS;
+        if !(1..=most).contains(&kafka.stream_threads) {
+            return Err(invalid(
+                "kafka.stream_threads",
+                format!("must be between 1 and {most}"),
+            ));
+        }
         if let Some(id) = &kafka.instance_id {
             if id.is_empty() {
                 return Err(invalid("kafka.instance_id", "must not be empty"));

@@ -50,6 +50,22 @@ fn the_state_cache_defaults_to_its_workload_unless_set() {
 }
 
 #[test]
+fn stream_threads_default_to_one_and_are_checked() {
+    assert_eq!(load("", &[]).unwrap().kafka.stream_threads, 1);
+    let set = load("", &[("PERSONALIZER_KAFKA__STREAM_THREADS", "3")]).unwrap();
+    assert_eq!(set.kafka.stream_threads, 3);
+    for bad in ["0", "33"] {
+        let error = load(&format!("[kafka]\nstream_threads = {bad}\n"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("kafka.stream_threads") && error.contains("between 1 and 32"),
+            "{error}"
+        );
+    }
+}
+
+#[test]
 fn durations_are_read_as_text() {
     let c = load(
         "[rules.abandoned_cart]\nreminders = [\"30m\", \"2h\", \"3d\"]\n",

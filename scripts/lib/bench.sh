@@ -39,7 +39,7 @@ CONF
 
 # The busiest threads of process $1 (alive now) by CPU time: "name cpu/run-queue s"
 # each, where run-queue is the time it was ready but waited for a core. Threads of one
-# name are summed; the stream thread is the main thread and has the binary's name.
+# name are summed; the stream threads are named stream-0, stream-1, ….
 thread_times() {
   for task in /proc/"$1"/task/*; do
     printf '%s %s %s\n' "$(tr ' ' _ <"$task/comm" 2>/dev/null)" \

@@ -49,6 +49,12 @@ pub struct KafkaConfig {
     /// the same instance and unique among instances. Unset: a random id kept in the
     /// state directory.
     pub instance_id: Option<String>,
+    /// Stream threads of this process, each a member of the group with its own consumer,
+    /// transactional producer and tasks (Kafka Streams' `num.stream.threads`). Messages
+    /// between tasks of different threads travel through the internal topics, as between
+    /// instances; with one thread every message stays in memory, which keeps a single
+    /// instance's decisions equal to `replay`'s (see the README's "Stream threads").
+    pub stream_threads: usize,
     /// Partitions and replication for `topics create` and internal topics.
     pub default_partitions: i32,
     pub replication_factor: i32,
@@ -91,6 +97,7 @@ impl Default for KafkaConfig {
             max_task_idle: Dur(Duration::from_millis(100)),
             grace: Dur(Duration::from_secs(30)),
             instance_id: None,
+            stream_threads: 1,
             default_partitions: 8,
             replication_factor: 1,
             compacted_segment_bytes: 64 << 20,

@@ -70,6 +70,15 @@ impl CacheBudget {
             bytes: usize::try_from(state.cache_bytes_for(workload)).unwrap_or(usize::MAX),
         }
     }
+
+    /// Each one's part when `holders` caches (the process's stream threads) share it.
+    pub fn shared_by(self, holders: usize) -> CacheBudget {
+        let holders = holders.max(1);
+        CacheBudget {
+            entries: (self.entries / holders).max(1),
+            bytes: (self.bytes / holders).max(1),
+        }
+    }
 }
 
 /// The order in which cached entries were last used, one count shared by every task of
@@ -466,6 +475,17 @@ mod tests {
         let (cutoff, left) = eviction_cutoff(&mut clean, budget(3, 30), budget(1, 1_000));
         assert_eq!(cutoff, 9);
         assert_eq!(left, budget(1, 10));
+    }
+
+    #[test]
+    fn stream_threads_share_the_budget_in_equal_parts() {
+        assert_eq!(
+            budget(200_000, 16 << 20).shared_by(2),
+            budget(100_000, 8 << 20)
+        );
+        assert_eq!(budget(10, 100).shared_by(1), budget(10, 100));
+        assert_eq!(budget(1, 3).shared_by(4), budget(1, 1), "never nothing");
+        assert_eq!(budget(8, 8).shared_by(0), budget(8, 8));
     }
 
     #[test]

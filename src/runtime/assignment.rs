@@ -201,9 +201,10 @@ impl Assignment {
         !self.paused.is_empty()
     }
 
-    /// Nothing buffered and every input of every task caught up.
+    /// Nothing buffered and every input of every task caught up; true of no tasks (a
+    /// stream thread that got no partitions has no input waiting).
     pub fn all_caught_up(&self) -> bool {
-        !self.tasks.is_empty() && self.tasks.values().all(|t| t.records.fully_caught_up())
+        self.tasks.values().all(|t| t.records.fully_caught_up())
     }
 
     /// Records buffered by the tasks of `side`.
@@ -410,6 +411,11 @@ mod tests {
         // Asked again only after a while; until then the answer stands.
         assert_eq!(stuck_lag(&mut stuck, at(300), 40, never), Lag::CaughtUp);
         assert_eq!(stuck_lag(&mut stuck, at(500), 40, || Some(45)), Lag::Behind);
+    }
+
+    #[test]
+    fn a_thread_without_tasks_has_no_input_waiting() {
+        assert!(Assignment::default().all_caught_up());
     }
 
     #[test]

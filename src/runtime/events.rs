@@ -4,6 +4,7 @@
 //! reach the metrics only if it commits.
 
 use super::batch::{BatchCounts, InputId};
+use super::peers::PerSide;
 use crate::engine::Side;
 use crate::telemetry::metrics::Metrics;
 
@@ -56,28 +57,34 @@ impl BatchAborted<'_> {
 
 /// The group gave this instance a new assignment.
 pub struct Rebalanced {
-    /// Tasks assigned, per side.
-    pub tasks: [usize; 2],
+    /// The stream thread that was assigned the tasks.
+    pub thread: usize,
+    /// Tasks assigned to that thread, per side.
+    pub tasks: PerSide,
+    /// Tasks assigned to every thread of the process, and those of them restoring.
+    pub process_assigned: PerSide,
+    pub process_restoring: PerSide,
 }
 
 impl Rebalanced {
     pub fn emit(self, metrics: &Metrics) {
         tracing::info!(
+            thread = self.thread,
             customer_tasks = self.tasks[0],
             product_tasks = self.tasks[1],
             "rebalanced: restoring the assigned tasks"
         );
         metrics.rebalances.inc();
         for side in Side::ALL {
-            let n = self.tasks[side as usize] as i64;
+            let i = side as usize;
             metrics
                 .tasks_assigned
                 .with_label_values(&[side.name()])
-                .set(n);
+                .set(self.process_assigned[i]);
             metrics
                 .tasks_restoring
                 .with_label_values(&[side.name()])
-                .set(n);
+                .set(self.process_restoring[i]);
         }
     }
 }
@@ -85,6 +92,7 @@ impl Rebalanced {
 /// Every task of a new assignment was restored and opened: the assignment's restore
 /// as a whole, which is what a reader of the log waits for after a rebalance.
 pub struct AssignmentRestored {
+    pub thread: usize,
     pub tasks: usize,
     pub records: u64,
     pub seconds: f64,
@@ -98,6 +106,7 @@ impl AssignmentRestored {
             0
         };
         tracing::info!(
+            thread = self.thread,
             tasks = self.tasks,
             records = self.records,
             seconds = self.seconds,
@@ -118,6 +127,8 @@ pub struct TaskRestored {
     pub changelog_low: i64,
     pub changelog_high: i64,
     pub seconds: f64,
+    /// Tasks of the process still restoring, per side, this one done.
+    pub process_restoring: PerSide,
 }
 
 impl TaskRestored {
@@ -138,7 +149,7 @@ impl TaskRestored {
         metrics
             .tasks_restoring
             .with_label_values(&[self.side.name()])
-            .dec();
+            .set(self.process_restoring[self.side as usize]);
     }
 }
 
@@ -196,7 +207,13 @@ mod tests {
     #[test]
     fn a_rebalance_sets_the_task_gauges() {
         let metrics = Metrics::new();
-        Rebalanced { tasks: [3, 2] }.emit(&metrics);
+        Rebalanced {
+            thread: 1,
+            tasks: [2, 1],
+            process_assigned: [3, 2],
+            process_restoring: [3, 2],
+        }
+        .emit(&metrics);
         let text = metrics.render();
         for line in [
             "personalizer_rebalances_total 1",

@@ -1,9 +1,11 @@
 //! The live Kafka runtime: `personalizer run`.
 //!
 //! It checks the topic layout (creating missing internal topics), opens the state
-//! store, and runs the stream thread ([`stream_thread::StreamThread`]). When the thread has to drop
-//! uncommitted work (an aborted transaction, a broker that went away) it is rebuilt from
-//! the committed state after a backoff; only errors no retry can fix end the process.
+//! store, and runs `kafka.stream_threads` stream threads ([`stream_thread::StreamThread`]),
+//! each a member of the group with its own tasks and transactional producer. When a
+//! thread has to drop uncommitted work (an aborted transaction, a broker that went away)
+//! it is rebuilt from the committed state after a backoff; only errors no retry can fix
+//! end the process (and then every thread stops).
 
 pub mod assignment;
 pub mod batch;
@@ -13,13 +15,13 @@ pub mod clients;
 pub mod codecs;
 pub mod decision_tail;
 pub mod events;
-pub mod gauges;
 pub mod global_table;
 pub mod input;
 pub mod instances;
 pub mod latency;
 pub mod merge;
 pub mod output;
+pub mod peers;
 pub mod restore;
 pub mod stream_thread;
 pub mod topics;
@@ -38,12 +40,13 @@ use crate::telemetry::Telemetry;
 use clients::ClientError;
 use global_table::GlobalTable;
 use instances::Announcer;
+use peers::Peers;
 use restore::RestoreError;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use stream_thread::{SharedWithReaders, StreamError, StreamThread, Totals};
+use stream_thread::{SharedWithReaders, StreamError, StreamSetup, StreamThread, Totals};
 use topics::{ClusterTopics, Role, TopicLayout, TopicProblem};
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -67,6 +70,8 @@ pub enum RuntimeError {
     },
     #[error(transparent)]
     Stream(StreamError),
+    #[error("a stream thread panicked; the other threads committed and stopped")]
+    StreamThreadPanicked,
     #[error("product table: {0}")]
     ProductTable(global_table::GlobalTableError),
     #[error(transparent)]
@@ -135,7 +140,7 @@ fn with_retry<T>(
         match attempt() {
             Err(e @ ClientError::Broker { .. }) if !shutdown.load(Ordering::SeqCst) => {
                 tracing::warn!(error = %e, retry_in = ?backoff, "cannot {action}; retrying");
-                sleep_unless(shutdown, health, backoff);
+                sleep_unless(&[shutdown], || health.beat(), backoff);
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
             other => return other,
@@ -143,12 +148,12 @@ fn with_retry<T>(
     }
 }
 
-/// Sleeps (showing signs of life) unless or until `shutdown` is set.
-fn sleep_unless(shutdown: &AtomicBool, health: &Health, duration: Duration) {
+/// Sleeps (showing signs of life with `beat`) unless or until one of `stops` is set.
+fn sleep_unless(stops: &[&AtomicBool], beat: impl Fn(), duration: Duration) {
     let step = Duration::from_millis(50);
     let mut left = duration;
-    while !left.is_zero() && !shutdown.load(Ordering::SeqCst) {
-        health.beat();
+    while !left.is_zero() && !stops.iter().any(|stop| stop.load(Ordering::SeqCst)) {
+        beat();
         let nap = left.min(step);
         std::thread::sleep(nap);
         left -= nap;
@@ -319,6 +324,16 @@ fn run_stream(
         product_partitions = partitions[1],
         "starting"
     );
+    let threads = config.kafka.stream_threads;
+    health.set_stream_threads(threads);
+    let shared = SharedWithReaders {
+        catalog: catalog.clone(),
+        served: served.clone(),
+        announcer: announcer.clone(),
+        decoders: codecs.inputs.clone(),
+        encoder: codecs.outputs.clone(),
+        peers: Arc::new(Peers::new(threads)),
+    };
     let stop_table = AtomicBool::new(false);
     let totals = std::thread::scope(|scope| {
         let follower = spawn_named(scope, "product-table", || {
@@ -335,21 +350,18 @@ fn run_stream(
         let decision_reader = spawn_named(scope, "decision-tail", || {
             decision_tail::follow(config, &activity, &[shutdown, &stop_table])
         });
-        let result = run_stream_thread(
-            config,
-            &layout,
-            &store,
-            &transactional_id,
-            partitions,
-            &SharedWithReaders {
-                catalog: catalog.clone(),
-                served: served.clone(),
-                announcer: announcer.clone(),
-                decoders: codecs.inputs.clone(),
-                encoder: codecs.outputs.clone(),
+        let result = run_stream_threads(
+            &StreamSetup {
+                config,
+                layout: &layout,
+                store: &store,
+                transactional_id: &transactional_id,
+                partitions,
+                shared: &shared,
+                telemetry,
             },
+            threads,
             shutdown,
-            telemetry,
         );
         stop_table.store(true, Ordering::SeqCst);
         // Other instances stop sending read-API requests here.
@@ -385,45 +397,76 @@ fn join_reader<E: std::fmt::Display>(joined: std::thread::Result<Result<(), E>>,
     }
 }
 
-/// Runs stream threads one after another until `shutdown`: a thread that had to drop
-/// uncommitted work is replaced by a new one after a backoff.
-#[allow(clippy::too_many_arguments)]
-fn run_stream_thread(
-    config: &Config,
-    layout: &TopicLayout,
-    store: &Store,
-    transactional_id: &str,
-    partitions: [u16; 2],
-    shared: &SharedWithReaders,
+/// Runs `threads` stream threads until `shutdown`, or until one of them meets an error
+/// no restart can fix: then the others commit and stop too, and that error is returned.
+fn run_stream_threads(
+    setup: &StreamSetup,
+    threads: usize,
     shutdown: &AtomicBool,
-    telemetry: &Telemetry,
 ) -> Result<Totals, RuntimeError> {
-    let health = &telemetry.health;
+    let failed = AtomicBool::new(false);
+    let results: Vec<Result<Totals, RuntimeError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|index| {
+                let failed = &failed;
+                spawn_named(scope, &format!("stream-{index}"), move || {
+                    let result = run_stream_thread(setup, index, &[shutdown, failed]);
+                    if result.is_err() {
+                        failed.store(true, Ordering::SeqCst);
+                    }
+                    result
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|handle| {
+                handle.join().unwrap_or_else(|_| {
+                    failed.store(true, Ordering::SeqCst);
+                    Err(RuntimeError::StreamThreadPanicked)
+                })
+            })
+            .collect()
+    });
+    let mut totals = Totals::default();
+    let mut first_error = None;
+    for result in results {
+        match result {
+            Ok(thread_totals) => totals.add(&thread_totals),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    first_error.map_or(Ok(totals), Err)
+}
+
+/// Runs stream thread `index`, rebuilt after a backoff each time it had to drop
+/// uncommitted work, until one of `stops` is set.
+fn run_stream_thread(
+    setup: &StreamSetup,
+    index: usize,
+    stops: &[&AtomicBool],
+) -> Result<Totals, RuntimeError> {
+    let health = setup.telemetry.health.thread(index);
+    let stopping = || stops.iter().any(|stop| stop.load(Ordering::SeqCst));
     let mut totals = Totals::default();
     let mut backoff = FIRST_BACKOFF;
-    while !shutdown.load(Ordering::SeqCst) {
+    while !stopping() {
         health.set_phase(Phase::Starting);
-        let stream = StreamThread::new(
-            config,
-            layout,
-            store,
-            transactional_id,
-            partitions,
-            shared.clone(),
-            telemetry,
-        );
+        let stream = StreamThread::new(setup, index);
         let mut stream = match stream {
             Ok(stream) => stream,
             Err(StreamError::Client(e @ ClientError::Broker { .. })) => {
                 tracing::warn!(error = %e, retry_in = ?backoff, "cannot start; retrying");
-                sleep_unless(shutdown, health, backoff);
+                sleep_unless(stops, || health.beat(), backoff);
                 backoff = (backoff * 2).min(MAX_BACKOFF);
                 continue;
             }
             Err(e) => return Err(RuntimeError::Stream(e)),
         };
         let started = std::time::Instant::now();
-        let result = stream.run(shutdown);
+        let result = stream.run(stops);
         totals.add(&stream.totals);
         // A thread that worked for a while before it stopped starts the backoff over:
         // a rare rewind in a long run should not wait as long as the tenth in a row.
@@ -445,7 +488,7 @@ fn run_stream_thread(
                     "stream thread stopped; restarting from the last commit"
                 );
                 tracing::info!(retry_in = ?backoff, "restarting the stream thread");
-                sleep_unless(shutdown, health, backoff);
+                sleep_unless(stops, || health.beat(), backoff);
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
             Err(e) => return Err(RuntimeError::Stream(e)),

@@ -131,18 +131,23 @@ impl StreamThread<'_> {
                 changes.push(checkpoint_change(topic, p, last + 1));
             }
         }
-        if let Some(horizon) = self.core.min_stream_time() {
+        if let Some(oldest) = self.core.min_stream_time() {
+            self.peers.set_oldest_stream_time(self.index, Some(oldest));
+        }
+        // The store is shared: its horizon follows the oldest task of any thread.
+        if let Some(oldest) = self.peers.oldest_stream_time() {
             self.store.set_dedupe_horizon(
-                horizon.saturating_sub(self.config.rules.dedupe_window.millis()),
+                oldest.saturating_sub(self.config.rules.dedupe_window.millis()),
             );
         }
         self.store.write_sorted(&mut changes)?;
         count_written_bytes(&self.telemetry.metrics, &changes);
         self.publish_batch(committing.counts, committing.batch_started, commit_seconds);
-        let more_waiting = self.batch_started.is_some() || !self.assignment.all_caught_up();
-        self.telemetry.health.committed(more_waiting);
+        let more_waiting = self.batch_started.is_some() || !self.read_all_there_is();
+        self.health().committed(more_waiting);
+        let budget = CacheBudget::new(&self.config.state, Workload::Live);
         self.core
-            .trim_caches(CacheBudget::new(&self.config.state, Workload::Live));
+            .trim_caches(budget.shared_by(self.peers.threads()));
         if let Err(abort) = self.output.release_held() {
             return Err(self.rewind(abort));
         }
@@ -159,6 +164,8 @@ impl StreamThread<'_> {
             .observe(started.elapsed().as_secs_f64());
         self.totals.commits += 1;
         self.totals.stats.add(&counts.stats);
+        self.peers
+            .count_committed(counts.stats.events_processed() + counts.stats.duplicates);
         self.totals.dead_letters += counts.dead_letter_count();
         let topics = &self.topics;
         counts.publish(

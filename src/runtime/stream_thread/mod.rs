@@ -1,5 +1,6 @@
-//! The stream thread: one consumer in the application's group, one producer, and the
-//! engine's [`Core`] holding a task per assigned partition of each side.
+//! A stream thread: one consumer in the application's group, one producer, and the
+//! engine's [`Core`] holding a task per assigned partition of each side. A process runs
+//! `kafka.stream_threads` of them side by side (see [`super::peers`] for what they share).
 //!
 //! Per commit interval it reads records, hands them to the core in event-time order
 //! (see [`super::merge`]), produces decisions and messages for tasks elsewhere as they
@@ -13,24 +14,22 @@
 use super::assignment::{Assignment, Topics, PAUSE_AT};
 use super::batch::BatchCounts;
 use super::clients::{self, ClientError, Prefetch};
-use super::gauges;
 use super::input::{self, InputDecoders, Item, ReadAt};
 use super::instances::Announcer;
 use super::latency::LatencyHistogram;
 use super::merge::{Merger, Pending};
 use super::output::Output;
+use super::peers::Peers;
 use super::restore::RestoreError;
 use super::topics::TopicLayout;
 use super::transaction::CommitterBusy;
 use crate::api::shoppers::ServedPartitions;
-use crate::catalog::SharedCatalog;
 use crate::config::Config;
-use crate::decision_codec::DecisionEncoder;
 use crate::engine::stats::Stats;
 use crate::engine::task::TaskError;
 use crate::engine::{Advanced, Clock, Core, TaskId};
 use crate::store::{Store, StoreError};
-use crate::telemetry::health::Phase;
+use crate::telemetry::health::{Phase, ThreadHealth};
 use crate::telemetry::Telemetry;
 use crate::time::Millis;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
@@ -43,7 +42,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 mod apply;
 mod commit;
+mod gauges;
 mod rebalance;
+mod setup;
+
+pub use setup::{thread_transactional_id, SharedWithReaders, StreamSetup};
 
 const POLL_BATCH: usize = 2_000;
 /// How long the first poll of a round may wait for a record.
@@ -95,7 +98,12 @@ pub enum StreamError {
 /// Records rebalances for the loop to act on after `poll` returns.
 #[derive(Default)]
 pub struct GroupContext {
+    /// The stream thread whose consumer this is, for the logs.
+    thread: usize,
     rebalanced: AtomicBool,
+    /// Between a revocation and the next assignment (and before the first): the thread
+    /// holds no tasks for now, which is not having read all there is.
+    between_assignments: AtomicBool,
     committer: Arc<CommitterBusy>,
 }
 
@@ -104,14 +112,24 @@ impl ClientContext for GroupContext {}
 impl ConsumerContext for GroupContext {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
-            tracing::info!(partitions = tpl.count(), "partitions revoked");
+            tracing::info!(
+                thread = self.thread,
+                partitions = tpl.count(),
+                "partitions revoked"
+            );
             self.committer.wait_until_idle();
+            self.between_assignments.store(true, Ordering::SeqCst);
         }
         self.rebalanced.store(true, Ordering::SeqCst);
     }
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
-            tracing::info!(partitions = tpl.count(), "partitions assigned");
+            tracing::info!(
+                thread = self.thread,
+                partitions = tpl.count(),
+                "partitions assigned"
+            );
+            self.between_assignments.store(false, Ordering::SeqCst);
         }
         self.rebalanced.store(true, Ordering::SeqCst);
     }
@@ -160,6 +178,8 @@ enum QuietTimers {
 }
 
 pub struct StreamThread<'a> {
+    /// Which of the process's stream threads this is, counted from 0.
+    index: usize,
     config: &'a Config,
     layout: &'a TopicLayout,
     store: &'a Store,
@@ -184,27 +204,12 @@ pub struct StreamThread<'a> {
     served: Arc<ServedPartitions>,
     announcer: Arc<Announcer>,
     decoders: Arc<InputDecoders>,
+    peers: Arc<Peers>,
     telemetry: &'a Telemetry,
     last_gauges: Instant,
-    /// When the first record since the last catch-up was processed.
-    behind_since: Option<Instant>,
-    events_at_behind: u64,
+    /// The consumer-lag gauge's labels this thread set, removed when its partitions move.
+    lag_labels: Vec<[String; 2]>,
     pub totals: Totals,
-}
-
-/// What the stream thread shares with other threads: the product catalog it ranks
-/// against (the product table's reader fills it), which customer partitions it serves
-/// to the read API, and the announcer that tells the other instances.
-#[derive(Clone)]
-pub struct SharedWithReaders {
-    pub catalog: SharedCatalog,
-    pub served: Arc<ServedPartitions>,
-    /// Tells the other instances which customer partitions this one now serves.
-    pub announcer: Arc<Announcer>,
-    /// How input records are decoded (with the schema registry's cache).
-    pub decoders: Arc<InputDecoders>,
-    /// How decisions are written (JSON, or Avro with their schemas' ids).
-    pub encoder: Arc<DecisionEncoder>,
 }
 
 fn wall_clock_millis() -> Millis {
@@ -214,24 +219,29 @@ fn wall_clock_millis() -> Millis {
 }
 
 impl<'a> StreamThread<'a> {
-    /// Creates the clients and joins the group. `transactional_id` names the producer;
-    /// `partitions` are the customer and product sides' partition counts.
-    pub fn new(
-        config: &'a Config,
-        layout: &'a TopicLayout,
-        store: &'a Store,
-        transactional_id: &str,
-        partitions: [u16; 2],
-        shared: SharedWithReaders,
-        telemetry: &'a Telemetry,
-    ) -> Result<StreamThread<'a>, StreamError> {
+    /// Creates the clients of stream thread `index` and joins the group.
+    pub fn new(setup: &StreamSetup<'a>, index: usize) -> Result<StreamThread<'a>, StreamError> {
+        let StreamSetup {
+            config,
+            layout,
+            store,
+            transactional_id,
+            partitions,
+            shared,
+            telemetry,
+        } = *setup;
+        let transactional_id = thread_transactional_id(transactional_id, index);
         let SharedWithReaders {
             catalog,
             served,
             announcer,
             decoders,
             encoder,
-        } = shared;
+            peers,
+        } = shared.clone();
+        // Until its tasks have read all there is, no thread's quiet tasks follow the clock.
+        peers.set_caught_up(index, false);
+        peers.set_settled(index, false);
         let mut consumer_config = clients::base(config);
         consumer_config
             .set("group.id", &config.application_id)
@@ -245,11 +255,13 @@ impl<'a> StreamThread<'a> {
         INPUT_PREFETCH.apply(&mut consumer_config, config);
         let committer = Arc::new(CommitterBusy::default());
         let context = GroupContext {
+            thread: index,
             rebalanced: AtomicBool::new(false),
+            between_assignments: AtomicBool::new(true),
             committer: Arc::clone(&committer),
         };
         let consumer = clients::consumer_with(&consumer_config, context)?;
-        let output = Output::new(config, transactional_id, committer, encoder)?;
+        let output = Output::new(config, &transactional_id, committer, encoder)?;
         output
             .init()
             .map_err(|e| ClientError::broker(config, "start the transactional producer", e))?;
@@ -260,6 +272,7 @@ impl<'a> StreamThread<'a> {
         let mut core = Core::new(config.rules.clone(), Clock::PerTask, partitions);
         core.use_catalog(catalog);
         Ok(StreamThread {
+            index,
             config,
             layout,
             store,
@@ -277,20 +290,25 @@ impl<'a> StreamThread<'a> {
             served,
             announcer,
             decoders,
+            peers,
             telemetry,
             last_gauges: Instant::now(),
-            behind_since: None,
-            events_at_behind: 0,
+            lag_labels: Vec::new(),
             totals: Totals::default(),
         })
     }
 
-    /// Runs until `shutdown` is set (then commits and returns) or an error.
-    pub fn run(&mut self, shutdown: &AtomicBool) -> Result<(), StreamError> {
+    /// This thread's handle on the process's health.
+    fn health(&self) -> ThreadHealth<'a> {
+        self.telemetry.health.thread(self.index)
+    }
+
+    /// Runs until one of `stops` is set (then commits and returns) or an error.
+    pub fn run(&mut self, stops: &[&AtomicBool]) -> Result<(), StreamError> {
         let mut last_log = Instant::now();
         loop {
-            self.telemetry.health.beat();
-            if shutdown.load(Ordering::SeqCst) {
+            self.health().beat();
+            if stops.iter().any(|stop| stop.load(Ordering::SeqCst)) {
                 self.telemetry.health.set_phase(Phase::Stopping);
                 self.commit()?;
                 self.collect_commit(true)?;
@@ -338,27 +356,37 @@ impl<'a> StreamThread<'a> {
         )
     }
 
-    /// Tells health whether input is waiting to be committed, and logs when a backlog
-    /// has been worked off: how many events, how fast.
+    /// Whether every assigned task has read all there is, and the thread is not between
+    /// a revocation and its next assignment.
+    fn read_all_there_is(&self) -> bool {
+        !self
+            .consumer
+            .context()
+            .between_assignments
+            .load(Ordering::SeqCst)
+            && self.assignment.all_caught_up()
+    }
+
+    /// Tells health whether input is waiting to be committed, and logs when the
+    /// process (every stream thread) has worked off a backlog: how many events, how fast.
     fn note_progress(&mut self) {
-        let health = &self.telemetry.health;
-        if self.batch_started.is_some()
-            || self.committing.is_some()
-            || !self.assignment.all_caught_up()
-        {
+        let health = self.health();
+        let caught_up = self.read_all_there_is();
+        self.peers.set_caught_up(self.index, caught_up);
+        if self.batch_started.is_some() || self.committing.is_some() || !caught_up {
+            self.peers.set_settled(self.index, false);
             health.input_waiting();
             return;
         }
         health.caught_up();
-        let Some(since) = self.behind_since.take() else {
+        self.peers.set_settled(self.index, true);
+        let Some((elapsed, events)) = self.peers.backlog_done() else {
             return;
         };
-        let events = self.totals.stats.events_processed() + self.totals.stats.duplicates
-            - self.events_at_behind;
         if events == 0 {
             return;
         }
-        let seconds = since.elapsed().as_secs_f64();
+        let seconds = elapsed.as_secs_f64();
         let rate = (events as f64 / seconds).round();
         // Live traffic catches up every commit; only a real backlog is worth a line.
         if seconds >= 1.0 {
@@ -469,18 +497,6 @@ impl<'a> StreamThread<'a> {
         Ok(())
     }
 
-    fn refresh_gauges(&self) {
-        gauges::refresh(
-            &self.telemetry.metrics,
-            &self.consumer,
-            &self.topics,
-            &self.assignment,
-            &self.core,
-            self.store,
-            wall_clock_millis(),
-        );
-    }
-
     fn process_ready(&mut self) -> Result<(), StreamError> {
         self.assignment.refresh_lags(&self.topics, &self.consumer);
         let max_idle = self.config.kafka.max_task_idle.0;
@@ -509,7 +525,8 @@ impl<'a> StreamThread<'a> {
     }
 
     /// Quiet tasks follow the wall clock minus the grace, so reminders fall due while no
-    /// events arrive; but only once every task of this thread has read all there is.
+    /// events arrive; but only once every task of every stream thread of the process
+    /// has read all there is.
     ///
     /// A task that is behind never follows the wall clock, and neither may one whose
     /// senders are behind: a forwarded message moves its receiver's clock to the
@@ -522,7 +539,9 @@ impl<'a> StreamThread<'a> {
     /// At most [`TIMERS_PER_ROUND`] fire per call; the rest in the next rounds.
     fn advance_quiet_tasks(&mut self) -> Result<(), StreamError> {
         self.quiet_timers = QuietTimers::Settled;
-        if !self.assignment.all_caught_up() {
+        let caught_up = self.read_all_there_is();
+        self.peers.set_caught_up(self.index, caught_up);
+        if !caught_up || !self.peers.all_caught_up() {
             return Ok(());
         }
         let until = wall_clock_millis() - self.config.kafka.grace.millis();
@@ -549,11 +568,7 @@ impl<'a> StreamThread<'a> {
 
     /// Starts the commit interval (and, exactly-once, a transaction) if not started.
     fn begin(&mut self) -> Result<(), StreamError> {
-        if self.behind_since.is_none() {
-            self.behind_since = Some(Instant::now());
-            self.events_at_behind =
-                self.totals.stats.events_processed() + self.totals.stats.duplicates;
-        }
+        self.peers.working();
         if self.batch_started.is_none() {
             self.batch_started = Some(Instant::now());
         }

@@ -10,6 +10,7 @@ use crate::runtime::clients::ClientError;
 use crate::runtime::events::{
     AbortReason, AssignmentRestored, BatchAborted, Rebalanced, TaskRestored,
 };
+use crate::runtime::peers::TaskCounts;
 use crate::runtime::restore::{self, RestoreTarget};
 use crate::runtime::transaction::TRANSACTION_TIMEOUT;
 use crate::telemetry::health::Phase;
@@ -45,12 +46,18 @@ impl StreamThread<'_> {
         self.batch_started = None;
         self.batch.clear();
         self.core.close_tasks();
-        self.assignment = Assignment::default();
-        for partition in 0..self.served.partitions() {
-            self.served.set(partition, PartitionStatus::NotHere);
+        // Until the new tasks have read all there is, no thread's quiet tasks follow
+        // the wall clock.
+        self.peers.set_caught_up(self.index, false);
+        // Only this thread's partitions: the others' threads still serve theirs.
+        let previous = std::mem::take(&mut self.assignment);
+        for &(side, partition) in previous.tasks.keys() {
+            if side == Side::Customer {
+                self.served.set(partition, PartitionStatus::NotHere);
+            }
         }
-        metrics.consumer_lag.reset();
-        self.telemetry.health.set_phase(Phase::Restoring);
+        self.forget_lag_gauges();
+        self.health().set_phase(Phase::Restoring);
         let assigned = self
             .consumer
             .assignment()
@@ -72,11 +79,26 @@ impl StreamThread<'_> {
             })?;
         }
         let assignment = Assignment::new(&self.topics, &assigned, &committed);
-        let count = |side| assignment.tasks.keys().filter(|(s, _)| *s == side).count();
-        Rebalanced {
-            tasks: [count(Side::Customer), count(Side::Product)],
-        }
-        .emit(metrics);
+        let count = |side| assignment.tasks.keys().filter(|(s, _)| *s == side).count() as i64;
+        let tasks = [count(Side::Customer), count(Side::Product)];
+        self.peers.update_tasks(
+            self.index,
+            |mine| {
+                *mine = TaskCounts {
+                    assigned: tasks,
+                    restoring: tasks,
+                }
+            },
+            |all| {
+                Rebalanced {
+                    thread: self.index,
+                    tasks,
+                    process_assigned: all.assigned,
+                    process_restoring: all.restoring,
+                }
+                .emit(metrics)
+            },
+        );
         let ids: Vec<TaskId> = assignment.tasks.keys().copied().collect();
         let customer_partitions = || {
             ids.iter()
@@ -90,8 +112,14 @@ impl StreamThread<'_> {
         for partition in customer_partitions() {
             self.served.set(partition, PartitionStatus::Serving);
         }
+        let mine: Vec<u16> = customer_partitions().collect();
         self.announcer
-            .announce(&customer_partitions().collect::<Vec<_>>());
+            .announce(&self.peers.serve(self.index, &mine));
+        if ids.is_empty() {
+            // Its partitions moved to other members, which hold the dedupe horizon back
+            // for them themselves.
+            self.peers.set_oldest_stream_time(self.index, None);
+        }
         // librdkafka keeps a partition paused across a reassignment; this assignment
         // starts with nothing buffered, so a partition left paused (under the last one
         // its buffer was full; above, for the restore) would never be fetched again,
@@ -103,7 +131,7 @@ impl StreamThread<'_> {
         }
         self.assignment = assignment;
         self.refresh_gauges();
-        self.telemetry.health.set_phase(Phase::Running);
+        self.health().set_phase(Phase::Running);
         Ok(())
     }
 
@@ -112,6 +140,7 @@ impl StreamThread<'_> {
     fn open_tasks(&mut self, ids: &[TaskId]) -> Result<(), StreamError> {
         let started = Instant::now();
         let telemetry = self.telemetry;
+        let health = self.health();
         let targets: Vec<RestoreTarget> = ids
             .iter()
             .map(|&(side, partition)| RestoreTarget {
@@ -138,30 +167,38 @@ impl StreamThread<'_> {
             threads.min(MAX_RESTORE_THREADS),
             &|index, records| {
                 counters[index].inc_by(records);
-                telemetry.health.beat();
+                health.beat();
             },
         )?;
         let mut records = 0;
         for (&id, restored) in ids.iter().zip(restored) {
             let (side, partition) = id;
             records += restored.records;
-            TaskRestored {
-                side,
-                partition,
-                records: restored.records,
-                from_offset: restored.from,
-                wiped: restored.wiped,
-                checkpoint: restored.checkpoint,
-                changelog_low: restored.low,
-                changelog_high: restored.high,
-                seconds: restored.seconds,
-            }
-            .emit(&telemetry.metrics);
+            self.peers.update_tasks(
+                self.index,
+                |mine| mine.restoring[side as usize] -= 1,
+                |all| {
+                    TaskRestored {
+                        side,
+                        partition,
+                        records: restored.records,
+                        from_offset: restored.from,
+                        wiped: restored.wiped,
+                        checkpoint: restored.checkpoint,
+                        changelog_low: restored.low,
+                        changelog_high: restored.high,
+                        seconds: restored.seconds,
+                        process_restoring: all.restoring,
+                    }
+                    .emit(&telemetry.metrics)
+                },
+            );
             let stream_time = self.store.read_meta(&stream_time_key(side, partition))?;
             self.core.open_task(self.store, id, stream_time)?;
         }
         self.totals.restored_records += records;
         AssignmentRestored {
+            thread: self.index,
             tasks: ids.len(),
             records,
             seconds: started.elapsed().as_secs_f64(),
