@@ -28,19 +28,14 @@ fn threads_given_tasks(log: &Path) -> std::collections::BTreeSet<String> {
         .collect()
 }
 
-#[test]
-fn two_stream_threads_share_the_tasks_and_decide_as_replay() {
-    let app = App::new(
-        "threads",
-        PARTITIONS,
-        &format!("stream_threads = 2\n{NO_WALL_CLOCK}"),
-    );
-    // Without the events whose rules send messages to another task (sign-ins, stock
-    // requests, erasures): a message to a task on the other thread travels through an
-    // internal topic and reaches it later than replay's, in memory, does, after events
-    // replay applies after it (as between instances, or in Kafka Streams). Without them
-    // the threads are independent, and each must decide exactly as replay.
-    let lines: Vec<String> = workload(4_000, 7)
+/// The test workload without the events whose rules send messages to another task
+/// (sign-ins, stock requests, erasures), ended by sentinels. A message to a task on the
+/// other thread travels through an internal topic and reaches it later than replay's,
+/// in memory, does, after events replay applies after it (as between instances, or in
+/// Kafka Streams). Without them the threads are independent, and each must decide
+/// exactly as replay.
+fn independent_workload(events: u64, seed: u64) -> Vec<String> {
+    let lines: Vec<String> = workload(events, seed)
         .into_iter()
         .filter(|line| {
             ["signed_in", "back_in_stock_requested", "customer_erased"]
@@ -48,7 +43,23 @@ fn two_stream_threads_share_the_tasks_and_decide_as_replay() {
                 .all(|kind| !line.contains(&format!(r#""type":"{kind}""#)))
         })
         .collect();
-    let lines = with_sentinels(lines, PARTITIONS);
+    with_sentinels(lines, PARTITIONS)
+}
+
+fn count_lines(log: &Path, needle: &str) -> usize {
+    std::fs::read_to_string(log)
+        .map(|text| text.lines().filter(|l| l.contains(needle)).count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn two_stream_threads_share_the_tasks_and_decide_as_replay() {
+    let app = App::new(
+        "threads",
+        PARTITIONS,
+        &format!("stream_threads = 2\n{NO_WALL_CLOCK}"),
+    );
+    let lines = independent_workload(4_000, 7);
     let expected = replay_of(&app, &lines, None);
     assert!(expected.len() > 20, "the workload should decide things");
 
@@ -64,7 +75,8 @@ fn two_stream_threads_share_the_tasks_and_decide_as_replay() {
         assert!(Instant::now() < deadline, "both threads get tasks");
         std::thread::sleep(Duration::from_millis(100));
     }
-    app.produce(&app.producer(), &lines);
+    // Paused, so every input appears at once, as a backlog does (see the helper).
+    app.produce_while_paused(&[&child], &lines);
     app.wait_for_decisions(expected.len(), Duration::from_secs(180));
     for side in ["customer", "product"] {
         let label = format!("processor=\"{side}\"");
@@ -92,4 +104,59 @@ fn two_stream_threads_share_the_tasks_and_decide_as_replay() {
     assert_eq!(terminate(&mut child), Some(0), "SIGTERM exits 0");
     assert_same_decisions(&app.decisions(), &expected);
     assert_eq!(threads_given_tasks(&log).len(), 2);
+}
+
+#[test]
+fn kill_9_of_a_process_with_two_stream_threads_loses_and_repeats_nothing() {
+    // One commit a second, so a kill finds a transaction open (see live_kafka.rs's
+    // kill -9 test): each thread's next incarnation must fence its own predecessor's,
+    // under its own transactional id.
+    // A killed process leaves two members in the group, which the next incarnation's
+    // join waits for until their sessions expire: 10 s here instead of 45.
+    let config = format!(
+        "stream_threads = 2\n{NO_WALL_CLOCK}\ncommit_interval = \"1s\"\ncommit_pacing = \"interval\"\n\
+         [kafka.properties]\n\"session.timeout.ms\" = \"10000\""
+    );
+    let app = App::new("threads-kill9", PARTITIONS, &config);
+    let lines = independent_workload(20_000, 11);
+    let expected = replay_of(&app, &lines, None);
+    let state = app.dir.path().join("state");
+    let log = app.dir.path().join("run.log");
+    let producer = app.producer();
+    let mut kills = 0;
+    for slice in lines.chunks(lines.len() / 3 + 1) {
+        app.produce(&producer, slice);
+        let restored_before = count_lines(&log, "task restored");
+        let mut child = app.spawn(&state, &log);
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while count_lines(&log, "task restored") < restored_before + 2 * PARTITIONS as usize {
+            assert!(Instant::now() < deadline, "tasks not restored in time");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !app.output_transaction_open() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        child.kill().unwrap(); // SIGKILL: no commit, no flush, no goodbye
+        child.wait().unwrap();
+        kills += 1;
+    }
+    let mut child = app.spawn(&state, &log);
+    app.wait_for_decisions(expected.len(), Duration::from_secs(180));
+    assert_eq!(terminate(&mut child), Some(0));
+    assert_eq!(kills, 3);
+    let live = app.decisions();
+    assert_same_decisions(&live, &expected);
+    // The kills left transactions open with decisions in them, which the next
+    // incarnation's threads aborted: in the log, invisible to read_committed.
+    let uncommitted = app.read_all(&app.output_topics(), "read_uncommitted").len();
+    assert!(
+        uncommitted > live.len(),
+        "no aborted decision in the log: {uncommitted} records, {} committed",
+        live.len()
+    );
+    assert!(
+        count_lines(&log, "thread=1") > 0,
+        "the second thread took part"
+    );
 }

@@ -7,6 +7,7 @@ use super::batch::{BatchCounts, InputId};
 use super::peers::PerSide;
 use crate::engine::Side;
 use crate::telemetry::metrics::Metrics;
+use std::time::Duration;
 
 /// Why the open batch was dropped (the `reason` label of `personalizer_aborts_total`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,6 +114,37 @@ impl AssignmentRestored {
             records_per_second = per_second,
             "assignment restored"
         );
+    }
+}
+
+/// Every stream thread has read and committed all there is: a stretch of work (a
+/// backlog, or live traffic between two commits) is done.
+pub struct CaughtUp {
+    /// Events processed (and duplicates dropped) in that stretch, by every thread.
+    pub events: u64,
+    pub elapsed: Duration,
+}
+
+impl CaughtUp {
+    pub fn emit(self) {
+        let seconds = self.elapsed.as_secs_f64();
+        let rate = (self.events as f64 / seconds).round();
+        // Live traffic catches up every commit; only a real backlog is worth a line.
+        if seconds >= 1.0 {
+            tracing::info!(
+                events = self.events,
+                seconds,
+                events_per_second = rate,
+                "caught up"
+            );
+        } else {
+            tracing::debug!(
+                events = self.events,
+                seconds,
+                events_per_second = rate,
+                "caught up"
+            );
+        }
     }
 }
 

@@ -458,7 +458,7 @@ fn run_stream_thread(
         let mut stream = match stream {
             Ok(stream) => stream,
             Err(StreamError::Client(e @ ClientError::Broker { .. })) => {
-                tracing::warn!(error = %e, retry_in = ?backoff, "cannot start; retrying");
+                tracing::warn!(thread = index, error = %e, retry_in = ?backoff, "cannot start; retrying");
                 sleep_unless(stops, || health.beat(), backoff);
                 backoff = (backoff * 2).min(MAX_BACKOFF);
                 continue;
@@ -487,7 +487,7 @@ fn run_stream_thread(
                     &e,
                     "stream thread stopped; restarting from the last commit"
                 );
-                tracing::info!(retry_in = ?backoff, "restarting the stream thread");
+                tracing::info!(thread = index, retry_in = ?backoff, "restarting the stream thread");
                 sleep_unless(stops, || health.beat(), backoff);
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }

@@ -14,6 +14,7 @@
 use super::assignment::{Assignment, Topics, PAUSE_AT};
 use super::batch::BatchCounts;
 use super::clients::{self, ClientError, Prefetch};
+use super::events::CaughtUp;
 use super::input::{self, InputDecoders, Item, ReadAt};
 use super::instances::Announcer;
 use super::latency::LatencyHistogram;
@@ -386,14 +387,7 @@ impl<'a> StreamThread<'a> {
         if events == 0 {
             return;
         }
-        let seconds = elapsed.as_secs_f64();
-        let rate = (events as f64 / seconds).round();
-        // Live traffic catches up every commit; only a real backlog is worth a line.
-        if seconds >= 1.0 {
-            tracing::info!(events, seconds, events_per_second = rate, "caught up");
-        } else {
-            tracing::debug!(events, seconds, events_per_second = rate, "caught up");
-        }
+        CaughtUp { events, elapsed }.emit();
     }
 
     fn poll_records(&mut self) -> Result<(), StreamError> {
