@@ -146,7 +146,12 @@ fn kill_9_while_events_flow_loses_and_repeats_nothing() {
     // wait most of that second in an open transaction: the kill waits for one (an
     // output partition whose high watermark is above its last stable offset), which
     // is the case to prove.
-    let config = format!("{NO_WALL_CLOCK}\ncommit_interval = \"1s\"\ncommit_pacing = \"interval\"");
+    // A killed process stays a member of the group until its session expires, and the
+    // next incarnation's join waits for that: 10 s here instead of librdkafka's 45.
+    let config = format!(
+        "{NO_WALL_CLOCK}\ncommit_interval = \"1s\"\ncommit_pacing = \"interval\"\n\
+         [kafka.properties]\n\"session.timeout.ms\" = \"10000\""
+    );
     let app = App::new("kill9", PARTITIONS, &config);
     let lines = with_sentinels(workload(40_000, 11), PARTITIONS);
     let expected = replay_of(&app, &lines, None);
@@ -156,26 +161,8 @@ fn kill_9_while_events_flow_loses_and_repeats_nothing() {
     // Events arrive in slices; the processor is killed at a random point while it works
     // through each (once its tasks are restored), and the next slice lands while it is
     // down.
-    let producer = app.producer();
     let slices: Vec<&[String]> = lines.chunks(lines.len() / 5 + 1).collect();
-    let mut kills = 0;
-    for slice in &slices {
-        app.produce(&producer, slice);
-        let restored_before = count_lines(&log, "task restored");
-        let mut child = app.spawn(&state, &log);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while count_lines(&log, "task restored") < restored_before + 2 * PARTITIONS as usize {
-            assert!(Instant::now() < deadline, "tasks not restored in time");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !app.output_transaction_open() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        child.kill().unwrap(); // SIGKILL: no commit, no flush, no goodbye
-        child.wait().unwrap();
-        kills += 1;
-    }
+    let kills = app.kill_while_working_through(&slices, &state, &log, Duration::from_secs(60));
     let mut child = app.spawn(&state, &log);
     app.wait_for_decisions(expected.len(), Duration::from_secs(180));
     assert_eq!(terminate(&mut child), Some(0));
@@ -276,14 +263,6 @@ fn bad_records_go_to_the_dead_letter_topic_and_the_rest_flows() {
     ];
     inputs.sort();
     assert_eq!(sources, inputs);
-}
-
-fn count_lines(log: &Path, needle: &str) -> usize {
-    std::fs::read_to_string(log)
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.contains(needle))
-        .count()
 }
 
 /// Parses `task restored` log lines: (processor, task, records, wiped).

@@ -5,6 +5,7 @@
 mod common;
 
 use common::compare::{assert_same_decisions, replay_of, workload, NO_WALL_CLOCK, PARTITIONS};
+use common::crash::count_lines;
 use common::live::{
     http_get, metric_sum, terminate, wait_for_metric, wait_for_status, with_sentinels, App,
 };
@@ -44,12 +45,6 @@ fn independent_workload(events: u64, seed: u64) -> Vec<String> {
         })
         .collect();
     with_sentinels(lines, PARTITIONS)
-}
-
-fn count_lines(log: &Path, needle: &str) -> usize {
-    std::fs::read_to_string(log)
-        .map(|text| text.lines().filter(|l| l.contains(needle)).count())
-        .unwrap_or(0)
 }
 
 #[test]
@@ -112,7 +107,7 @@ fn kill_9_of_a_process_with_two_stream_threads_loses_and_repeats_nothing() {
     // kill -9 test): each thread's next incarnation must fence its own predecessor's,
     // under its own transactional id.
     // A killed process leaves two members in the group, which the next incarnation's
-    // join waits for until their sessions expire: 10 s here instead of 45.
+    // join waits for until their sessions expire: 10 s here instead of librdkafka's 45.
     let config = format!(
         "stream_threads = 2\n{NO_WALL_CLOCK}\ncommit_interval = \"1s\"\ncommit_pacing = \"interval\"\n\
          [kafka.properties]\n\"session.timeout.ms\" = \"10000\""
@@ -122,25 +117,8 @@ fn kill_9_of_a_process_with_two_stream_threads_loses_and_repeats_nothing() {
     let expected = replay_of(&app, &lines, None);
     let state = app.dir.path().join("state");
     let log = app.dir.path().join("run.log");
-    let producer = app.producer();
-    let mut kills = 0;
-    for slice in lines.chunks(lines.len() / 3 + 1) {
-        app.produce(&producer, slice);
-        let restored_before = count_lines(&log, "task restored");
-        let mut child = app.spawn(&state, &log);
-        let deadline = Instant::now() + Duration::from_secs(90);
-        while count_lines(&log, "task restored") < restored_before + 2 * PARTITIONS as usize {
-            assert!(Instant::now() < deadline, "tasks not restored in time");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !app.output_transaction_open() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        child.kill().unwrap(); // SIGKILL: no commit, no flush, no goodbye
-        child.wait().unwrap();
-        kills += 1;
-    }
+    let slices: Vec<&[String]> = lines.chunks(lines.len() / 3 + 1).collect();
+    let kills = app.kill_while_working_through(&slices, &state, &log, Duration::from_secs(90));
     let mut child = app.spawn(&state, &log);
     app.wait_for_decisions(expected.len(), Duration::from_secs(180));
     assert_eq!(terminate(&mut child), Some(0));

@@ -225,6 +225,7 @@ pub fn restock_notices(decisions: &[Decision]) -> Vec<(String, String)> {
 }
 pub mod certificates;
 pub mod compare;
+pub mod crash;
 pub mod http;
 pub mod live;
 pub mod progress;
