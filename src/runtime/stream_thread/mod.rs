@@ -562,9 +562,10 @@ impl<'a> StreamThread<'a> {
 
     /// Starts the commit interval (and, exactly-once, a transaction) if not started.
     fn begin(&mut self) -> Result<(), StreamError> {
-        self.peers.working();
         if self.batch_started.is_none() {
             self.batch_started = Some(Instant::now());
+            // Once per batch, not per event: it takes a lock the threads share.
+            self.peers.working();
         }
         self.output
             .begin()
