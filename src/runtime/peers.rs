@@ -184,6 +184,12 @@ impl Peers {
         all
     }
 
+    /// The customer partitions `thread` last said it serves. Kept across the thread's
+    /// rebuilds, so a new incarnation knows what its predecessor served.
+    pub fn served_by(&self, thread: usize) -> Vec<u16> {
+        lock(&self.slot(thread).customer_partitions).clone()
+    }
+
     /// Records `thread`'s gauges and returns the process's.
     pub fn report_gauges(&self, thread: usize, gauges: ThreadGauges) -> ThreadGauges {
         *lock(&self.slot(thread).gauges) = gauges;
@@ -281,6 +287,8 @@ mod tests {
         assert_eq!(peers.serve(0, &[0, 2, 3]), vec![0, 1, 2, 3]);
         assert_eq!(peers.serve(1, &[1]), vec![0, 1, 2, 3]);
         assert_eq!(peers.serve(0, &[]), vec![1]);
+        assert_eq!(peers.served_by(1), vec![1]);
+        assert_eq!(peers.served_by(0), Vec::<u16>::new());
     }
 
     #[test]

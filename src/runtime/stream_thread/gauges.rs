@@ -13,9 +13,8 @@ use rdkafka::consumer::Consumer;
 use rdkafka::Offset;
 
 impl StreamThread<'_> {
-    pub(super) fn refresh_gauges(&mut self) {
+    pub(super) fn refresh_gauges(&self) {
         let metrics = &self.telemetry.metrics;
-        self.lag_labels.clear();
         if let Ok(positions) = self.consumer.position() {
             for e in positions.elements() {
                 let (Some(name), Offset::Offset(position)) =
@@ -24,12 +23,10 @@ impl StreamThread<'_> {
                     continue;
                 };
                 if let Some((_, high)) = cached_watermarks(&self.consumer, name, e.partition()) {
-                    let labels = [e.topic().to_string(), e.partition().to_string()];
                     metrics
                         .consumer_lag
-                        .with_label_values(&[&labels[0], &labels[1]])
+                        .with_label_values(&[e.topic(), &e.partition().to_string()])
                         .set((high - position).max(0));
-                    self.lag_labels.push(labels);
                 }
             }
         }
@@ -56,18 +53,6 @@ impl StreamThread<'_> {
         // The store is the process's: one thread reports it.
         if self.index == 0 {
             publish_store_gauges(metrics, self.store);
-        }
-    }
-
-    /// Removes the consumer-lag gauges of the partitions this thread read until now:
-    /// after a rebalance they may belong to another thread, which sets its own.
-    pub(super) fn forget_lag_gauges(&mut self) {
-        for [topic, partition] in self.lag_labels.drain(..) {
-            let _ = self
-                .telemetry
-                .metrics
-                .consumer_lag
-                .remove_label_values(&[&topic, &partition]);
         }
     }
 }

@@ -208,8 +208,6 @@ pub struct StreamThread<'a> {
     peers: Arc<Peers>,
     telemetry: &'a Telemetry,
     last_gauges: Instant,
-    /// The consumer-lag gauge's labels this thread set, removed when its partitions move.
-    lag_labels: Vec<[String; 2]>,
     pub totals: Totals,
 }
 
@@ -294,7 +292,6 @@ impl<'a> StreamThread<'a> {
             peers,
             telemetry,
             last_gauges: Instant::now(),
-            lag_labels: Vec::new(),
             totals: Totals::default(),
         })
     }

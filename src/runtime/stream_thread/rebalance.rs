@@ -49,14 +49,15 @@ impl StreamThread<'_> {
         // Until the new tasks have read all there is, no thread's quiet tasks follow
         // the wall clock.
         self.peers.set_caught_up(self.index, false);
-        // Only this thread's partitions: the others' threads still serve theirs.
-        let previous = std::mem::take(&mut self.assignment);
-        for &(side, partition) in previous.tasks.keys() {
-            if side == Side::Customer {
-                self.served.set(partition, PartitionStatus::NotHere);
-            }
+        self.assignment = Assignment::default();
+        // Only this thread's partitions (also those a predecessor rebuilt after an abort
+        // served): the other threads still serve theirs.
+        for partition in self.peers.served_by(self.index) {
+            self.served.set(partition, PartitionStatus::NotHere);
         }
-        self.forget_lag_gauges();
+        // Every thread's: the others set theirs again within a second (see gauges.rs),
+        // and partitions that left this instance (or a rebuilt thread) leave no gauge.
+        metrics.consumer_lag.reset();
         self.health().set_phase(Phase::Restoring);
         let assigned = self
             .consumer
